@@ -1,0 +1,32 @@
+"""transferlm: transfer pretrained language models to your task."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from transferlm.config.schema import RunConfig
+    from transferlm.runs.predictor import Predictor
+    from transferlm.runs.train import TrainResult
+
+
+def load(path, batch_size: int = 64) -> "Predictor":
+    """Load a finished run directory; ``.predict(["great film"])`` gives labels and probabilities."""
+    from transferlm.runs.predictor import load as _load
+
+    return _load(path, batch_size)
+
+
+def train(config: "RunConfig | dict", resume: bool = False, overwrite: bool = False) -> "TrainResult":
+    """Train from a RunConfig (or the same structure as a dict, validated strictly)."""
+    from transferlm.config.load import build_config
+    from transferlm.runs.train import train as _train
+
+    if isinstance(config, dict):
+        config = build_config(config)
+    return _train(config, resume=resume, overwrite=overwrite)
+
+
+__all__ = ["__version__", "load", "train"]

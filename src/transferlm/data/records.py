@@ -1,0 +1,92 @@
+"""Rows -> Records via the column mapping, with every problem in a file reported at once."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Hashable, Sequence
+
+from transferlm.config.schema import DataConfig
+from transferlm.data.readers import Table, read_table, summarise_lines
+from transferlm.errors import DataError
+
+
+@dataclass(frozen=True)
+class Record:
+    text: str
+    text_pair: str | None
+    label: Any  # raw label value as read; the task interprets it
+    line: int
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value) or (isinstance(value, str) and not value.strip())
+
+
+def check_columns(table: Table, data: DataConfig, need_label: bool) -> list[str]:
+    wanted = [("text_column", data.text_column, "--text-column")]
+    if data.text_pair_column:
+        wanted.append(("text_pair_column", data.text_pair_column, "--text-pair-column"))
+    if need_label:
+        wanted.append(("label_column", data.label_column, "--label-column"))
+    existing = ", ".join(repr(c) for c in table.columns) or "(none)"
+    return [
+        f"{table.path}: column {name!r} (data.{key}) not found; columns are {existing}; pass {flag} NAME"
+        for key, name, flag in wanted
+        if name not in table.columns
+    ]
+
+
+def records_from_table(table: Table, data: DataConfig, need_label: bool) -> tuple[list[Record], list[str]]:
+    problems = check_columns(table, data, need_label)
+    if problems:
+        return [], problems
+    records, empty_text, empty_label = [], [], []
+    for row, line in zip(table.rows, table.lines):
+        text, pair = row[data.text_column], row.get(data.text_pair_column) if data.text_pair_column else None
+        if _is_missing(text) or (data.text_pair_column and _is_missing(pair)):
+            empty_text.append(line)
+            continue
+        label = row.get(data.label_column)
+        if need_label and _is_missing(label) and not isinstance(label, list):
+            empty_label.append(line)
+            continue
+        records.append(Record(str(text), None if pair is None else str(pair), label, line))
+    if empty_text and not data.drop_empty:
+        problems.append(summarise_lines(table.path, "have an empty or missing text", empty_text,
+                                        "fill them, remove them, or pass --drop-empty (data.drop_empty: true) to drop them"))
+    if empty_label:
+        problems.append(summarise_lines(table.path, f"have an empty label in column {data.label_column!r}", empty_label,
+                                        "label them or remove them"))
+    if not records and not problems:
+        problems.append(f"{table.path}: no data rows; the file needs at least one labelled example")
+    return records, problems
+
+
+def read_records(path: Path, data: DataConfig, need_label: bool = True) -> tuple[list[Record], list[str]]:
+    """Read one file; returns records and problems instead of raising, so callers can report all files at once."""
+    try:
+        table = read_table(path, data.format)
+    except DataError as e:
+        return [], e.problems
+    return records_from_table(table, data, need_label)
+
+
+def stratified_split(records: Sequence[Record], key: Callable[[Record], Hashable], fraction: float,
+                     seed: int) -> tuple[list[Record], list[Record]]:
+    """Seeded split keeping each class's share; classes with one example stay in train."""
+    groups: dict[Hashable, list[int]] = defaultdict(list)
+    for i, record in enumerate(records):
+        groups[key(record)].append(i)
+    rng = random.Random(seed)
+    held: set[int] = set()
+    for name in sorted(groups, key=repr):
+        members = groups[name]
+        rng.shuffle(members)
+        take = round(len(members) * fraction) if len(members) > 1 else 0
+        held.update(members[: max(take, 1 if len(members) > 1 else 0)])
+    train = [r for i, r in enumerate(records) if i not in held]
+    validation = [r for i, r in enumerate(records) if i in held]
+    return train, validation

@@ -1,0 +1,3 @@
+from transferlm.models.resolve import BUNDLED, ResolvedModel, bundled_hint, resolve_model
+
+__all__ = ["BUNDLED", "ResolvedModel", "bundled_hint", "resolve_model"]

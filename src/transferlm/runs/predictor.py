@@ -1,0 +1,92 @@
+"""A finished run, loaded for prediction and evaluation: ``transferlm.load(path)``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import yaml
+from pydantic import ValidationError
+
+from transferlm.config.load import format_validation_error
+from transferlm.config.schema import DataConfig, RunConfig, TaskConfig
+from transferlm.data.records import Record, read_records
+from transferlm.errors import DataError, RunDirError
+from transferlm.models.inference import run_inference
+from transferlm.models.load import load_tokenizer
+from transferlm.runs import layout
+from transferlm.tasks import build_task
+
+log = logging.getLogger(__name__)
+
+
+def _lenient_section(cls, data: dict[str, Any], where: str):
+    """Saved artifacts load leniently: unknown keys (from another version) are dropped with a warning."""
+    known = {k: v for k, v in data.items() if k in cls.model_fields}
+    for key in sorted(set(data) - set(known)):
+        warnings.warn(f"{where}: ignoring unknown saved setting {key!r} (written by another transferlm version)",
+                      stacklevel=3)
+    try:
+        return cls.model_validate(known)
+    except ValidationError as e:
+        raise RunDirError([f"{where}: {p}" for p in format_validation_error(e)]) from e
+
+
+class Predictor:
+    def __init__(self, root: Path, batch_size: int = 64):
+        self.root = Path(root)
+        self.manifest = layout.read_manifest(self.root)
+        saved = yaml.safe_load((self.root / layout.CONFIG).read_text()) or {}
+        self.data_config: DataConfig = _lenient_section(DataConfig, saved.get("data", {}), f"{root}/data")
+        task_config: TaskConfig = _lenient_section(TaskConfig, saved.get("task", {}), f"{root}/task")
+        self.max_length = int(saved.get("model", {}).get("max_length", 512))
+        self.task = build_task(task_config, self.data_config)
+        self.task.load_state(json.loads((self.root / layout.TASK_STATE).read_text()))
+        self.tokenizer = load_tokenizer(self.root)
+        self.model = self.task.load_model(self.root).eval()
+        self.batch_size = batch_size
+
+    def predict(self, texts: Sequence[str | tuple[str, str]]) -> list[dict[str, Any]]:
+        """Predict labels and probabilities; give ``(text, text_pair)`` tuples for pair models."""
+        records = [self._record(t, i) for i, t in enumerate(texts, start=1)]
+        outputs = self._outputs(records, with_labels=False)[0]
+        return self.task.predictions(outputs)
+
+    def predict_records(self, records: Sequence[Record]) -> list[dict[str, Any]]:
+        return self.task.predictions(self._outputs(records, with_labels=False)[0])
+
+    def evaluate(self, path: Path) -> dict[str, Any]:
+        records, problems = read_records(Path(path), self.data_config)
+        if problems:
+            raise DataError(problems)
+        problems = self.task.check_labels({str(path): records})
+        if problems:
+            raise DataError(problems)
+        outputs, targets = self._outputs(records, with_labels=True)
+        return self.task.metrics(outputs, targets)
+
+    def _record(self, item: str | tuple[str, str], index: int) -> Record:
+        pair_model = self.data_config.text_pair_column is not None
+        if isinstance(item, (tuple, list)):
+            if not pair_model or len(item) != 2:
+                raise DataError(f"input {index}: got a {len(item)}-tuple; this model takes "
+                                f"{'(text, text_pair) pairs' if pair_model else 'single strings'}")
+            return Record(str(item[0]), str(item[1]), None, index)
+        if pair_model:
+            raise DataError(f"input {index}: this model was trained on text pairs; pass (text, text_pair) tuples")
+        if not isinstance(item, str):
+            raise DataError(f"input {index}: expected a string, got {type(item).__name__}")
+        return Record(item, None, None, index)
+
+    def _outputs(self, records: Sequence[Record], with_labels: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        features = self.task.encode(self.tokenizer, records, self.max_length, with_labels=with_labels)
+        return run_inference(self.model, self.task, features, self.tokenizer.pad_token_id, self.batch_size)
+
+
+def load(path: str | Path, batch_size: int = 64) -> Predictor:
+    """Load a finished run directory for prediction and evaluation."""
+    return Predictor(Path(path), batch_size)

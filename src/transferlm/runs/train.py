@@ -1,0 +1,150 @@
+"""`train`: config in, finished run directory out."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from transferlm.config.load import config_to_dict
+from transferlm.config.schema import RunConfig
+from transferlm.errors import ConfigError, RegistryError, RunDirError
+from transferlm.evaluation.report import write_reports
+from transferlm.models.inference import run_inference
+from transferlm.models.load import load_tokenizer
+from transferlm.models.resolve import resolve_model
+from transferlm.runs import layout
+from transferlm.runs.prepare import load_splits
+from transferlm.strategies import build_strategy, count_parameters
+from transferlm.tasks import build_task
+from transferlm.training.checkpoint import atomic_write_text
+from transferlm.training.fit import FitSummary, Fitter, RunPaths
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    summary: FitSummary
+    test: dict[str, Any] | None
+
+
+def check_output(config: RunConfig, resume: bool, overwrite: bool) -> RunPaths:
+    paths = RunPaths(Path(config.output))
+    root = paths.root
+    if resume:
+        if not paths.last.is_dir():
+            raise RunDirError(f"{root}: nothing to resume (no checkpoints/last); start without --resume")
+        saved = yaml.safe_load((root / layout.CONFIG).read_text())
+        differences = _config_differences(saved, config_to_dict(config))
+        if differences:
+            raise ConfigError([f"{key}: differs from the interrupted run ({old!r} there, {new!r} now); resume with the "
+                               "same config, or start a new --output" for key, old, new in differences])
+        return paths
+    if root.exists() and any(root.iterdir()):
+        if not overwrite:
+            state = ("a finished run" if layout.is_complete(root) else
+                     "an interrupted run (pass --resume to continue it)" if paths.last.is_dir() else "other files")
+            raise RunDirError(f"{root}: already holds {state}; choose another --output or pass --overwrite")
+        shutil.rmtree(root)
+    return paths
+
+
+def _config_differences(old: dict, new: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    ignored = {"train.progress"}  # display only: free to change between the two halves of a run
+    found = []
+    for key in sorted(set(old) | set(new)):
+        name = f"{prefix}{key}"
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found += _config_differences(a, b, f"{name}.")
+        elif a != b and name not in ignored:
+            found.append((name, a, b))
+    return found
+
+
+def _build_registered(config: RunConfig):
+    problems = []
+    try:
+        task = build_task(config.task, config.data)
+    except RegistryError as e:
+        problems.append(f"task.type: {e}")
+    try:
+        strategy = build_strategy(config.strategy)
+    except RegistryError as e:
+        problems.append(f"strategy.name: {e}")
+    if problems:
+        raise ConfigError(problems)
+    return task, strategy
+
+
+def train(config: RunConfig, resume: bool = False, overwrite: bool = False) -> TrainResult:
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    started = time.time()
+    accelerator = Accelerator(mixed_precision="bf16" if config.train.bf16 else "no")
+    task, strategy = _build_registered(config)
+    paths = check_output(config, resume, overwrite) if accelerator.is_main_process else RunPaths(Path(config.output))
+    accelerator.wait_for_everyone()
+    splits = load_splits(config, task)
+    resolved = resolve_model(config.model.name)
+    set_seed(config.train.seed)
+    tokenizer = load_tokenizer(resolved.path)
+    model = strategy.apply(task.build_model(resolved.path, tokenizer), task)
+    params = count_parameters(model)
+    log.info("model %s (%s) on %s; strategy %s; %s", config.model.name, resolved.source, accelerator.device,
+             strategy.name, params.describe())
+    if accelerator.is_main_process:
+        paths.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(paths.root / layout.CONFIG, yaml.safe_dump(config_to_dict(config), sort_keys=False))
+
+    def encode(records):
+        return task.encode(tokenizer, records, config.model.max_length)
+
+    train_features, validation_features = encode(splits.train), encode(splits.validation)
+    from transferlm.training.loop import TrainingLoop
+
+    loop = TrainingLoop(model, task, strategy, train_features, config.train, accelerator, tokenizer.pad_token_id)
+    log.info("%d training examples, %d validation (%s); %d steps", len(train_features), len(validation_features),
+             splits.validation_source, loop.total_steps)
+    fitter = Fitter(loop, validation_features, config.train, paths, config.train.metric or task.default_metric)
+    summary = fitter.run(resume=resume)
+
+    test = None
+    if splits.test is not None:
+        outputs, targets = run_inference(loop.unwrapped, task, encode(splits.test), tokenizer.pad_token_id,
+                                         device=accelerator.device)
+        test = task.metrics(outputs, targets)
+    if accelerator.is_main_process:
+        _write_run(paths, config, task, loop.unwrapped, tokenizer, summary, test, params, resolved, started)
+    accelerator.wait_for_everyone()
+    return TrainResult(paths.root, summary, test)
+
+
+def _write_run(paths, config, task, model, tokenizer, summary, test, params, resolved, started) -> None:
+    root = paths.root
+    model.save_pretrained(root)
+    tokenizer.save_pretrained(root)
+    atomic_write_text(root / layout.TASK_STATE, json.dumps(task.state(), indent=2))
+    metrics = {"validation": summary.validation, "test": test,
+               "training": {k: v for k, v in asdict(summary).items() if k != "validation"},
+               "parameters": {"trainable": params.trainable, "total": params.total}}
+    atomic_write_text(root / layout.METRICS, json.dumps(metrics, indent=2))
+    atomic_write_text(root / layout.VERSIONS, json.dumps(layout.library_versions(), indent=2))
+    write_reports(summary.validation, root, "validation")
+    if test:
+        write_reports(test, root, "test")
+    shutil.rmtree(root / "checkpoints", ignore_errors=True)  # the best weights are now the model itself
+    manifest = {"format_version": layout.FORMAT_VERSION, "task": task.name, "strategy": config.strategy.name,
+                "model": config.model.name, "model_source": resolved.source,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "wall_seconds": round(time.time() - started, 1)}
+    atomic_write_text(root / layout.MANIFEST, json.dumps(manifest, indent=2))

@@ -1,0 +1,110 @@
+"""The task contract: what the one training loop, evaluation, saving and prediction need from a task."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from transferlm.config.schema import DataConfig, TaskConfig
+from transferlm.data.records import Record
+from transferlm.registry import Registry
+
+
+@dataclass(frozen=True)
+class Features:
+    """Tokenised examples ready for batching; ``lengths`` drives length-grouped sampling."""
+
+    items: list[dict[str, Any]]
+    lengths: list[int]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+@dataclass(frozen=True)
+class LossTerms:
+    """Un-normalised loss and the number of units it sums over, so accumulation can normalise exactly."""
+
+    total: torch.Tensor
+    count: int
+
+
+class Task(ABC):
+    name: str
+    default_metric: str
+
+    def __init__(self, task: TaskConfig, data: DataConfig):
+        self.task_config = task
+        self.data_config = data
+
+    # --- labels / state saved with the run ---
+    @abstractmethod
+    def fit_labels(self, train: Sequence[Record], others: dict[str, Sequence[Record]],
+                   train_name: str = "train") -> list[str]:
+        """Learn the label space from train; return problems found in all splits (never raise).
+
+        ``others`` maps a display name (the file) to that split's records."""
+
+    @abstractmethod
+    def check_labels(self, splits: dict[str, Sequence[Record]]) -> list[str]:
+        """Problems with labels of further splits (e.g. an evaluation file), given the learned label space."""
+
+    @abstractmethod
+    def state(self) -> dict[str, Any]:
+        """JSON-serialisable state (e.g. the label map) needed to rebuild the task from a run directory."""
+
+    @abstractmethod
+    def load_state(self, state: dict[str, Any]) -> None: ...
+
+    def split_key(self, record: Record) -> Any:
+        """Key for stratified validation carve-outs."""
+        return None
+
+    # --- model ---
+    @abstractmethod
+    def build_model(self, path: Path, tokenizer: Any) -> nn.Module:
+        """Pretrained backbone from ``path`` plus a new task head."""
+
+    @abstractmethod
+    def load_model(self, path: Path) -> nn.Module:
+        """A fine-tuned model saved by this task."""
+
+    @abstractmethod
+    def head_parameter_names(self, model: nn.Module) -> set[str]:
+        """Parameters that belong to the task head rather than the pretrained backbone."""
+
+    # --- features, loss, outputs ---
+    @abstractmethod
+    def encode(self, tokenizer: Any, records: Sequence[Record], max_length: int, with_labels: bool = True) -> Features: ...
+
+    @abstractmethod
+    def collate(self, items: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]: ...
+
+    @abstractmethod
+    def loss(self, outputs: Any, batch: dict[str, torch.Tensor]) -> LossTerms: ...
+
+    @abstractmethod
+    def model_inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]: ...
+
+    @abstractmethod
+    def metrics(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
+        """Task metrics from concatenated model outputs and targets; must include ``default_metric``."""
+
+    @abstractmethod
+    def predictions(self, outputs: torch.Tensor) -> list[dict[str, Any]]:
+        """Human-facing predictions, one dict per example."""
+
+    def greater_is_better(self, metric: str) -> bool:
+        return "loss" not in metric
+
+
+TASKS: Registry[type[Task]] = Registry("task")
+
+
+def build_task(task: TaskConfig, data: DataConfig) -> Task:
+    return TASKS.get(task.type)(task, data)

@@ -1,0 +1,211 @@
+"""Sequence classification: single-label (softmax) and multi-label (sigmoid + threshold)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from transferlm.data.readers import summarise_lines
+from transferlm.data.records import Record
+from transferlm.evaluation.classification import multi_label_metrics, single_label_metrics
+from transferlm.tasks.base import TASKS, Features, LossTerms, Task
+from transferlm.tasks.labels import LabelMap, split_labels
+
+
+class ClassificationTask(Task):
+    name = "classification"
+
+    def __init__(self, task, data):
+        super().__init__(task, data)
+        self.multi_label = task.multi_label
+        self.default_metric = "f1_micro" if self.multi_label else "accuracy"
+        self.label_map: LabelMap | None = None
+        self.class_weights: list[float] | None = None
+
+    # --- labels ---
+    def labels_of(self, record: Record) -> tuple[str, ...]:
+        return split_labels(record.label, self.data_config.label_delimiter)
+
+    def split_key(self, record: Record) -> Any:
+        return self.labels_of(record)
+
+    def fit_labels(self, train: Sequence[Record], others: dict[str, Sequence[Record]],
+                   train_name: str = "train") -> list[str]:
+        problems = self._shape_problems({train_name: train, **others})
+        if problems:
+            return problems
+        counts = Counter(label for r in train for label in self.labels_of(r))
+        self.label_map = LabelMap.from_values(list(counts))
+        if len(self.label_map.labels) < 2:
+            only = ", ".join(self.label_map.labels) or "none"
+            problems.append(f"training data has only one class ({only}); classification needs at least two "
+                            f"— check data.label_column ({self.data_config.label_column!r}) and the file")
+        problems += self._unseen_label_problems(others)
+        problems += self._set_class_weights(counts, len(train))
+        return problems
+
+    def check_labels(self, splits: dict[str, Sequence[Record]]) -> list[str]:
+        return self._shape_problems(splits) or self._unseen_label_problems(splits)
+
+    def _shape_problems(self, splits: dict[str, Sequence[Record]]) -> list[str]:
+        if self.multi_label:
+            return []
+        problems = []
+        for where, records in splits.items():
+            multi = [r.line for r in records if len(self.labels_of(r)) != 1]
+            if multi:
+                problems.append(summarise_lines(where, f"have several labels in column {self.data_config.label_column!r}",
+                                                multi, "set task.multi_label: true (and data.label_delimiter for strings)"))
+        return problems
+
+    def _unseen_label_problems(self, others: dict[str, Sequence[Record]]) -> list[str]:
+        known = set(self.label_map.labels)
+        problems = []
+        for split, records in others.items():
+            unseen: dict[str, list[int]] = {}
+            for r in records:
+                for label in self.labels_of(r):
+                    if label not in known:
+                        unseen.setdefault(label, []).append(r.line)
+            for label, lines in unseen.items():
+                problems.append(summarise_lines(split, f"have label {label!r}, which never occurs in training", lines,
+                                                f"known labels are {', '.join(self.label_map.labels)}; add training "
+                                                "examples for it or remove those rows"))
+        return problems
+
+    def _set_class_weights(self, counts: Counter, n_train: int) -> list[str]:
+        setting = self.task_config.class_weights
+        labels = self.label_map.labels
+        if setting == "none":
+            self.class_weights = None
+        elif setting == "auto":
+            # Inverse frequency, scaled so a balanced data set gets all-ones (sklearn's "balanced").
+            self.class_weights = [n_train / (len(labels) * counts[label]) for label in labels]
+        elif len(setting) != len(labels):
+            return [f"task.class_weights: {len(setting)} weights given for {len(labels)} labels "
+                    f"({', '.join(labels)}); give one per label in that order, or use auto"]
+        else:
+            self.class_weights = list(setting)
+        return []
+
+    def state(self) -> dict[str, Any]:
+        return {"label_map": self.label_map.to_dict(), "multi_label": self.multi_label,
+                "class_weights": self.class_weights, "threshold": self.task_config.threshold}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.label_map = LabelMap.from_dict(state["label_map"])
+        self.class_weights = state.get("class_weights")
+
+    # --- model ---
+    def build_model(self, path: Path, tokenizer: Any) -> nn.Module:
+        from transformers import AutoModelForSequenceClassification
+
+        labels = self.label_map.labels
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=self.label_map.index(),
+            problem_type="multi_label_classification" if self.multi_label else "single_label_classification",
+        )
+        if model.config.pad_token_id is None:
+            model.config.pad_token_id = tokenizer.pad_token_id
+        return model
+
+    def load_model(self, path: Path) -> nn.Module:
+        from transformers import AutoModelForSequenceClassification
+
+        return AutoModelForSequenceClassification.from_pretrained(path)
+
+    def head_parameter_names(self, model: nn.Module) -> set[str]:
+        # The head is everything outside the backbone, plus BERT's pooler: it only exists to feed a head.
+        prefix = f"{model.base_model_prefix}."
+        return {n for n, _ in model.named_parameters() if not n.startswith(prefix) or ".pooler." in n}
+
+    # --- features ---
+    def encode(self, tokenizer, records: Sequence[Record], max_length: int, with_labels: bool = True) -> Features:
+        texts = [r.text for r in records]
+        pairs = [r.text_pair for r in records] if self.data_config.text_pair_column else None
+        enc = tokenizer(texts, pairs, truncation=True, max_length=max_length)
+        keys = [k for k in ("input_ids", "token_type_ids") if k in enc]
+        items = [{k: enc[k][i] for k in keys} for i in range(len(records))]
+        if with_labels:
+            for item, record in zip(items, records):
+                item["labels"] = self._target(record)
+        return Features(items, [len(ids) for ids in enc["input_ids"]])
+
+    def _target(self, record: Record):
+        index = self.label_map.index()
+        labels = self.labels_of(record)
+        if not self.multi_label:
+            return index[labels[0]]
+        target = [0.0] * len(index)
+        for label in labels:
+            target[index[label]] = 1.0
+        return target
+
+    def collate(self, items: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
+        width = max(len(item["input_ids"]) for item in items)
+        ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(items), width), dtype=torch.long)
+        for row, item in enumerate(items):
+            n = len(item["input_ids"])
+            ids[row, :n] = torch.tensor(item["input_ids"])
+            mask[row, :n] = 1
+        batch = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in items[0]:
+            types = torch.zeros_like(ids)
+            for row, item in enumerate(items):
+                types[row, : len(item["token_type_ids"])] = torch.tensor(item["token_type_ids"])
+            batch["token_type_ids"] = types
+        if "labels" in items[0]:
+            dtype = torch.float if self.multi_label else torch.long
+            batch["labels"] = torch.tensor([item["labels"] for item in items], dtype=dtype)
+        return batch
+
+    def model_inputs(self, batch):
+        return {k: v for k, v in batch.items() if k != "labels"}
+
+    # --- loss and outputs ---
+    def loss(self, outputs, batch) -> LossTerms:
+        logits = outputs.logits.float()
+        targets = batch["labels"]
+        weight = None if self.class_weights is None else torch.tensor(self.class_weights, device=logits.device)
+        if self.multi_label:
+            per_label = F.binary_cross_entropy_with_logits(logits, targets, pos_weight=weight, reduction="none")
+            total = per_label.mean(dim=1).sum()
+        else:
+            total = F.cross_entropy(logits, targets, weight=weight, reduction="sum")
+        return LossTerms(total, len(targets))
+
+    def _decide(self, logits: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        if self.multi_label:
+            probs = torch.sigmoid(logits.float())
+            return probs.numpy(), (probs >= self.task_config.threshold).int().numpy()
+        probs = torch.softmax(logits.float(), dim=-1)
+        return probs.numpy(), probs.argmax(dim=-1).numpy()
+
+    def metrics(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
+        _, decided = self._decide(outputs)
+        if self.multi_label:
+            return multi_label_metrics(targets.int().numpy(), decided, self.label_map.labels)
+        return single_label_metrics(targets.numpy(), decided, self.label_map.labels)
+
+    def predictions(self, outputs: torch.Tensor) -> list[dict[str, Any]]:
+        probs, decided = self._decide(outputs)
+        labels = self.label_map.labels
+        out = []
+        for p, d in zip(probs, decided):
+            scores = {label: round(float(p[i]), 6) for i, label in enumerate(labels)}
+            if self.multi_label:
+                out.append({"labels": [self.label_map.external(labels[i]) for i in np.flatnonzero(d)],
+                            "probabilities": scores})
+            else:
+                out.append({"label": self.label_map.external(labels[int(d)]), "probabilities": scores})
+        return out
+
+
+TASKS.register("classification", ClassificationTask)

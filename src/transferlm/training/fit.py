@@ -1,0 +1,130 @@
+"""Drive the loop: evaluation schedule, best checkpoint, early stopping, resumable checkpoints, logs."""
+
+from __future__ import annotations
+
+import logging
+import resource
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from transferlm.config.schema import TrainConfig
+from transferlm.tasks.base import Features
+from transferlm.training.callbacks import JsonlLog, Progress, Throughput, scalar_metrics
+from transferlm.training.checkpoint import load_weights, save_weights
+from transferlm.training.loop import StepResult, TrainingLoop
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: Path
+
+    @property
+    def last(self) -> Path:
+        return self.root / "checkpoints" / "last"
+
+    @property
+    def best(self) -> Path:
+        return self.root / "checkpoints" / "best"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "log.jsonl"
+
+
+@dataclass(frozen=True)
+class FitSummary:
+    steps: int
+    epochs_completed: int
+    best_step: int | None
+    best_metric: float | None
+    metric: str
+    validation: dict[str, Any]  # metrics of the restored best model
+    train_samples_per_s: float
+    train_seconds: float
+    peak_rss_mb: float
+    stopped_early: bool
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+class Fitter:
+    def __init__(self, loop: TrainingLoop, validation: Features, config: TrainConfig, paths: RunPaths, metric: str):
+        self.loop, self.validation, self.config, self.paths, self.metric = loop, validation, config, paths, metric
+        self.main = loop.accelerator.is_main_process
+        self.log = JsonlLog(paths.log, self.main)
+        self.throughput = Throughput()
+        self.stopped_early = False
+
+    def run(self, resume: bool = False) -> FitSummary:
+        if resume:
+            self.loop.resume(self.paths.last)
+            self.log.write("resume", step=self.loop.state.step)
+            log.info("resumed from step %d", self.loop.state.step)
+        progress = Progress(self.loop.total_steps, self.loop.state.step, self.config.progress and self.main)
+        try:
+            for result in self.steps():
+                progress.update(result, self.throughput.rate)
+        finally:
+            progress.close()
+        return self._finish()
+
+    def steps(self) -> Iterator[StepResult]:
+        """The loop's steps with the bookkeeping applied; a caller may stop consuming at any point."""
+        for result in self.loop.steps():
+            self.throughput.add(result)
+            if result.step % self.config.log_every == 0 or result.step == 1:
+                self.log.write("train", step=result.step, epoch=result.epoch, loss=round(result.loss, 6),
+                               lr=result.lr, samples_per_s=round(self.throughput.rate, 2))
+            evaluated = self._eval_due(result) and self._evaluate()
+            if evaluated or (self.config.checkpoint_every and result.step % self.config.checkpoint_every == 0):
+                self.loop.save(self.paths.last)
+            yield result
+            if self.stopped_early:
+                return
+
+    def _eval_due(self, result: StepResult) -> bool:
+        if self.loop.finished():
+            return True
+        if self.config.eval_every == "epoch":
+            return result.epoch_finished
+        return result.step % self.config.eval_every == 0
+
+    def _evaluate(self) -> bool:
+        state = self.loop.state
+        metrics = self.loop.evaluate(self.validation)
+        value = metrics[self.metric]
+        better = self.loop.task.greater_is_better(self.metric)
+        improved = state.best_metric is None or (value > state.best_metric if better else value < state.best_metric)
+        if improved:
+            state.best_metric, state.best_step, state.evals_without_improvement = value, state.step, 0
+            if self.main:
+                save_weights(self.paths.best, self.loop.unwrapped)
+        else:
+            state.evals_without_improvement += 1
+        self.log.write("eval", step=state.step, epoch=state.epoch, **scalar_metrics(metrics), improved=improved)
+        log.info("step %d: validation %s = %.4f%s", state.step, self.metric, value, " (best)" if improved else "")
+        patience = self.config.early_stopping_patience
+        if patience and state.evals_without_improvement >= patience:
+            self.stopped_early = True
+            log.info("early stopping: %d evaluations without improvement", patience)
+        return True
+
+    def _finish(self) -> FitSummary:
+        self.loop.accelerator.wait_for_everyone()
+        load_weights(self.paths.best, self.loop.unwrapped)
+        state = self.loop.state
+        validation = self.loop.evaluate(self.validation)
+        summary = FitSummary(
+            steps=state.step, epochs_completed=state.epoch, best_step=state.best_step, best_metric=state.best_metric,
+            metric=self.metric, validation=validation, train_samples_per_s=round(self.throughput.rate, 2),
+            train_seconds=round(self.throughput.seconds, 1), peak_rss_mb=round(peak_rss_mb(), 1),
+            stopped_early=self.stopped_early,
+        )
+        self.log.write("end", step=state.step, best_step=state.best_step, best_metric=state.best_metric,
+                       train_samples_per_s=summary.train_samples_per_s)
+        return summary

@@ -1,0 +1,127 @@
+"""The one training loop, shared by every task and strategy.
+
+It yields after each optimizer step; evaluation, logging, checkpointing and early stopping are
+done by whoever consumes it (``training.fit``). It runs unchanged on one process or under DDP.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+
+from transferlm.config.schema import TrainConfig
+from transferlm.models.inference import run_inference
+from transferlm.strategies.base import Strategy
+from transferlm.tasks.base import Features, Task
+from transferlm.training.checkpoint import TrainState, load_checkpoint, save_checkpoint
+from transferlm.training.sampler import plan_epoch, shard
+
+
+@dataclass(frozen=True)
+class StepResult:
+    step: int
+    epoch: int
+    epoch_finished: bool
+    loss: float  # mean loss per example over this step's global batch
+    lr: float
+    samples: int  # examples in this step, all processes together
+    seconds: float
+
+
+def linear_warmup_decay(warmup: int, total: int):
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (total - step) / max(1, total - warmup))
+    return factor
+
+
+class TrainingLoop:
+    def __init__(self, model: nn.Module, task: Task, strategy: Strategy, features: Features,
+                 config: TrainConfig, accelerator: Accelerator, pad_id: int):
+        self.task, self.features, self.config, self.pad_id = task, features, config, pad_id
+        self.accelerator = accelerator
+        self.global_batch = config.batch_size * accelerator.num_processes
+        batches = math.ceil(len(features) / self.global_batch)
+        self.steps_per_epoch = math.ceil(batches / config.grad_accum)
+        self.total_steps = config.max_steps or math.ceil(config.epochs * self.steps_per_epoch)
+        optimizer = torch.optim.AdamW(strategy.param_groups(model, config), lr=config.lr,
+                                      fused=accelerator.device.type in ("cpu", "cuda"))
+        warmup = int(config.warmup_ratio * self.total_steps)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_warmup_decay(warmup, self.total_steps))
+        self.model, self.optimizer = accelerator.prepare(model, optimizer)
+        self.scheduler = scheduler
+        self.state = TrainState()
+
+    @property
+    def unwrapped(self) -> nn.Module:
+        return self.accelerator.unwrap_model(self.model)
+
+    def finished(self) -> bool:
+        return self.state.step >= self.total_steps
+
+    def steps(self) -> Iterator[StepResult]:
+        while not self.finished():
+            plan = plan_epoch(self.features.lengths, self.global_batch, self.config.seed, self.state.epoch,
+                              self.config.group_by_length)
+            if self.accelerator.num_processes > 1:
+                plan = [b for b in plan if len(b) >= self.accelerator.num_processes]  # every rank needs data
+            while self.state.batches_done_in_epoch < len(plan) and not self.finished():
+                start = self.state.batches_done_in_epoch
+                window = plan[start:start + self.config.grad_accum]
+                result = self._step(window, epoch_finished=start + len(window) >= len(plan))
+                yield result
+            if self.state.batches_done_in_epoch >= len(plan):
+                self.state.epoch += 1
+                self.state.batches_done_in_epoch = 0
+
+    def _step(self, window: list[list[int]], epoch_finished: bool) -> StepResult:
+        began = time.perf_counter()
+        self.model.train()
+        rank, world = self.accelerator.process_index, self.accelerator.num_processes
+        count = sum(len(b) for b in window)  # examples in this optimizer step, all processes
+        loss_sum = torch.zeros((), device=self.accelerator.device)
+        for i, global_batch in enumerate(window):
+            items = [self.features.items[j] for j in shard(global_batch, rank, world)]
+            batch = {k: v.to(self.accelerator.device) for k, v in self.task.collate(items, self.pad_id).items()}
+            sync = i == len(window) - 1
+            with (nullcontext() if sync else self.accelerator.no_sync(self.model)), self.accelerator.autocast():
+                terms = self.task.loss(self.model(**self.task.model_inputs(batch)), batch)
+                # DDP averages gradients over processes; scaling by world/count makes the result
+                # sum(loss)/count over the whole step, however it was split into micro-batches.
+                self.accelerator.backward(terms.total * world / count)
+            loss_sum += terms.total.detach()
+        if self.config.max_grad_norm:
+            self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.state.step += 1
+        self.state.batches_done_in_epoch += len(window)
+        self.state.samples_seen += count
+        loss = self.accelerator.reduce(loss_sum, reduction="sum").item() / count
+        return StepResult(self.state.step, self.state.epoch, epoch_finished, loss, lr, count,
+                          time.perf_counter() - began)
+
+    def evaluate(self, features: Features) -> dict[str, Any]:
+        outputs, targets = run_inference(self.unwrapped, self.task, features, self.pad_id,
+                                         batch_size=max(64, self.config.batch_size), device=self.accelerator.device,
+                                         autocast=self.accelerator.autocast)
+        return self.task.metrics(outputs, targets)
+
+    def save(self, path: Path) -> None:
+        if self.accelerator.is_main_process:
+            save_checkpoint(path, self.unwrapped, self.optimizer, self.scheduler, self.state)
+        self.accelerator.wait_for_everyone()
+
+    def resume(self, path: Path) -> None:
+        self.state = load_checkpoint(path, self.unwrapped, self.optimizer, self.scheduler)
