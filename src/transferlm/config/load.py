@@ -62,20 +62,39 @@ def build_config(data: dict[str, Any], overrides: list[tuple[str, Any]] = ()) ->
         raise ConfigError(format_validation_error(e)) from e
 
 
-def format_validation_error(error: ValidationError) -> list[str]:
-    problems = []
+def format_validation_error(error: ValidationError, root: type[BaseModel] = RunConfig) -> list[str]:
+    """One line per field; a union's per-member failures are merged into one message."""
+    merged: dict[str, list[str]] = {}
     for item in error.errors():
-        loc = ".".join(str(p) for p in item["loc"])
+        loc = _field_path(item["loc"], root)
         if item["type"] == "extra_forbidden":
-            problems.append(f"{loc}: unknown key{_suggest(item['loc'])}")
+            message = f"unknown key{_suggest(item['loc'], root)}"
         else:
-            msg = item["msg"].removeprefix("Value error, ")
-            problems.append(f"{loc}: {msg}" if loc else msg)
-    return problems
+            message = item["msg"].removeprefix("Value error, ")
+        merged.setdefault(loc, [])
+        if message not in merged[loc]:
+            merged[loc].append(message)
+    return [f"{loc}: {' or '.join(messages)}" if loc else " or ".join(messages) for loc, messages in merged.items()]
 
 
-def _suggest(loc: tuple) -> str:
-    model: type[BaseModel] = RunConfig
+def _field_path(loc: tuple, root: type[BaseModel]) -> str:
+    """Keep the part of a pydantic location that names fields; drop union member tags like 'int'."""
+    parts: list[str] = []
+    model: type[BaseModel] | None = root
+    for part in loc:
+        if model is None:  # past a leaf field: the rest are union tags or list indices
+            break
+        parts.append(str(part))
+        field = model.model_fields.get(str(part))
+        if field is None:  # an unknown key inside a section
+            break
+        annotation = field.annotation
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return ".".join(parts)
+
+
+def _suggest(loc: tuple, root: type[BaseModel]) -> str:
+    model: type[BaseModel] = root
     for part in loc[:-1]:
         field = model.model_fields.get(str(part))
         if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):

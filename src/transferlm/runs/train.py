@@ -89,8 +89,12 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False) -> T
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
+    import torch
+
     started = time.time()
-    accelerator = Accelerator(mixed_precision="bf16" if config.train.bf16 else "no")
+    # cpu=True is what makes accelerate join a gloo process group under torchrun on a CPU-only
+    # machine; without it each process trains alone. The device is logged below.
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="bf16" if config.train.bf16 else "no")
     task, strategy = _build_registered(config)
     paths = check_output(config, resume, overwrite) if accelerator.is_main_process else RunPaths(Path(config.output))
     accelerator.wait_for_everyone()

@@ -1,0 +1,101 @@
+"""Shared fixtures: a tiny random BERT saved as a local HF directory, and small data files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+POSITIVE = ["great", "good", "lovely", "superb", "fine", "happy", "excellent", "fun"]
+NEGATIVE = ["bad", "awful", "poor", "boring", "sad", "terrible", "dull", "ugly"]
+FILLER = ["the", "film", "was", "really", "plot", "acting", "very", "a", "story", "and", "quite", "music"]
+SPORT = ["match", "goal", "team", "score"]
+MONEY = ["bank", "market", "price", "stock"]
+DATA_ROOT = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+def sentence(rng: random.Random, label: str) -> str:
+    words = rng.sample(FILLER, 4) + [rng.choice(POSITIVE if label == "pos" else NEGATIVE)]
+    rng.shuffle(words)
+    return " ".join(words)
+
+
+def write_csv(path: Path, rows: list[dict], delimiter: str = ",") -> Path:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]), delimiter=delimiter)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def sentiment_rows(n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    return [{"text": sentence(rng, label), "label": label} for label in ("pos", "neg") for _ in range(n // 2)]
+
+
+def make_tiny_bert(root: Path, dropout: float = 0.1) -> Path:
+    """A 2-layer, 32-dim BERT with random weights and a WordPiece vocab covering the fixture words."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    root.mkdir(parents=True, exist_ok=True)
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(set(POSITIVE + NEGATIVE + FILLER + SPORT + MONEY))
+    BertTokenizer(vocab={w: i for i, w in enumerate(words)}).save_pretrained(root)
+    config = BertConfig(vocab_size=len(words), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=dropout,
+                        attention_probs_dropout_prob=dropout)
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_no_dropout(tmp_path_factory) -> Path:
+    """Without dropout, runs that split the same batch differently must agree exactly."""
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert-nodrop"), dropout=0.0)
+
+
+@pytest.fixture()
+def sentiment_files(tmp_path) -> dict[str, Path]:
+    return {
+        "train": write_csv(tmp_path / "train.csv", sentiment_rows(40, seed=1)),
+        "dev": write_csv(tmp_path / "dev.csv", sentiment_rows(12, seed=2)),
+        "test": write_csv(tmp_path / "test.csv", sentiment_rows(12, seed=3)),
+    }
+
+
+def tiny_config(model_dir: Path, files: dict[str, Path], output: Path, **train) -> dict:
+    """Config dict for a fast run of the tiny model."""
+    settings = {"epochs": 2, "batch_size": 8, "lr": 1e-2, "warmup_ratio": 0.1, "progress": False, **train}
+    return {"model": {"name": str(model_dir), "max_length": 32},
+            "data": {"train": str(files["train"]), "validation": str(files["dev"])},
+            "train": settings, "output": str(output)}
+
+
+@pytest.fixture()
+def shared_data() -> Path:
+    if not DATA_ROOT.is_dir():
+        pytest.skip(f"shared data sets not found at {DATA_ROOT} (see shared/data/README.md)")
+    return DATA_ROOT
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_transformers():
+    # The load report lists the new head as "missing": expected whenever a head is added.
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()

@@ -1,0 +1,109 @@
+"""The CLI end to end on the tiny model, and its error output (message, no traceback, exit 1)."""
+
+import io
+import json
+
+import pytest
+
+from transferlm.cli.main import main
+
+
+def run_cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture()
+def trained_run(tiny_model_dir, sentiment_files, tmp_path, capsys):
+    run = tmp_path / "run"
+    code, out, err = run_cli(capsys, "train", "--model", tiny_model_dir, "--train", sentiment_files["train"],
+                             "--validation", sentiment_files["dev"], "--test", sentiment_files["test"],
+                             "--epochs", 1, "--batch-size", 8, "--lr", "1e-2", "--no-progress", "--output", run)
+    assert code == 0, err
+    assert f"run directory: {run}" in out and "test:" in out
+    return run
+
+
+def test_train_from_yaml_with_dotted_override(tiny_model_dir, sentiment_files, tmp_path, capsys):
+    config = tmp_path / "config.yaml"
+    config.write_text(f"""
+model: {{name: {tiny_model_dir}, max_length: 32}}
+data: {{train: {sentiment_files['train']}, validation: {sentiment_files['dev']}}}
+train: {{epochs: 1, batch_size: 8, lr: 0.5, progress: false}}
+output: {tmp_path / 'run'}
+""")
+    code, out, err = run_cli(capsys, "train", config, "--set", "train.lr=1e-2", "--set", "train.seed=7")
+    assert code == 0, err
+    saved = (tmp_path / "run" / "transferlm.yaml").read_text()
+    assert "lr: 0.01" in saved and "seed: 7" in saved
+
+
+def test_evaluate_prints_metrics_and_json(trained_run, sentiment_files, capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "evaluate", trained_run, "--data", sentiment_files["test"])
+    assert code == 0 and "accuracy" in out and "confusion matrix" in out
+    code, out, _ = run_cli(capsys, "evaluate", trained_run, "--data", sentiment_files["test"], "--json",
+                           "--report-dir", tmp_path / "report")
+    metrics = json.loads(out)
+    assert metrics["n"] == 12 and set(metrics["per_class"]) == {"neg", "pos"}
+    assert (tmp_path / "report" / "test_confusion.png").stat().st_size > 1000
+
+
+def test_predict_from_text_file_csv_and_stdin(trained_run, sentiment_files, tmp_path, capsys, monkeypatch):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("the film was great\n\na boring plot\n")
+    code, out, err = run_cli(capsys, "predict", trained_run, "--input", texts)
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [r["line"] for r in rows] == [1, 3] and "skipped 1 blank line" in err
+    assert all(r["label"] in ("pos", "neg") and set(r["probabilities"]) == {"pos", "neg"} for r in rows)
+
+    code, out, _ = run_cli(capsys, "predict", trained_run, "--input", sentiment_files["test"])
+    assert code == 0 and len(out.splitlines()) == 12
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("very dull film\n"))
+    code, out, _ = run_cli(capsys, "predict", trained_run, "--input", "-")
+    assert code == 0 and json.loads(out)["text"] == "very dull film"
+
+
+def test_bad_input_is_a_message_not_a_traceback(tiny_model_dir, tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("review,label\ngood,pos\n")
+    code, out, err = run_cli(capsys, "train", "--model", tiny_model_dir, "--train", bad, "--output", tmp_path / "o",
+                             "--set", "train.lrr=1")
+    assert code == 1 and "Traceback" not in err
+    assert "train.lrr: unknown key; did you mean 'lr'?" in err
+    code, _, err = run_cli(capsys, "train", "--model", tiny_model_dir, "--train", bad, "--output", tmp_path / "o")
+    assert code == 1 and "column 'text' (data.text_column) not found; columns are 'review', 'label'" in err
+
+
+def test_unknown_strategy_lists_the_registered_ones(tiny_model_dir, sentiment_files, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "train", "--model", tiny_model_dir, "--train", sentiment_files["train"],
+                           "--strategy", "ful", "--output", tmp_path / "o")
+    assert code == 1 and "strategy.name: unknown strategy 'ful'; choose one of: frozen, full. Did you mean 'full'?" in err
+
+
+def test_model_spec_that_resolves_to_nothing(sentiment_files, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "train", "--model", "./no/such/dir", "--train", sentiment_files["train"],
+                           "--output", tmp_path / "o")
+    assert code == 1 and "not a bundled alias, an existing directory or a hub id" in err and "minilm" in err
+
+
+def test_evaluate_on_an_unfinished_run_explains(tmp_path, capsys, sentiment_files):
+    (tmp_path / "half").mkdir()
+    code, _, err = run_cli(capsys, "evaluate", tmp_path / "half", "--data", sentiment_files["test"])
+    assert code == 1 and "not a finished transferlm run" in err
+
+
+def test_models_and_env(capsys):
+    code, out, _ = run_cli(capsys, "models")
+    assert code == 0 and "minilm" in out and "smollm2" in out
+    code, out, _ = run_cli(capsys, "env", "--json")
+    info = json.loads(out)
+    assert code == 0 and info["torch_threads"] >= 1 and info["device"] in ("cpu",) or info["cuda_available"]
+
+
+def test_help_is_generated_from_the_config_fields(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "Peak learning rate. [train.lr]" in out and "--text-column" in out

@@ -1,0 +1,170 @@
+"""Readers, record building and the all-problems-at-once errors for bad input."""
+
+import json
+from collections import Counter
+
+import pytest
+
+from conftest import sentiment_rows, write_csv, write_jsonl
+from transferlm.config import build_config
+from transferlm.data import read_table, stratified_split
+from transferlm.data.records import read_records
+from transferlm.errors import DataError
+from transferlm.runs.prepare import load_splits
+from transferlm.tasks import build_task
+
+
+def config_for(tmp_path, train, validation=None, test=None, **data):
+    section = {"train": str(train), **data}
+    if validation:
+        section["validation"] = str(validation)
+    if test:
+        section["test"] = str(test)
+    return build_config({"data": section, "output": str(tmp_path / "out")})
+
+
+def load(config):
+    return load_splits(config, build_task(config.task, config.data))
+
+
+@pytest.mark.parametrize("suffix", ["csv", "tsv", "jsonl", "parquet"])
+def test_every_format_reads_the_same_rows(tmp_path, suffix):
+    rows = [{"text": 'said "hi", then left', "label": "pos"}, {"text": "dull", "label": "neg"}]
+    path = tmp_path / f"data.{suffix}"
+    if suffix in ("csv", "tsv"):
+        write_csv(path, rows, delimiter="," if suffix == "csv" else "\t") if suffix == "csv" else \
+            path.write_text("text\tlabel\n" + "".join(f"{r['text']}\t{r['label']}\n" for r in rows))
+    elif suffix == "jsonl":
+        write_jsonl(path, rows)
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    table = read_table(path)
+    assert table.columns == ["text", "label"]
+    assert [r["text"] for r in table.rows] == [r["text"] for r in rows]
+
+
+def test_missing_column_lists_the_existing_ones(tmp_path):
+    train = write_csv(tmp_path / "t.csv", [{"review": "good", "stars": "pos"}])
+    with pytest.raises(DataError) as info:
+        load(config_for(tmp_path, train))
+    text = str(info.value)
+    assert "column 'text' (data.text_column) not found; columns are 'review', 'stars'; pass --text-column" in text
+    assert "column 'label'" in text and "--label-column" in text
+
+
+def test_empty_texts_are_counted_and_can_be_dropped(tmp_path):
+    rows = sentiment_rows(10, seed=0)
+    rows[2]["text"] = ""
+    rows[7]["text"] = "   "
+    train = write_csv(tmp_path / "t.csv", rows)
+    with pytest.raises(DataError, match=r"2 row\(s\) have an empty or missing text \(lines 4, 9\).*--drop-empty"):
+        load(config_for(tmp_path, train))
+    splits = load(config_for(tmp_path, train, drop_empty=True, validation_split=0.2))
+    assert len(splits.train) + len(splits.validation) == 8
+
+
+def test_null_text_in_jsonl_is_reported(tmp_path):
+    train = write_jsonl(tmp_path / "t.jsonl", [{"text": None, "label": "a"}, {"text": "x", "label": "b"}])
+    with pytest.raises(DataError, match=r"1 row\(s\) have an empty or missing text \(lines 1\)"):
+        load(config_for(tmp_path, train))
+
+
+def test_unseen_validation_label_names_file_line_and_fix(tmp_path):
+    train = write_csv(tmp_path / "t.csv", sentiment_rows(10, seed=0))
+    dev = write_csv(tmp_path / "d.csv", [{"text": "good", "label": "pos"}, {"text": "meh", "label": "neutral"}])
+    with pytest.raises(DataError) as info:
+        load(config_for(tmp_path, train, validation=dev))
+    assert info.value.problems == [
+        f"{dev}: 1 row(s) have label 'neutral', which never occurs in training (lines 3); known labels are neg, pos; "
+        "add training examples for it or remove those rows"]
+
+
+def test_single_class_is_rejected(tmp_path):
+    train = write_csv(tmp_path / "t.csv", [{"text": f"good {i}", "label": "pos"} for i in range(6)])
+    with pytest.raises(DataError, match="only one class \\(pos\\)"):
+        load(config_for(tmp_path, train))
+
+
+def test_non_utf8_file_names_the_line_and_the_fix(tmp_path):
+    train = tmp_path / "t.csv"
+    train.write_bytes("text,label\ngood,pos\ncaf\xe9 ok,neg\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"t.csv line 3: not valid UTF-8 \(byte 0xe9.*iconv"):
+        load(config_for(tmp_path, train))
+
+
+def test_malformed_json_lines_are_all_listed(tmp_path):
+    train = tmp_path / "t.jsonl"
+    train.write_text('{"text": "good", "label": "pos"}\n{"text": "bad", label: neg}\n[1, 2]\n{"text": \n')
+    with pytest.raises(DataError) as info:
+        load(config_for(tmp_path, train))
+    assert [p.split(";")[0] for p in info.value.problems] == [
+        f"{train}: 2 row(s) are not valid JSON (lines 2, 4)", f"{train}: 1 row(s) are JSON but not objects (lines 3)"]
+
+
+def test_problems_in_several_files_are_reported_together(tmp_path):
+    train = write_csv(tmp_path / "t.csv", [{"text": "", "label": "pos"}] + sentiment_rows(6, seed=0))
+    dev = write_csv(tmp_path / "d.csv", [{"sentence": "x", "label": "pos"}])
+    with pytest.raises(DataError) as info:
+        load(config_for(tmp_path, train, validation=dev))
+    assert len(info.value.problems) == 2
+    assert "t.csv" in info.value.problems[0] and "d.csv" in info.value.problems[1]
+
+
+def test_integer_labels_keep_numeric_order_and_type(tmp_path):
+    rows = [{"text": f"w{i}", "label": i % 3 * 5} for i in range(12)]
+    train = write_jsonl(tmp_path / "t.jsonl", rows)
+    config = config_for(tmp_path, train, validation_split=0.25)
+    task = build_task(config.task, config.data)
+    load_splits(config, task)
+    assert task.label_map.labels == ("0", "5", "10") and task.label_map.numeric
+
+
+def test_multilabel_from_lists_and_from_a_delimiter(tmp_path):
+    rows = [{"text": "a", "label": ["sport", "money"]}, {"text": "b", "label": ["sport"]}]
+    train = write_jsonl(tmp_path / "t.jsonl", rows * 5)
+    single = config_for(tmp_path, train)
+    with pytest.raises(DataError, match="have several labels.*task.multi_label: true"):
+        load(single)
+    multi = build_config({"data": {"train": str(train)}, "task": {"multi_label": True}, "output": "o"})
+    task = build_task(multi.task, multi.data)
+    load_splits(multi, task)
+    assert task.label_map.labels == ("money", "sport")
+    delimited = write_csv(tmp_path / "t.csv", [{"text": "a", "label": "sport|money"}, {"text": "b", "label": "money"}] * 5)
+    cfg = build_config({"data": {"train": str(delimited), "label_delimiter": "|"}, "task": {"multi_label": True},
+                        "output": "o"})
+    task = build_task(cfg.task, cfg.data)
+    splits = load_splits(cfg, task)
+    assert {task.labels_of(r) for r in splits.train + splits.validation} == {("money", "sport"), ("money",)}
+
+
+def test_stratified_split_is_seeded_and_keeps_class_shares(tmp_path):
+    records, _ = read_records(write_csv(tmp_path / "t.csv", sentiment_rows(40, 0) + sentiment_rows(20, 1)[:10]),
+                              build_config({"data": {"train": "x"}, "output": "o"}).data)
+    key = lambda r: r.label  # noqa: E731
+    train, held = stratified_split(records, key, 0.2, seed=3)
+    again_train, again_held = stratified_split(records, key, 0.2, seed=3)
+    assert held == again_held and len(train) + len(held) == len(records)
+    assert Counter(r.label for r in held) == {"pos": 6, "neg": 4}
+
+
+def test_unknown_extension_asks_for_a_format(tmp_path):
+    path = tmp_path / "data.xlsx"
+    path.write_text("x")
+    with pytest.raises(DataError, match=r"cannot tell the format.*set data.format"):
+        read_table(path)
+
+
+def test_ragged_csv_rows_are_located(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("text,label\ngood,pos\nbad,neg,extra\n")
+    with pytest.raises(DataError, match=r"1 row\(s\) with a field count different from the header's 2 \(lines 3\)"):
+        read_table(path)
+
+
+def test_jsonl_reader_keeps_line_numbers_across_blank_lines(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps({"text": "a", "label": 1}) + "\n\n" + json.dumps({"text": "b", "label": 2}) + "\n")
+    assert read_table(path).lines == [1, 3]

@@ -1,0 +1,156 @@
+"""The training loop on a tiny random BERT: learning, saving, resuming, accumulation, strategies."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import transferlm
+from conftest import tiny_config, write_jsonl
+from transferlm.errors import RunDirError
+from transferlm.runs import layout
+from transferlm.training.loop import TrainingLoop
+
+
+def losses(run_dir):
+    events = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    return [e["loss"] for e in events if e["event"] == "train"]
+
+
+def weights(run_dir):
+    return load_file(str(run_dir / "model.safetensors"))
+
+
+def assert_same_weights(a, b, atol=0.0):
+    assert a.keys() == b.keys()
+    for name in a:
+        if atol and name.endswith("attention.self.key.bias"):
+            # Softmax ignores a shift added to every key, so this gradient is exactly zero in exact
+            # arithmetic: only float noise, which Adam normalises into lr-sized steps. Nothing to compare.
+            continue
+        assert torch.allclose(a[name], b[name], atol=atol, rtol=0), name
+
+
+def test_loss_falls_and_the_model_learns(tiny_model_dir, sentiment_files, tmp_path):
+    result = transferlm.train(tiny_config(tiny_model_dir, sentiment_files, tmp_path / "run", epochs=10, log_every=1))
+    curve = losses(result.run_dir)
+    assert sum(curve[-3:]) / 3 < 0.5 * sum(curve[:3]) / 3
+    assert result.summary.validation["accuracy"] >= 0.9
+
+
+def test_run_directory_is_complete_and_reloads_to_identical_logits(tiny_model_dir, sentiment_files, tmp_path):
+    config = tiny_config(tiny_model_dir, sentiment_files, tmp_path / "run")
+    config["task"] = {"class_weights": "auto"}
+    result = transferlm.train(config)
+    root = result.run_dir
+    for name in ("config.json", "model.safetensors", "tokenizer.json", layout.CONFIG, layout.TASK_STATE,
+                 layout.METRICS, layout.VERSIONS, layout.MANIFEST, "log.jsonl", "validation_confusion.txt",
+                 "validation_confusion.png"):
+        assert (root / name).is_file(), name
+    assert not (root / "checkpoints").exists()
+
+    predictor = transferlm.load(root)
+    texts = ["the film was great", "a boring plot"]
+    predictions = predictor.predict(texts)
+    assert {p["label"] for p in predictions} <= {"pos", "neg"}
+    assert all(abs(sum(p["probabilities"].values()) - 1) < 1e-5 for p in predictions)
+
+    # Plain transformers loads the same directory and gives the same logits.
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(root).eval()
+    tokenizer = AutoTokenizer.from_pretrained(root)
+    with torch.no_grad():
+        plain = model(**tokenizer(texts, padding=True, return_tensors="pt")).logits
+    ours = torch.tensor([[p["probabilities"][model.config.id2label[i]] for i in range(2)] for p in predictions])
+    assert torch.allclose(torch.softmax(plain, -1), ours, atol=1e-5)
+    assert model.config.id2label == {0: "neg", 1: "pos"}
+
+
+def test_loaded_model_scores_like_the_trained_one(tiny_model_dir, sentiment_files, tmp_path):
+    result = transferlm.train(tiny_config(tiny_model_dir, sentiment_files, tmp_path / "run"))
+    metrics = transferlm.load(result.run_dir).evaluate(sentiment_files["dev"])
+    assert metrics["accuracy"] == result.summary.validation["accuracy"]
+    assert metrics["confusion_matrix"] == result.summary.validation["confusion_matrix"]
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tiny_model_dir, sentiment_files, tmp_path, monkeypatch):
+    settings = dict(epochs=3, checkpoint_every=2, eval_every=3)
+    whole = transferlm.train(tiny_config(tiny_model_dir, sentiment_files, tmp_path / "whole", **settings))
+
+    original_step = TrainingLoop._step
+
+    def crash_at_step_5(self, *args, **kwargs):
+        if self.state.step == 4:
+            raise KeyboardInterrupt
+        return original_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(TrainingLoop, "_step", crash_at_step_5)
+    config = tiny_config(tiny_model_dir, sentiment_files, tmp_path / "split", **settings)
+    with pytest.raises(KeyboardInterrupt):
+        transferlm.train(config)
+    with pytest.raises(RunDirError, match="resume it with"):
+        transferlm.load(tmp_path / "split")
+    with pytest.raises(RunDirError, match="interrupted run \\(pass --resume"):
+        transferlm.train(config)
+    monkeypatch.setattr(TrainingLoop, "_step", original_step)
+
+    resumed = transferlm.train(config, resume=True)
+    assert resumed.summary.steps == whole.summary.steps
+    assert_same_weights(weights(whole.run_dir), weights(resumed.run_dir))
+
+
+def test_gradient_accumulation_matches_the_larger_batch(tiny_model_no_dropout, sentiment_files, tmp_path):
+    # 37 examples: batch 8 -> 5 steps; 4 x 2 accumulation -> the same 5 steps, the last one uneven (4 + 1),
+    # which is where averaging per micro-batch instead of per example goes wrong.
+    rows = sentiment_files["train"].read_text().splitlines()[:38]
+    sentiment_files["train"].write_text("\n".join(rows) + "\n")
+    common = dict(epochs=1, eval_every=100, group_by_length=False, max_grad_norm=None)
+    big = transferlm.train(tiny_config(tiny_model_no_dropout, sentiment_files, tmp_path / "big", batch_size=8, **common))
+    acc = transferlm.train(tiny_config(tiny_model_no_dropout, sentiment_files, tmp_path / "acc", batch_size=4,
+                                       grad_accum=2, **common))
+    assert big.summary.steps == acc.summary.steps == 5
+    assert_same_weights(weights(big.run_dir), weights(acc.run_dir), atol=1e-6)
+
+
+def test_frozen_strategy_trains_only_the_head(tiny_model_dir, sentiment_files, tmp_path):
+    config = tiny_config(tiny_model_dir, sentiment_files, tmp_path / "run", epochs=1)
+    config["strategy"] = {"name": "frozen"}
+    result = transferlm.train(config)
+    metrics = json.loads((result.run_dir / layout.METRICS).read_text())
+    head = 32 * 32 + 32 + 32 * 2 + 2  # pooler dense + classifier
+    assert metrics["parameters"]["trainable"] == head
+    before = load_file(str(tiny_model_dir / "model.safetensors"))
+    after = weights(result.run_dir)
+    for name, tensor in before.items():
+        assert torch.equal(after[f"bert.{name}"], tensor) != ("pooler" in name), name
+
+
+def test_multilabel_training_reports_multilabel_metrics(tiny_model_dir, tmp_path):
+    rows = [{"text": "the team scored a goal", "label": ["sport"]},
+            {"text": "the stock market price", "label": ["money"]},
+            {"text": "the team stock price and goal", "label": ["money", "sport"]}] * 8
+    files = {"train": write_jsonl(tmp_path / "t.jsonl", rows), "dev": write_jsonl(tmp_path / "d.jsonl", rows[:6])}
+    config = tiny_config(tiny_model_dir, files, tmp_path / "run", epochs=6)
+    config["task"] = {"multi_label": True}
+    result = transferlm.train(config)
+    assert {"f1_micro", "f1_macro", "subset_accuracy"} <= result.summary.validation.keys()
+    predictions = transferlm.load(result.run_dir).predict(["the team scored a goal"])
+    assert set(predictions[0]) == {"labels", "probabilities"}
+
+
+def test_early_stopping_stops_and_keeps_the_best(tiny_model_dir, sentiment_files, tmp_path):
+    config = tiny_config(tiny_model_dir, sentiment_files, tmp_path / "run", epochs=30, eval_every=1,
+                         early_stopping_patience=2, lr=5e-2)
+    result = transferlm.train(config)
+    assert result.summary.stopped_early and result.summary.steps < 30 * 5
+    assert result.summary.validation["accuracy"] == result.summary.best_metric
+
+
+def test_existing_finished_run_is_not_overwritten_silently(tiny_model_dir, sentiment_files, tmp_path):
+    config = tiny_config(tiny_model_dir, sentiment_files, tmp_path / "run", epochs=1)
+    transferlm.train(config)
+    with pytest.raises(RunDirError, match="already holds a finished run.*--overwrite"):
+        transferlm.train(config)
+    assert transferlm.train(config, overwrite=True).run_dir.is_dir()
