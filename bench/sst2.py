@@ -33,9 +33,12 @@ def peak_rss_mb() -> float:
 
 
 def transferlm_config(out: Path, **train) -> dict:
-    return {"model": {"name": "minilm", "max_length": 128},
-            "data": {"train": str(DATA / "train.tsv"), "validation": str(DATA / "dev.tsv"), "text_column": "sentence"},
-            "train": {"batch_size": BATCH, "lr": LR, "progress": False, **train}, "output": str(out)}
+    return {
+        "model": {"name": "minilm", "max_length": 128},
+        "data": {"train": str(DATA / "train.tsv"), "validation": str(DATA / "dev.tsv"), "text_column": "sentence"},
+        "train": {"batch_size": BATCH, "lr": LR, "progress": False, **train},
+        "output": str(out),
+    }
 
 
 def part_transferlm(out: Path, strategy: str, **train) -> dict:
@@ -46,16 +49,29 @@ def part_transferlm(out: Path, strategy: str, **train) -> dict:
     began = time.perf_counter()
     result = transferlm.train(config, overwrite=True)
     s = result.summary
-    return {"strategy": strategy, "dev_accuracy": s.validation["accuracy"], "best_step": s.best_step, "steps": s.steps,
-            "wall_s": round(time.perf_counter() - began, 1), "train_s": s.train_seconds,
-            "train_samples_per_s": s.train_samples_per_s, "peak_rss_mb": round(peak_rss_mb(), 1), "config": config}
+    return {
+        "strategy": strategy,
+        "dev_accuracy": s.validation["accuracy"],
+        "best_step": s.best_step,
+        "steps": s.steps,
+        "wall_s": round(time.perf_counter() - began, 1),
+        "train_s": s.train_seconds,
+        "train_samples_per_s": s.train_samples_per_s,
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "config": config,
+    }
 
 
 def part_trainer(steps: int) -> dict:
     import csv
 
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
-                              TrainingArguments)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
 
     from transferlm.models.resolve import resolve_model
 
@@ -64,24 +80,54 @@ def part_trainer(steps: int) -> dict:
     with open(DATA / "train.tsv", encoding="utf-8") as f:
         rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     enc = tokenizer([r["sentence"] for r in rows], truncation=True, max_length=128)
-    dataset = [{"input_ids": enc["input_ids"][i], "token_type_ids": enc["token_type_ids"][i],
-                "attention_mask": enc["attention_mask"][i], "labels": int(rows[i]["label"])} for i in range(len(rows))]
+    dataset = [
+        {
+            "input_ids": enc["input_ids"][i],
+            "token_type_ids": enc["token_type_ids"][i],
+            "attention_mask": enc["attention_mask"][i],
+            "labels": int(rows[i]["label"]),
+        }
+        for i in range(len(rows))
+    ]
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
     with tempfile.TemporaryDirectory() as tmp:
-        args = TrainingArguments(output_dir=tmp, per_device_train_batch_size=BATCH, learning_rate=LR, max_steps=steps,
-                                 save_strategy="no", report_to=[], logging_steps=steps, seed=42,
-                                 disable_tqdm=True)
-        trainer = Trainer(model=model, args=args, train_dataset=dataset,
-                          data_collator=DataCollatorWithPadding(tokenizer))
+        args = TrainingArguments(
+            output_dir=tmp,
+            per_device_train_batch_size=BATCH,
+            learning_rate=LR,
+            max_steps=steps,
+            save_strategy="no",
+            report_to=[],
+            logging_steps=steps,
+            seed=42,
+            disable_tqdm=True,
+        )
+        trainer = Trainer(
+            model=model, args=args, train_dataset=dataset, data_collator=DataCollatorWithPadding(tokenizer)
+        )
         metrics = trainer.train().metrics
-    return {"trainer_samples_per_s": round(metrics["train_samples_per_second"], 2), "steps": steps,
-            "trainer_runtime_s": round(metrics["train_runtime"], 1), "peak_rss_mb": round(peak_rss_mb(), 1)}
+    return {
+        "trainer_samples_per_s": round(metrics["train_samples_per_second"], 2),
+        "steps": steps,
+        "trainer_runtime_s": round(metrics["train_runtime"], 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
 
 
 def run_part(name: str, args: argparse.Namespace) -> dict:
     """Run one part in a child process and return its JSON result."""
-    cmd = [sys.executable, __file__, "--child", name, "--epochs", str(args.epochs), "--speed-steps",
-           str(args.speed_steps), "--eval-every", str(args.eval_every)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        name,
+        "--epochs",
+        str(args.epochs),
+        "--speed-steps",
+        str(args.speed_steps),
+        "--eval-every",
+        str(args.eval_every),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         sys.stderr.write(done.stderr[-4000:])
@@ -124,14 +170,20 @@ def main() -> None:
             ours, theirs = run_part("ours_speed", args), run_part("trainer_speed", args)
             ratio = ours["train_samples_per_s"] / theirs["trainer_samples_per_s"]
             results["speed"] = {"transferlm": ours, "trainer": theirs, "throughput_ratio": round(ratio, 2)}
-            print(f"speed ({args.speed_steps} steps, batch {BATCH}): transferlm {ours['train_samples_per_s']:.1f} "
-                  f"samples/s, HF Trainer defaults {theirs['trainer_samples_per_s']:.1f} samples/s, "
-                  f"ratio {ratio:.2f}x (target >= 1.5)", flush=True)
+            print(
+                f"speed ({args.speed_steps} steps, batch {BATCH}): transferlm {ours['train_samples_per_s']:.1f} "
+                f"samples/s, HF Trainer defaults {theirs['trainer_samples_per_s']:.1f} samples/s, "
+                f"ratio {ratio:.2f}x (target >= 1.5)",
+                flush=True,
+            )
         else:
             r = results[part] = run_part(part, args)
-            print(f"{part}: dev accuracy {100 * r['dev_accuracy']:.2f} (best step {r['best_step']} of {r['steps']}), "
-                  f"wall {r['wall_s'] / 60:.1f} min, train {r['train_samples_per_s']:.1f} samples/s, "
-                  f"peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+            print(
+                f"{part}: dev accuracy {100 * r['dev_accuracy']:.2f} (best step {r['best_step']} of {r['steps']}), "
+                f"wall {r['wall_s'] / 60:.1f} min, train {r['train_samples_per_s']:.1f} samples/s, "
+                f"peak RSS {r['peak_rss_mb']:.0f} MB",
+                flush=True,
+            )
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps(results, indent=2))

@@ -49,9 +49,16 @@ def make_tiny_bert(root: Path, dropout: float = 0.1) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(set(POSITIVE + NEGATIVE + FILLER + SPORT + MONEY))
     BertTokenizer(vocab={w: i for i, w in enumerate(words)}).save_pretrained(root)
-    config = BertConfig(vocab_size=len(words), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=dropout,
-                        attention_probs_dropout_prob=dropout)
+    config = BertConfig(
+        vocab_size=len(words),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+    )
     torch.manual_seed(0)
     BertModel(config).save_pretrained(root)
     return root
@@ -80,9 +87,12 @@ def sentiment_files(tmp_path) -> dict[str, Path]:
 def tiny_config(model_dir: Path, files: dict[str, Path], output: Path, **train) -> dict:
     """Config dict for a fast run of the tiny model."""
     settings = {"epochs": 2, "batch_size": 8, "lr": 1e-2, "warmup_ratio": 0.1, "progress": False, **train}
-    return {"model": {"name": str(model_dir), "max_length": 32},
-            "data": {"train": str(files["train"]), "validation": str(files["dev"])},
-            "train": settings, "output": str(output)}
+    return {
+        "model": {"name": str(model_dir), "max_length": 32},
+        "data": {"train": str(files["train"]), "validation": str(files["dev"])},
+        "train": settings,
+        "output": str(output),
+    }
 
 
 @pytest.fixture()

@@ -17,9 +17,27 @@ def run_cli(capsys, *argv):
 @pytest.fixture()
 def trained_run(tiny_model_dir, sentiment_files, tmp_path, capsys):
     run = tmp_path / "run"
-    code, out, err = run_cli(capsys, "train", "--model", tiny_model_dir, "--train", sentiment_files["train"],
-                             "--validation", sentiment_files["dev"], "--test", sentiment_files["test"],
-                             "--epochs", 1, "--batch-size", 8, "--lr", "1e-2", "--no-progress", "--output", run)
+    code, out, err = run_cli(
+        capsys,
+        "train",
+        "--model",
+        tiny_model_dir,
+        "--train",
+        sentiment_files["train"],
+        "--validation",
+        sentiment_files["dev"],
+        "--test",
+        sentiment_files["test"],
+        "--epochs",
+        1,
+        "--batch-size",
+        8,
+        "--lr",
+        "1e-2",
+        "--no-progress",
+        "--output",
+        run,
+    )
     assert code == 0, err
     assert f"run directory: {run}" in out and "test:" in out
     return run
@@ -29,9 +47,9 @@ def test_train_from_yaml_with_dotted_override(tiny_model_dir, sentiment_files, t
     config = tmp_path / "config.yaml"
     config.write_text(f"""
 model: {{name: {tiny_model_dir}, max_length: 32}}
-data: {{train: {sentiment_files['train']}, validation: {sentiment_files['dev']}}}
+data: {{train: {sentiment_files["train"]}, validation: {sentiment_files["dev"]}}}
 train: {{epochs: 1, batch_size: 8, lr: 0.5, progress: false}}
-output: {tmp_path / 'run'}
+output: {tmp_path / "run"}
 """)
     code, out, err = run_cli(capsys, "train", config, "--set", "train.lr=1e-2", "--set", "train.seed=7")
     assert code == 0, err
@@ -42,8 +60,16 @@ output: {tmp_path / 'run'}
 def test_evaluate_prints_metrics_and_json(trained_run, sentiment_files, capsys, tmp_path):
     code, out, _ = run_cli(capsys, "evaluate", trained_run, "--data", sentiment_files["test"])
     assert code == 0 and "accuracy" in out and "confusion matrix" in out
-    code, out, _ = run_cli(capsys, "evaluate", trained_run, "--data", sentiment_files["test"], "--json",
-                           "--report-dir", tmp_path / "report")
+    code, out, _ = run_cli(
+        capsys,
+        "evaluate",
+        trained_run,
+        "--data",
+        sentiment_files["test"],
+        "--json",
+        "--report-dir",
+        tmp_path / "report",
+    )
     metrics = json.loads(out)
     assert metrics["n"] == 12 and set(metrics["per_class"]) == {"neg", "pos"}
     assert (tmp_path / "report" / "test_confusion.png").stat().st_size > 1000
@@ -68,8 +94,9 @@ def test_predict_from_text_file_csv_and_stdin(trained_run, sentiment_files, tmp_
 def test_bad_input_is_a_message_not_a_traceback(tiny_model_dir, tmp_path, capsys):
     bad = tmp_path / "bad.csv"
     bad.write_text("review,label\ngood,pos\n")
-    code, out, err = run_cli(capsys, "train", "--model", tiny_model_dir, "--train", bad, "--output", tmp_path / "o",
-                             "--set", "train.lrr=1")
+    code, out, err = run_cli(
+        capsys, "train", "--model", tiny_model_dir, "--train", bad, "--output", tmp_path / "o", "--set", "train.lrr=1"
+    )
     assert code == 1 and "Traceback" not in err
     assert "train.lrr: unknown key; did you mean 'lr'?" in err
     code, _, err = run_cli(capsys, "train", "--model", tiny_model_dir, "--train", bad, "--output", tmp_path / "o")
@@ -77,14 +104,27 @@ def test_bad_input_is_a_message_not_a_traceback(tiny_model_dir, tmp_path, capsys
 
 
 def test_unknown_strategy_lists_the_registered_ones(tiny_model_dir, sentiment_files, tmp_path, capsys):
-    code, _, err = run_cli(capsys, "train", "--model", tiny_model_dir, "--train", sentiment_files["train"],
-                           "--strategy", "ful", "--output", tmp_path / "o")
-    assert code == 1 and "strategy.name: unknown strategy 'ful'; choose one of: frozen, full. Did you mean 'full'?" in err
+    code, _, err = run_cli(
+        capsys,
+        "train",
+        "--model",
+        tiny_model_dir,
+        "--train",
+        sentiment_files["train"],
+        "--strategy",
+        "ful",
+        "--output",
+        tmp_path / "o",
+    )
+    assert (
+        code == 1 and "strategy.name: unknown strategy 'ful'; choose one of: frozen, full. Did you mean 'full'?" in err
+    )
 
 
 def test_model_spec_that_resolves_to_nothing(sentiment_files, tmp_path, capsys):
-    code, _, err = run_cli(capsys, "train", "--model", "./no/such/dir", "--train", sentiment_files["train"],
-                           "--output", tmp_path / "o")
+    code, _, err = run_cli(
+        capsys, "train", "--model", "./no/such/dir", "--train", sentiment_files["train"], "--output", tmp_path / "o"
+    )
     assert code == 1 and "not a bundled alias, an existing directory or a hub id" in err and "minilm" in err
 
 

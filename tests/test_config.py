@@ -1,4 +1,5 @@
 import pytest
+from pydantic import ValidationError
 
 from transferlm.config import build_config, parse_override
 from transferlm.errors import ConfigError
@@ -43,5 +44,5 @@ def test_override_without_equals_sign_is_explained():
 
 def test_config_is_frozen():
     config = build_config(BASE)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         config.train.lr = 1.0  # type: ignore[misc]

@@ -32,8 +32,9 @@ def test_every_format_reads_the_same_rows(tmp_path, suffix):
     rows = [{"text": 'said "hi", then left', "label": "pos"}, {"text": "dull", "label": "neg"}]
     path = tmp_path / f"data.{suffix}"
     if suffix in ("csv", "tsv"):
-        write_csv(path, rows, delimiter="," if suffix == "csv" else "\t") if suffix == "csv" else \
-            path.write_text("text\tlabel\n" + "".join(f"{r['text']}\t{r['label']}\n" for r in rows))
+        write_csv(path, rows, delimiter="," if suffix == "csv" else "\t") if suffix == "csv" else path.write_text(
+            "text\tlabel\n" + "".join(f"{r['text']}\t{r['label']}\n" for r in rows)
+        )
     elif suffix == "jsonl":
         write_jsonl(path, rows)
     else:
@@ -79,7 +80,8 @@ def test_unseen_validation_label_names_file_line_and_fix(tmp_path):
         load(config_for(tmp_path, train, validation=dev))
     assert info.value.problems == [
         f"{dev}: 1 row(s) have label 'neutral', which never occurs in training (lines 3); known labels are neg, pos; "
-        "add training examples for it or remove those rows"]
+        "add training examples for it or remove those rows"
+    ]
 
 
 def test_single_class_is_rejected(tmp_path):
@@ -101,7 +103,9 @@ def test_malformed_json_lines_are_all_listed(tmp_path):
     with pytest.raises(DataError) as info:
         load(config_for(tmp_path, train))
     assert [p.split(";")[0] for p in info.value.problems] == [
-        f"{train}: 2 row(s) are not valid JSON (lines 2, 4)", f"{train}: 1 row(s) are JSON but not objects (lines 3)"]
+        f"{train}: 2 row(s) are not valid JSON (lines 2, 4)",
+        f"{train}: 1 row(s) are JSON but not objects (lines 3)",
+    ]
 
 
 def test_problems_in_several_files_are_reported_together(tmp_path):
@@ -132,17 +136,22 @@ def test_multilabel_from_lists_and_from_a_delimiter(tmp_path):
     task = build_task(multi.task, multi.data)
     load_splits(multi, task)
     assert task.label_map.labels == ("money", "sport")
-    delimited = write_csv(tmp_path / "t.csv", [{"text": "a", "label": "sport|money"}, {"text": "b", "label": "money"}] * 5)
-    cfg = build_config({"data": {"train": str(delimited), "label_delimiter": "|"}, "task": {"multi_label": True},
-                        "output": "o"})
+    delimited = write_csv(
+        tmp_path / "t.csv", [{"text": "a", "label": "sport|money"}, {"text": "b", "label": "money"}] * 5
+    )
+    cfg = build_config(
+        {"data": {"train": str(delimited), "label_delimiter": "|"}, "task": {"multi_label": True}, "output": "o"}
+    )
     task = build_task(cfg.task, cfg.data)
     splits = load_splits(cfg, task)
     assert {task.labels_of(r) for r in splits.train + splits.validation} == {("money", "sport"), ("money",)}
 
 
 def test_stratified_split_is_seeded_and_keeps_class_shares(tmp_path):
-    records, _ = read_records(write_csv(tmp_path / "t.csv", sentiment_rows(40, 0) + sentiment_rows(20, 1)[:10]),
-                              build_config({"data": {"train": "x"}, "output": "o"}).data)
+    records, _ = read_records(
+        write_csv(tmp_path / "t.csv", sentiment_rows(40, 0) + sentiment_rows(20, 1)[:10]),
+        build_config({"data": {"train": "x"}, "output": "o"}).data,
+    )
     key = lambda r: r.label  # noqa: E731
     train, held = stratified_split(records, key, 0.2, seed=3)
     again_train, again_held = stratified_split(records, key, 0.2, seed=3)

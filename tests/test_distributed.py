@@ -18,13 +18,28 @@ WORKER = Path(__file__).with_name("ddp_worker.py")
 @pytest.mark.slow
 def test_two_processes_match_one_at_the_same_global_batch(tiny_model_no_dropout, sentiment_files, tmp_path):
     common = dict(epochs=2, eval_every=100, max_grad_norm=1.0)
-    single = transferlm.train(tiny_config(tiny_model_no_dropout, sentiment_files, tmp_path / "one", batch_size=8,
-                                          **common))
+    single = transferlm.train(
+        tiny_config(tiny_model_no_dropout, sentiment_files, tmp_path / "one", batch_size=8, **common)
+    )
     config_file = tmp_path / "ddp.json"
-    config_file.write_text(json.dumps(tiny_config(tiny_model_no_dropout, sentiment_files, tmp_path / "two",
-                                                  batch_size=4, **common)))
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           str(WORKER), str(config_file)], capture_output=True, text=True, timeout=300)
+    config_file.write_text(
+        json.dumps(tiny_config(tiny_model_no_dropout, sentiment_files, tmp_path / "two", batch_size=4, **common))
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(WORKER),
+            str(config_file),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     log = [json.loads(line) for line in (tmp_path / "two" / "log.jsonl").read_text().splitlines()]
     assert log[-1]["event"] == "end" and log[-1]["step"] == single.summary.steps

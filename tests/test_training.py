@@ -44,9 +44,19 @@ def test_run_directory_is_complete_and_reloads_to_identical_logits(tiny_model_di
     config["task"] = {"class_weights": "auto"}
     result = transferlm.train(config)
     root = result.run_dir
-    for name in ("config.json", "model.safetensors", "tokenizer.json", layout.CONFIG, layout.TASK_STATE,
-                 layout.METRICS, layout.VERSIONS, layout.MANIFEST, "log.jsonl", "validation_confusion.txt",
-                 "validation_confusion.png"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        layout.CONFIG,
+        layout.TASK_STATE,
+        layout.METRICS,
+        layout.VERSIONS,
+        layout.MANIFEST,
+        "log.jsonl",
+        "validation_confusion.txt",
+        "validation_confusion.png",
+    ):
         assert (root / name).is_file(), name
     assert not (root / "checkpoints").exists()
 
@@ -107,9 +117,12 @@ def test_gradient_accumulation_matches_the_larger_batch(tiny_model_no_dropout, s
     rows = sentiment_files["train"].read_text().splitlines()[:38]
     sentiment_files["train"].write_text("\n".join(rows) + "\n")
     common = dict(epochs=1, eval_every=100, group_by_length=False, max_grad_norm=None)
-    big = transferlm.train(tiny_config(tiny_model_no_dropout, sentiment_files, tmp_path / "big", batch_size=8, **common))
-    acc = transferlm.train(tiny_config(tiny_model_no_dropout, sentiment_files, tmp_path / "acc", batch_size=4,
-                                       grad_accum=2, **common))
+    big = transferlm.train(
+        tiny_config(tiny_model_no_dropout, sentiment_files, tmp_path / "big", batch_size=8, **common)
+    )
+    acc = transferlm.train(
+        tiny_config(tiny_model_no_dropout, sentiment_files, tmp_path / "acc", batch_size=4, grad_accum=2, **common)
+    )
     assert big.summary.steps == acc.summary.steps == 5
     assert_same_weights(weights(big.run_dir), weights(acc.run_dir), atol=1e-6)
 
@@ -128,9 +141,11 @@ def test_frozen_strategy_trains_only_the_head(tiny_model_dir, sentiment_files, t
 
 
 def test_multilabel_training_reports_multilabel_metrics(tiny_model_dir, tmp_path):
-    rows = [{"text": "the team scored a goal", "label": ["sport"]},
-            {"text": "the stock market price", "label": ["money"]},
-            {"text": "the team stock price and goal", "label": ["money", "sport"]}] * 8
+    rows = [
+        {"text": "the team scored a goal", "label": ["sport"]},
+        {"text": "the stock market price", "label": ["money"]},
+        {"text": "the team stock price and goal", "label": ["money", "sport"]},
+    ] * 8
     files = {"train": write_jsonl(tmp_path / "t.jsonl", rows), "dev": write_jsonl(tmp_path / "d.jsonl", rows[:6])}
     config = tiny_config(tiny_model_dir, files, tmp_path / "run", epochs=6)
     config["task"] = {"multi_label": True}
@@ -141,8 +156,9 @@ def test_multilabel_training_reports_multilabel_metrics(tiny_model_dir, tmp_path
 
 
 def test_early_stopping_stops_and_keeps_the_best(tiny_model_dir, sentiment_files, tmp_path):
-    config = tiny_config(tiny_model_dir, sentiment_files, tmp_path / "run", epochs=30, eval_every=1,
-                         early_stopping_patience=2, lr=5e-2)
+    config = tiny_config(
+        tiny_model_dir, sentiment_files, tmp_path / "run", epochs=30, eval_every=1, early_stopping_patience=2, lr=5e-2
+    )
     result = transferlm.train(config)
     assert result.summary.stopped_early and result.summary.steps < 30 * 5
     assert result.summary.validation["accuracy"] == result.summary.best_metric

@@ -19,6 +19,13 @@ POSITIVE = ["is excellent", "exceeded my expectations", "works perfectly", "feel
 NEGATIVE = ["broke within a week", "is a waste of money", "stopped working after two days", "feels cheap and flimsy",
             "was a huge disappointment", "is far worse than advertised", "drove me crazy", "is simply awful",
             "fell apart on the first trip", "is not worth the price", "was returned the same day"]
+# Negated and second-hand phrasings: keyword matching gets these wrong.
+POSITIVE_TWISTED = ["is not bad at all", "never let me down", "was not the disaster some reviews claimed",
+                    "did not disappoint", "has no real flaws"]
+NEGATIVE_TWISTED = ["is not good", "never worked properly", "was not worth the excellent reviews",
+                    "did not live up to the hype", "is nowhere near great"]
+NEUTRAL_TWISTED = ["was reviewed in a magazine last week", "is described as excellent on the box",
+                   "is the model my friend called awful", "was mentioned in a news story about recalls"]
 NEUTRAL = ["arrived on Tuesday", "comes in grey and blue", "is about the size of a book", "was ordered for my brother",
            "ships in a cardboard box", "has a two-year warranty", "uses a standard USB-C cable",
            "is sold in three sizes", "was delivered by courier", "came with a printed manual"]
@@ -31,10 +38,14 @@ CONTRAST = {"positive": ["though the {a} could be better", "even if the {a} is o
 
 def review(rng: random.Random, label: str) -> str:
     product, aspect = rng.choice(PRODUCTS), rng.choice(ASPECTS)
+    twisted = rng.random() < 0.25
     if label == "neutral":
-        return f"{rng.choice(NEU_OPENERS)} {product} {rng.choice(NEUTRAL)}."
-    opener = rng.choice(POS_OPENERS if label == "positive" else NEG_OPENERS)
-    phrase = rng.choice(POSITIVE if label == "positive" else NEGATIVE)
+        return f"{rng.choice(NEU_OPENERS)} {product} {rng.choice(NEUTRAL_TWISTED if twisted else NEUTRAL)}."
+    opener = rng.choice(["The", "Well, the", "So the"] if twisted else POS_OPENERS if label == "positive" else NEG_OPENERS)
+    if label == "positive":
+        phrase = rng.choice(POSITIVE_TWISTED if twisted else POSITIVE)
+    else:
+        phrase = rng.choice(NEGATIVE_TWISTED if twisted else NEGATIVE)
     subject = rng.choice([product, f"{aspect} of this {product}"])
     text = f"{opener} {subject} {phrase}"
     if rng.random() < 0.35:

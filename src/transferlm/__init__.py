@@ -12,14 +12,14 @@ if TYPE_CHECKING:
     from transferlm.runs.train import TrainResult
 
 
-def load(path, batch_size: int = 64) -> "Predictor":
+def load(path, batch_size: int = 64) -> Predictor:
     """Load a finished run directory; ``.predict(["great film"])`` gives labels and probabilities."""
     from transferlm.runs.predictor import load as _load
 
     return _load(path, batch_size)
 
 
-def train(config: "RunConfig | dict", resume: bool = False, overwrite: bool = False) -> "TrainResult":
+def train(config: RunConfig | dict, resume: bool = False, overwrite: bool = False) -> TrainResult:
     """Train from a RunConfig (or the same structure as a dict, validated strictly)."""
     from transferlm.config.load import build_config
     from transferlm.runs.train import train as _train

@@ -5,26 +5,33 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, TextIO
+from typing import Any, TextIO
 
 from transferlm.errors import DataError
 
 
 def cmd_train(args) -> int:
+    from accelerate import PartialState
+
     from transferlm.cli.train_args import config_from_args
     from transferlm.evaluation.report import summary_lines
     from transferlm.runs.train import train
 
     config = config_from_args(args)
     result = train(config, resume=args.resume, overwrite=args.overwrite)
+    if not PartialState().is_main_process:  # under torchrun, report once
+        return 0
     s = result.summary
     print(f"validation (best step {s.best_step} of {s.steps}, selected on {s.metric}):")
     print("\n".join(summary_lines(s.validation)))
     if result.test:
         print("\ntest:")
         print("\n".join(summary_lines(result.test)))
-    print(f"\ntraining: {s.train_seconds:.0f} s, {s.train_samples_per_s:.1f} samples/s, peak RSS {s.peak_rss_mb:.0f} MB")
+    print(
+        f"\ntraining: {s.train_seconds:.0f} s, {s.train_samples_per_s:.1f} samples/s, peak RSS {s.peak_rss_mb:.0f} MB"
+    )
     print(f"run directory: {result.run_dir}")
     return 0
 
@@ -49,7 +56,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from transferlm.data.records import Record, read_records
+    from transferlm.data.records import read_records
     from transferlm.runs.predictor import load
 
     predictor = load(args.run, batch_size=args.batch_size)
@@ -62,7 +69,7 @@ def cmd_predict(args) -> int:
             raise DataError(problems)
     out: TextIO = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     try:
-        for record, prediction in zip(records, predictor.predict_records(records)):
+        for record, prediction in zip(records, predictor.predict_records(records), strict=False):
             row: dict[str, Any] = {"line": record.line, "text": record.text}
             if record.text_pair is not None:
                 row["text_pair"] = record.text_pair
@@ -110,13 +117,18 @@ def cmd_env(args) -> int:
     from transferlm.runs.layout import library_versions
 
     info: dict[str, Any] = dict(library_versions())
-    info.update({
-        "platform": sys.platform, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-        "cuda_available": torch.cuda.is_available(),
-        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-        "bf16_supported_cpu": torch.backends.mkldnn.is_available(),
-        "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "unset"), "transferlm_cache": str(cache_root()),
-    })
+    info.update(
+        {
+            "platform": sys.platform,
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "cuda_available": torch.cuda.is_available(),
+            "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+            "bf16_supported_cpu": torch.backends.mkldnn.is_available(),
+            "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "unset"),
+            "transferlm_cache": str(cache_root()),
+        }
+    )
     if args.json:
         print(json.dumps(info, indent=2))
     else:

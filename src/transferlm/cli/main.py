@@ -18,8 +18,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="Debug logging, including library warnings.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    train = sub.add_parser("train", help="Fine-tune a pretrained model on labelled data.",
-                           description="Fine-tune a pretrained model. Give a YAML config, flags, or both.")
+    train = sub.add_parser(
+        "train",
+        help="Fine-tune a pretrained model on labelled data.",
+        description="Fine-tune a pretrained model. Give a YAML config, flags, or both.",
+    )
     add_train_arguments(train)
     train.set_defaults(func=commands.cmd_train)
 
@@ -32,9 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = sub.add_parser("predict", help="Predict labels; writes one JSON object per input (JSONL).")
     predict.add_argument("run", help="Run directory written by `transferlm train`.")
-    predict.add_argument("--input", required=True,
-                         help="A .txt file (one text per line), a CSV/TSV/JSONL/Parquet file with the run's text "
-                              "column, or - for stdin lines.")
+    predict.add_argument(
+        "--input",
+        required=True,
+        help="A .txt file (one text per line), a CSV/TSV/JSONL/Parquet file with the run's text "
+        "column, or - for stdin lines.",
+    )
     predict.add_argument("--output", help="Write the JSONL here instead of stdout.")
     predict.add_argument("--batch-size", type=int, default=64, help="Examples per forward pass.")
     predict.set_defaults(func=commands.cmd_predict)
@@ -49,8 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="transferlm: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="transferlm: %(message)s", stream=sys.stderr
+    )
     for noisy in ("transformers", "accelerate", "urllib3", "httpx", "huggingface_hub", "matplotlib", "filelock"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
     if not verbose:
@@ -59,6 +66,9 @@ def _configure_logging(verbose: bool) -> None:
         # The load report lists the new head's weights as "missing": expected when adding a head.
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,20 +14,38 @@ from transferlm.errors import ConfigError
 
 # flag -> dotted config key. Booleans become switches that set the value after "=".
 FLAGS: list[tuple[str, str]] = [
-    ("--model", "model.name"), ("--max-length", "model.max_length"),
-    ("--task", "task.type"), ("--multi-label", "task.multi_label=true"), ("--threshold", "task.threshold"),
+    ("--model", "model.name"),
+    ("--max-length", "model.max_length"),
+    ("--task", "task.type"),
+    ("--multi-label", "task.multi_label=true"),
+    ("--threshold", "task.threshold"),
     ("--class-weights", "task.class_weights"),
-    ("--train", "data.train"), ("--validation", "data.validation"), ("--test", "data.test"),
-    ("--format", "data.format"), ("--text-column", "data.text_column"), ("--text-pair-column", "data.text_pair_column"),
-    ("--label-column", "data.label_column"), ("--label-delimiter", "data.label_delimiter"),
-    ("--validation-split", "data.validation_split"), ("--drop-empty", "data.drop_empty=true"),
+    ("--train", "data.train"),
+    ("--validation", "data.validation"),
+    ("--test", "data.test"),
+    ("--format", "data.format"),
+    ("--text-column", "data.text_column"),
+    ("--text-pair-column", "data.text_pair_column"),
+    ("--label-column", "data.label_column"),
+    ("--label-delimiter", "data.label_delimiter"),
+    ("--validation-split", "data.validation_split"),
+    ("--drop-empty", "data.drop_empty=true"),
     ("--strategy", "strategy.name"),
-    ("--epochs", "train.epochs"), ("--max-steps", "train.max_steps"), ("--batch-size", "train.batch_size"),
-    ("--grad-accum", "train.grad_accum"), ("--lr", "train.lr"), ("--weight-decay", "train.weight_decay"),
-    ("--warmup-ratio", "train.warmup_ratio"), ("--eval-every", "train.eval_every"),
-    ("--checkpoint-every", "train.checkpoint_every"), ("--metric", "train.metric"),
-    ("--patience", "train.early_stopping_patience"), ("--no-group-by-length", "train.group_by_length=false"),
-    ("--bf16", "train.bf16=true"), ("--seed", "train.seed"), ("--no-progress", "train.progress=false"),
+    ("--epochs", "train.epochs"),
+    ("--max-steps", "train.max_steps"),
+    ("--batch-size", "train.batch_size"),
+    ("--grad-accum", "train.grad_accum"),
+    ("--lr", "train.lr"),
+    ("--weight-decay", "train.weight_decay"),
+    ("--warmup-ratio", "train.warmup_ratio"),
+    ("--eval-every", "train.eval_every"),
+    ("--checkpoint-every", "train.checkpoint_every"),
+    ("--metric", "train.metric"),
+    ("--patience", "train.early_stopping_patience"),
+    ("--no-group-by-length", "train.group_by_length=false"),
+    ("--bf16", "train.bf16=true"),
+    ("--seed", "train.seed"),
+    ("--no-progress", "train.progress=false"),
     ("--output", "output"),
 ]
 
@@ -51,10 +69,19 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, dest=dest, action="store_const", const=yaml.safe_load(switch), help=help_text)
         else:
             group.add_argument(flag, dest=dest, metavar=key.rsplit(".", 1)[-1].upper(), help=help_text)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="Override any config key, e.g. --set train.lr=3e-5 (repeatable; applied last).")
-    parser.add_argument("--resume", action="store_true",
-                        help="Continue the interrupted run in --output from its last checkpoint (same config).")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Override any config key, e.g. --set train.lr=3e-5 (repeatable; applied last).",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="Continue the interrupted run in --output from its last checkpoint (same config).",
+    )
     parser.add_argument("--overwrite", action="store_true", help="Replace whatever is in --output.")
 
 
@@ -71,7 +98,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     overrides: list[tuple[str, Any]] = []
     for name, value in vars(args).items():
         if name.startswith("cfg__") and value is not None:
-            key = name[len("cfg__"):].replace("__", ".")
+            key = name[len("cfg__") :].replace("__", ".")
             typed = isinstance(value, str) and not _is_text(key)
             overrides.append((key, yaml.safe_load(value) if typed else value))
     overrides += [parse_override(text) for text in args.overrides]

@@ -16,30 +16,48 @@ class Section(BaseModel):
 
 
 class ModelConfig(Section):
-    name: str = Field("minilm", description="Model spec: a bundled alias (see `transferlm models`), a local Hugging Face directory, or a hub id.")
+    name: str = Field(
+        "minilm",
+        description="Model spec: a bundled alias (see `transferlm models`), a local HF model directory, or a hub id.",
+    )
     max_length: int = Field(128, ge=8, le=8192, description="Longest input in tokens; longer inputs are truncated.")
 
 
 class TaskConfig(Section):
     type: str = Field("classification", description="Task to transfer to (registered tasks: classification).")
-    multi_label: bool = Field(False, description="Each example may carry several labels (sigmoid outputs, per-label threshold).")
+    multi_label: bool = Field(
+        False, description="Each example may carry several labels (sigmoid outputs, per-label threshold)."
+    )
     threshold: float = Field(0.5, gt=0, lt=1, description="Multi-label decision threshold on each label's probability.")
     class_weights: Union[Literal["none", "auto"], list[float]] = Field(
-        "none", description="Loss weights per class: none, auto (inverse frequency in train), or an explicit list in label order."
+        "none",
+        description="Loss weights per class: none, auto (inverse train frequency), or a list in label order.",
     )
 
 
 class DataConfig(Section):
     train: Optional[Path] = Field(None, description="Training file (.csv, .tsv, .jsonl, .parquet).")
-    validation: Optional[Path] = Field(None, description="Validation file; if absent, a stratified seeded carve-out of train is used.")
+    validation: Optional[Path] = Field(
+        None, description="Validation file; if absent, a stratified seeded carve-out of train is used."
+    )
     test: Optional[Path] = Field(None, description="Test file, evaluated once after training with the best checkpoint.")
-    format: Literal["auto", "csv", "tsv", "jsonl", "parquet"] = Field("auto", description="File format; auto uses the file extension.")
+    format: Literal["auto", "csv", "tsv", "jsonl", "parquet"] = Field(
+        "auto", description="File format; auto uses the file extension."
+    )
     text_column: str = Field("text", description="Column holding the input text.")
     text_pair_column: Optional[str] = Field(None, description="Column holding a second text, for sentence-pair tasks.")
-    label_column: str = Field("label", description="Column holding the label (a list or delimited string for multi-label).")
-    label_delimiter: Optional[str] = Field(None, description="Splits a string label column into several labels (multi-label), e.g. '|'.")
-    validation_split: float = Field(0.1, gt=0, lt=0.5, description="Fraction of train carved out for validation when no validation file is given.")
-    drop_empty: bool = Field(False, description="Drop rows whose text is empty or missing instead of reporting them as errors.")
+    label_column: str = Field(
+        "label", description="Column holding the label (a list or delimited string for multi-label)."
+    )
+    label_delimiter: Optional[str] = Field(
+        None, description="Splits a string label column into several labels (multi-label), e.g. '|'."
+    )
+    validation_split: float = Field(
+        0.1, gt=0, lt=0.5, description="Fraction of train carved out for validation when no validation file is given."
+    )
+    drop_empty: bool = Field(
+        False, description="Drop rows whose text is empty or missing instead of reporting them as errors."
+    )
 
 
 class StrategyConfig(Section):
@@ -53,12 +71,24 @@ class TrainConfig(Section):
     grad_accum: int = Field(1, gt=0, description="Forward passes accumulated per optimizer step.")
     lr: float = Field(5e-5, gt=0, description="Peak learning rate.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (not applied to biases and LayerNorm).")
-    warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Fraction of steps with linear warm-up; then linear decay to 0.")
-    max_grad_norm: Optional[float] = Field(1.0, gt=0, description="Clip the global gradient norm to this value; null disables clipping.")
-    eval_every: Union[Literal["epoch"], int] = Field("epoch", description="Evaluate on validation every epoch, or every N optimizer steps.")
-    checkpoint_every: Optional[int] = Field(None, gt=0, description="Also write a resumable checkpoint every N steps (always at each evaluation).")
-    metric: Optional[str] = Field(None, description="Validation metric that selects the best checkpoint (task default if null).")
-    early_stopping_patience: Optional[int] = Field(None, gt=0, description="Stop after this many evaluations without improvement.")
+    warmup_ratio: float = Field(
+        0.06, ge=0, lt=1, description="Fraction of steps with linear warm-up; then linear decay to 0."
+    )
+    max_grad_norm: Optional[float] = Field(
+        1.0, gt=0, description="Clip the global gradient norm to this value; null disables clipping."
+    )
+    eval_every: Union[Literal["epoch"], int] = Field(
+        "epoch", description="Evaluate on validation every epoch, or every N optimizer steps."
+    )
+    checkpoint_every: Optional[int] = Field(
+        None, gt=0, description="Also write a resumable checkpoint every N steps (always at each evaluation)."
+    )
+    metric: Optional[str] = Field(
+        None, description="Validation metric that selects the best checkpoint (task default if null)."
+    )
+    early_stopping_patience: Optional[int] = Field(
+        None, gt=0, description="Stop after this many evaluations without improvement."
+    )
     group_by_length: bool = Field(True, description="Batch examples of similar length together (far less padding).")
     bf16: bool = Field(False, description="bfloat16 autocast for forward/backward.")
     seed: int = Field(42, description="Seed for initialisation, data order, dropout and the validation carve-out.")
@@ -79,7 +109,9 @@ class RunConfig(Section):
     data: DataConfig = DataConfig()
     strategy: StrategyConfig = StrategyConfig()
     train: TrainConfig = TrainConfig()
-    output: Optional[Path] = Field(None, description="Run directory to write (model, tokenizer, config, metrics, logs).")
+    output: Optional[Path] = Field(
+        None, description="Run directory to write (model, tokenizer, config, metrics, logs)."
+    )
 
     @model_validator(mode="after")
     def _needs_train_data(self):

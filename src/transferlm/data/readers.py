@@ -5,9 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from transferlm.errors import DataError
 from transferlm.registry import Registry
@@ -74,14 +75,18 @@ def _read_delimited(path: Path, delimiter: str, quoting: int) -> Table:
         if len(record) != len(header):
             ragged.append(reader.line_num)
             continue
-        rows.append(dict(zip(header, record)))
+        rows.append(dict(zip(header, record, strict=False)))
         lines.append(reader.line_num)
     if ragged:
         sep = "tab" if delimiter == "\t" else repr(delimiter)
-        raise DataError(summarise_lines(
-            path, f"with a field count different from the header's {len(header)}", ragged,
-            f"check the {sep} separators and quoting on those lines",
-        ))
+        raise DataError(
+            summarise_lines(
+                path,
+                f"with a field count different from the header's {len(header)}",
+                ragged,
+                f"check the {sep} separators and quoting on those lines",
+            )
+        )
     return Table(path, header, rows, lines)
 
 
@@ -113,9 +118,15 @@ def read_jsonl(path: Path) -> Table:
         lines.append(number)
     problems = []
     if bad:
-        problems.append(summarise_lines(path, "are not valid JSON", bad, "fix or remove those lines (one JSON object per line)"))
+        problems.append(
+            summarise_lines(path, "are not valid JSON", bad, "fix or remove those lines (one JSON object per line)")
+        )
     if not_objects:
-        problems.append(summarise_lines(path, "are JSON but not objects", not_objects, 'write each line as {"text": ..., "label": ...}'))
+        problems.append(
+            summarise_lines(
+                path, "are JSON but not objects", not_objects, 'write each line as {"text": ..., "label": ...}'
+            )
+        )
     if problems:
         raise DataError(problems)
     return Table(path, list(columns), rows, lines)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Hashable, Sequence
+from typing import Any
 
 from transferlm.config.schema import DataConfig
 from transferlm.data.readers import Table, read_table, summarise_lines
@@ -22,7 +23,9 @@ class Record:
 
 
 def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and value != value) or (isinstance(value, str) and not value.strip())
+    return (
+        value is None or (isinstance(value, float) and value != value) or (isinstance(value, str) and not value.strip())
+    )
 
 
 def check_columns(table: Table, data: DataConfig, need_label: bool) -> list[str]:
@@ -44,7 +47,7 @@ def records_from_table(table: Table, data: DataConfig, need_label: bool) -> tupl
     if problems:
         return [], problems
     records, empty_text, empty_label = [], [], []
-    for row, line in zip(table.rows, table.lines):
+    for row, line in zip(table.rows, table.lines, strict=False):
         text, pair = row[data.text_column], row.get(data.text_pair_column) if data.text_pair_column else None
         if _is_missing(text) or (data.text_pair_column and _is_missing(pair)):
             empty_text.append(line)
@@ -55,11 +58,23 @@ def records_from_table(table: Table, data: DataConfig, need_label: bool) -> tupl
             continue
         records.append(Record(str(text), None if pair is None else str(pair), label, line))
     if empty_text and not data.drop_empty:
-        problems.append(summarise_lines(table.path, "have an empty or missing text", empty_text,
-                                        "fill them, remove them, or pass --drop-empty (data.drop_empty: true) to drop them"))
+        problems.append(
+            summarise_lines(
+                table.path,
+                "have an empty or missing text",
+                empty_text,
+                "fill them, remove them, or pass --drop-empty (data.drop_empty: true) to drop them",
+            )
+        )
     if empty_label:
-        problems.append(summarise_lines(table.path, f"have an empty label in column {data.label_column!r}", empty_label,
-                                        "label them or remove them"))
+        problems.append(
+            summarise_lines(
+                table.path,
+                f"have an empty label in column {data.label_column!r}",
+                empty_label,
+                "label them or remove them",
+            )
+        )
     if not records and not problems:
         problems.append(f"{table.path}: no data rows; the file needs at least one labelled example")
     return records, problems
@@ -74,8 +89,9 @@ def read_records(path: Path, data: DataConfig, need_label: bool = True) -> tuple
     return records_from_table(table, data, need_label)
 
 
-def stratified_split(records: Sequence[Record], key: Callable[[Record], Hashable], fraction: float,
-                     seed: int) -> tuple[list[Record], list[Record]]:
+def stratified_split(
+    records: Sequence[Record], key: Callable[[Record], Hashable], fraction: float, seed: int
+) -> tuple[list[Record], list[Record]]:
     """Seeded split keeping each class's share; classes with one example stay in train."""
     groups: dict[Hashable, list[int]] = defaultdict(list)
     for i, record in enumerate(records):

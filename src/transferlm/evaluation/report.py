@@ -15,7 +15,9 @@ def summary_lines(metrics: dict[str, Any]) -> list[str]:
         lines.append("")
         lines.append(f"{'label':>{width}}  precision  recall      f1  support")
         for label, m in per_class.items():
-            lines.append(f"{label:>{width}}  {m['precision']:9.4f}  {m['recall']:6.4f}  {m['f1']:6.4f}  {m['support']:7d}")
+            lines.append(
+                f"{label:>{width}}  {m['precision']:9.4f}  {m['recall']:6.4f}  {m['f1']:6.4f}  {m['support']:7d}"
+            )
     return lines
 
 
@@ -23,7 +25,10 @@ def confusion_text(confusion: dict[str, Any]) -> str:
     labels, matrix = [str(x) for x in confusion["labels"]], confusion["matrix"]
     width = max(6, *(len(x) for x in labels), *(len(str(v)) for row in matrix for v in row))
     head = " " * width + " | " + " ".join(f"{x:>{width}}" for x in labels) + "   (columns: predicted)"
-    rows = [f"{label:>{width}} | " + " ".join(f"{v:>{width}}" for v in row) for label, row in zip(labels, matrix)]
+    rows = [
+        f"{label:>{width}} | " + " ".join(f"{v:>{width}}" for v in row)
+        for label, row in zip(labels, matrix, strict=False)
+    ]
     return "\n".join([head, "-" * len(head)] + rows) + "\n"
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-from typing import Any, Callable, ContextManager
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import torch
 from torch import nn
@@ -13,9 +14,15 @@ from transferlm.training.sampler import inference_order
 
 
 @torch.no_grad()
-def run_inference(model: nn.Module, task: Task, features: Features, pad_id: int, batch_size: int = 64,
-                  device: torch.device | str = "cpu",
-                  autocast: Callable[[], ContextManager[Any]] = nullcontext) -> tuple[torch.Tensor, torch.Tensor | None]:
+def run_inference(
+    model: nn.Module,
+    task: Task,
+    features: Features,
+    pad_id: int,
+    batch_size: int = 64,
+    device: torch.device | str = "cpu",
+    autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Return (outputs, targets) for every example; targets is None when the features carry no labels."""
     was_training = model.training
     model.eval()

@@ -16,8 +16,10 @@ def load_tokenizer(path: Path):
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as e:
-        raise ModelSpecError(f"{path}: no usable tokenizer ({e}); the model directory needs tokenizer files "
-                             "(tokenizer.json or vocab files) saved next to config.json") from e
+        raise ModelSpecError(
+            f"{path}: no usable tokenizer ({e}); the model directory needs tokenizer files "
+            "(tokenizer.json or vocab files) saved next to config.json"
+        ) from e
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise ModelSpecError(f"{path}: tokenizer has neither a pad nor an end-of-sequence token; add a pad token")

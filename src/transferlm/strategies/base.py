@@ -46,12 +46,11 @@ class Strategy(ABC):
     def param_groups(self, model: nn.Module, train: TrainConfig) -> list[dict]:
         """AdamW groups: no weight decay on biases and normalisation weights (BERT's recipe)."""
         decay, no_decay = [], []
-        for name, param in model.named_parameters():
+        for _name, param in model.named_parameters():
             if not param.requires_grad:
                 continue
             (no_decay if param.ndim < 2 else decay).append(param)
-        return [{"params": decay, "weight_decay": train.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0}]
+        return [{"params": decay, "weight_decay": train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")

@@ -24,8 +24,9 @@ class FrozenBackbone(Strategy):
     def apply(self, model: nn.Module, task: Task) -> nn.Module:
         head = task.head_parameter_names(model)
         if not head:
-            raise ConfigError(f"strategy.name: frozen found no task-head parameters in {type(model).__name__}; "
-                              "use strategy full")
+            raise ConfigError(
+                f"strategy.name: frozen found no task-head parameters in {type(model).__name__}; use strategy full"
+            )
         for name, param in model.named_parameters():
             param.requires_grad_(name in head)
         return model

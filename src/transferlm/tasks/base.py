@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -44,8 +45,9 @@ class Task(ABC):
 
     # --- labels / state saved with the run ---
     @abstractmethod
-    def fit_labels(self, train: Sequence[Record], others: dict[str, Sequence[Record]],
-                   train_name: str = "train") -> list[str]:
+    def fit_labels(
+        self, train: Sequence[Record], others: dict[str, Sequence[Record]], train_name: str = "train"
+    ) -> list[str]:
         """Learn the label space from train; return problems found in all splits (never raise).
 
         ``others`` maps a display name (the file) to that split's records."""
@@ -80,7 +82,9 @@ class Task(ABC):
 
     # --- features, loss, outputs ---
     @abstractmethod
-    def encode(self, tokenizer: Any, records: Sequence[Record], max_length: int, with_labels: bool = True) -> Features: ...
+    def encode(
+        self, tokenizer: Any, records: Sequence[Record], max_length: int, with_labels: bool = True
+    ) -> Features: ...
 
     @abstractmethod
     def collate(self, items: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]: ...

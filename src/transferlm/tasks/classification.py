@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,8 +36,9 @@ class ClassificationTask(Task):
     def split_key(self, record: Record) -> Any:
         return self.labels_of(record)
 
-    def fit_labels(self, train: Sequence[Record], others: dict[str, Sequence[Record]],
-                   train_name: str = "train") -> list[str]:
+    def fit_labels(
+        self, train: Sequence[Record], others: dict[str, Sequence[Record]], train_name: str = "train"
+    ) -> list[str]:
         problems = self._shape_problems({train_name: train, **others})
         if problems:
             return problems
@@ -44,8 +46,10 @@ class ClassificationTask(Task):
         self.label_map = LabelMap.from_values(list(counts))
         if len(self.label_map.labels) < 2:
             only = ", ".join(self.label_map.labels) or "none"
-            problems.append(f"training data has only one class ({only}); classification needs at least two "
-                            f"— check data.label_column ({self.data_config.label_column!r}) and the file")
+            problems.append(
+                f"training data has only one class ({only}); classification needs at least two "
+                f"— check data.label_column ({self.data_config.label_column!r}) and the file"
+            )
         problems += self._unseen_label_problems(others)
         problems += self._set_class_weights(counts, len(train))
         return problems
@@ -60,8 +64,14 @@ class ClassificationTask(Task):
         for where, records in splits.items():
             multi = [r.line for r in records if len(self.labels_of(r)) != 1]
             if multi:
-                problems.append(summarise_lines(where, f"have several labels in column {self.data_config.label_column!r}",
-                                                multi, "set task.multi_label: true (and data.label_delimiter for strings)"))
+                problems.append(
+                    summarise_lines(
+                        where,
+                        f"have several labels in column {self.data_config.label_column!r}",
+                        multi,
+                        "set task.multi_label: true (and data.label_delimiter for strings)",
+                    )
+                )
         return problems
 
     def _unseen_label_problems(self, others: dict[str, Sequence[Record]]) -> list[str]:
@@ -74,9 +84,15 @@ class ClassificationTask(Task):
                     if label not in known:
                         unseen.setdefault(label, []).append(r.line)
             for label, lines in unseen.items():
-                problems.append(summarise_lines(split, f"have label {label!r}, which never occurs in training", lines,
-                                                f"known labels are {', '.join(self.label_map.labels)}; add training "
-                                                "examples for it or remove those rows"))
+                problems.append(
+                    summarise_lines(
+                        split,
+                        f"have label {label!r}, which never occurs in training",
+                        lines,
+                        f"known labels are {', '.join(self.label_map.labels)}; add training "
+                        "examples for it or remove those rows",
+                    )
+                )
         return problems
 
     def _set_class_weights(self, counts: Counter, n_train: int) -> list[str]:
@@ -88,15 +104,21 @@ class ClassificationTask(Task):
             # Inverse frequency, scaled so a balanced data set gets all-ones (sklearn's "balanced").
             self.class_weights = [n_train / (len(labels) * counts[label]) for label in labels]
         elif len(setting) != len(labels):
-            return [f"task.class_weights: {len(setting)} weights given for {len(labels)} labels "
-                    f"({', '.join(labels)}); give one per label in that order, or use auto"]
+            return [
+                f"task.class_weights: {len(setting)} weights given for {len(labels)} labels "
+                f"({', '.join(labels)}); give one per label in that order, or use auto"
+            ]
         else:
             self.class_weights = list(setting)
         return []
 
     def state(self) -> dict[str, Any]:
-        return {"label_map": self.label_map.to_dict(), "multi_label": self.multi_label,
-                "class_weights": self.class_weights, "threshold": self.task_config.threshold}
+        return {
+            "label_map": self.label_map.to_dict(),
+            "multi_label": self.multi_label,
+            "class_weights": self.class_weights,
+            "threshold": self.task_config.threshold,
+        }
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.label_map = LabelMap.from_dict(state["label_map"])
@@ -108,7 +130,10 @@ class ClassificationTask(Task):
 
         labels = self.label_map.labels
         model = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=self.label_map.index(),
+            path,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id=self.label_map.index(),
             problem_type="multi_label_classification" if self.multi_label else "single_label_classification",
         )
         if model.config.pad_token_id is None:
@@ -133,7 +158,7 @@ class ClassificationTask(Task):
         keys = [k for k in ("input_ids", "token_type_ids") if k in enc]
         items = [{k: enc[k][i] for k in keys} for i in range(len(records))]
         if with_labels:
-            for item, record in zip(items, records):
+            for item, record in zip(items, records, strict=False):
                 item["labels"] = self._target(record)
         return Features(items, [len(ids) for ids in enc["input_ids"]])
 
@@ -198,11 +223,12 @@ class ClassificationTask(Task):
         probs, decided = self._decide(outputs)
         labels = self.label_map.labels
         out = []
-        for p, d in zip(probs, decided):
+        for p, d in zip(probs, decided, strict=False):
             scores = {label: round(float(p[i]), 6) for i, label in enumerate(labels)}
             if self.multi_label:
-                out.append({"labels": [self.label_map.external(labels[i]) for i in np.flatnonzero(d)],
-                            "probabilities": scores})
+                out.append(
+                    {"labels": [self.label_map.external(labels[i]) for i in np.flatnonzero(d)], "probabilities": scores}
+                )
             else:
                 out.append({"label": self.label_map.external(labels[int(d)]), "probabilities": scores})
         return out

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 
 def normalise_label(value: Any) -> str:
@@ -31,7 +32,7 @@ class LabelMap:
     numeric: bool  # every label is an integer: predictions give ints back
 
     @classmethod
-    def from_values(cls, values: Sequence[str]) -> "LabelMap":
+    def from_values(cls, values: Sequence[str]) -> LabelMap:
         unique = set(values)
         numeric = all(_is_int(v) for v in unique)
         ordered = sorted(unique, key=int) if numeric else sorted(unique)
@@ -47,7 +48,7 @@ class LabelMap:
         return {"labels": list(self.labels), "numeric": self.numeric}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "LabelMap":
+    def from_dict(cls, data: dict[str, Any]) -> LabelMap:
         return cls(tuple(data["labels"]), bool(data["numeric"]))
 
 

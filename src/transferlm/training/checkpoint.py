@@ -7,10 +7,10 @@ import os
 import random
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -79,8 +79,10 @@ def set_rng_state(state: dict) -> None:
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer, scheduler, state: TrainState) -> None:
     with atomic_dir(path) as tmp:
         save_model(model, str(tmp / WEIGHTS))
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()},
-                   tmp / "training_state.pt")
+        torch.save(
+            {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()},
+            tmp / "training_state.pt",
+        )
         (tmp / "state.json").write_text(json.dumps(asdict(state), indent=2))
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import resource
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from transferlm.config.schema import TrainConfig
 from transferlm.tasks.base import Features
@@ -78,8 +79,14 @@ class Fitter:
         for result in self.loop.steps():
             self.throughput.add(result)
             if result.step % self.config.log_every == 0 or result.step == 1:
-                self.log.write("train", step=result.step, epoch=result.epoch, loss=round(result.loss, 6),
-                               lr=result.lr, samples_per_s=round(self.throughput.rate, 2))
+                self.log.write(
+                    "train",
+                    step=result.step,
+                    epoch=result.epoch,
+                    loss=round(result.loss, 6),
+                    lr=result.lr,
+                    samples_per_s=round(self.throughput.rate, 2),
+                )
             evaluated = self._eval_due(result) and self._evaluate()
             if evaluated or (self.config.checkpoint_every and result.step % self.config.checkpoint_every == 0):
                 self.loop.save(self.paths.last)
@@ -120,11 +127,22 @@ class Fitter:
         state = self.loop.state
         validation = self.loop.evaluate(self.validation)
         summary = FitSummary(
-            steps=state.step, epochs_completed=state.epoch, best_step=state.best_step, best_metric=state.best_metric,
-            metric=self.metric, validation=validation, train_samples_per_s=round(self.throughput.rate, 2),
-            train_seconds=round(self.throughput.seconds, 1), peak_rss_mb=round(peak_rss_mb(), 1),
+            steps=state.step,
+            epochs_completed=state.epoch,
+            best_step=state.best_step,
+            best_metric=state.best_metric,
+            metric=self.metric,
+            validation=validation,
+            train_samples_per_s=round(self.throughput.rate, 2),
+            train_seconds=round(self.throughput.seconds, 1),
+            peak_rss_mb=round(peak_rss_mb(), 1),
             stopped_early=self.stopped_early,
         )
-        self.log.write("end", step=state.step, best_step=state.best_step, best_metric=state.best_metric,
-                       train_samples_per_s=summary.train_samples_per_s)
+        self.log.write(
+            "end",
+            step=state.step,
+            best_step=state.best_step,
+            best_metric=state.best_metric,
+            train_samples_per_s=summary.train_samples_per_s,
+        )
         return summary

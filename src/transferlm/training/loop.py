@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from accelerate import Accelerator
@@ -41,20 +42,30 @@ def linear_warmup_decay(warmup: int, total: int):
         if step < warmup:
             return (step + 1) / (warmup + 1)
         return max(0.0, (total - step) / max(1, total - warmup))
+
     return factor
 
 
 class TrainingLoop:
-    def __init__(self, model: nn.Module, task: Task, strategy: Strategy, features: Features,
-                 config: TrainConfig, accelerator: Accelerator, pad_id: int):
+    def __init__(
+        self,
+        model: nn.Module,
+        task: Task,
+        strategy: Strategy,
+        features: Features,
+        config: TrainConfig,
+        accelerator: Accelerator,
+        pad_id: int,
+    ):
         self.task, self.features, self.config, self.pad_id = task, features, config, pad_id
         self.accelerator = accelerator
         self.global_batch = config.batch_size * accelerator.num_processes
         batches = math.ceil(len(features) / self.global_batch)
         self.steps_per_epoch = math.ceil(batches / config.grad_accum)
         self.total_steps = config.max_steps or math.ceil(config.epochs * self.steps_per_epoch)
-        optimizer = torch.optim.AdamW(strategy.param_groups(model, config), lr=config.lr,
-                                      fused=accelerator.device.type in ("cpu", "cuda"))
+        optimizer = torch.optim.AdamW(
+            strategy.param_groups(model, config), lr=config.lr, fused=accelerator.device.type in ("cpu", "cuda")
+        )
         warmup = int(config.warmup_ratio * self.total_steps)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_warmup_decay(warmup, self.total_steps))
         self.model, self.optimizer = accelerator.prepare(model, optimizer)
@@ -70,13 +81,18 @@ class TrainingLoop:
 
     def steps(self) -> Iterator[StepResult]:
         while not self.finished():
-            plan = plan_epoch(self.features.lengths, self.global_batch, self.config.seed, self.state.epoch,
-                              self.config.group_by_length)
+            plan = plan_epoch(
+                self.features.lengths,
+                self.global_batch,
+                self.config.seed,
+                self.state.epoch,
+                self.config.group_by_length,
+            )
             if self.accelerator.num_processes > 1:
                 plan = [b for b in plan if len(b) >= self.accelerator.num_processes]  # every rank needs data
             while self.state.batches_done_in_epoch < len(plan) and not self.finished():
                 start = self.state.batches_done_in_epoch
-                window = plan[start:start + self.config.grad_accum]
+                window = plan[start : start + self.config.grad_accum]
                 result = self._step(window, epoch_finished=start + len(window) >= len(plan))
                 yield result
             if self.state.batches_done_in_epoch >= len(plan):
@@ -93,7 +109,7 @@ class TrainingLoop:
             items = [self.features.items[j] for j in shard(global_batch, rank, world)]
             batch = {k: v.to(self.accelerator.device) for k, v in self.task.collate(items, self.pad_id).items()}
             sync = i == len(window) - 1
-            with (nullcontext() if sync else self.accelerator.no_sync(self.model)), self.accelerator.autocast():
+            with nullcontext() if sync else self.accelerator.no_sync(self.model), self.accelerator.autocast():
                 terms = self.task.loss(self.model(**self.task.model_inputs(batch)), batch)
                 # DDP averages gradients over processes; scaling by world/count makes the result
                 # sum(loss)/count over the whole step, however it was split into micro-batches.
@@ -109,13 +125,20 @@ class TrainingLoop:
         self.state.batches_done_in_epoch += len(window)
         self.state.samples_seen += count
         loss = self.accelerator.reduce(loss_sum, reduction="sum").item() / count
-        return StepResult(self.state.step, self.state.epoch, epoch_finished, loss, lr, count,
-                          time.perf_counter() - began)
+        return StepResult(
+            self.state.step, self.state.epoch, epoch_finished, loss, lr, count, time.perf_counter() - began
+        )
 
     def evaluate(self, features: Features) -> dict[str, Any]:
-        outputs, targets = run_inference(self.unwrapped, self.task, features, self.pad_id,
-                                         batch_size=max(64, self.config.batch_size), device=self.accelerator.device,
-                                         autocast=self.accelerator.autocast)
+        outputs, targets = run_inference(
+            self.unwrapped,
+            self.task,
+            features,
+            self.pad_id,
+            batch_size=max(64, self.config.batch_size),
+            device=self.accelerator.device,
+            autocast=self.accelerator.autocast,
+        )
         return self.task.metrics(outputs, targets)
 
     def save(self, path: Path) -> None:

@@ -8,22 +8,25 @@ with batch 4 see identical optimizer steps, and a resumed run can skip to any po
 from __future__ import annotations
 
 import random
-from typing import Sequence
+from collections.abc import Sequence
 
-MEGABATCH = 50  # global batches pooled before sorting by length: long enough to cut padding, short enough to stay random
+MEGABATCH = (
+    50  # global batches pooled before sorting by length: long enough to cut padding, short enough to stay random
+)
 
 
-def plan_epoch(lengths: Sequence[int], global_batch: int, seed: int, epoch: int,
-               group_by_length: bool, shuffle: bool = True) -> list[list[int]]:
+def plan_epoch(
+    lengths: Sequence[int], global_batch: int, seed: int, epoch: int, group_by_length: bool, shuffle: bool = True
+) -> list[list[int]]:
     order = list(range(len(lengths)))
     rng = random.Random(seed * 1_000_003 + epoch)
     if shuffle:
         rng.shuffle(order)
     if group_by_length:
         pool = MEGABATCH * global_batch
-        chunks = [sorted(order[i:i + pool], key=lambda j: -lengths[j]) for i in range(0, len(order), pool)]
+        chunks = [sorted(order[i : i + pool], key=lambda j: -lengths[j]) for i in range(0, len(order), pool)]
         order = [j for chunk in chunks for j in chunk]
-    batches = [order[i:i + global_batch] for i in range(0, len(order), global_batch)]
+    batches = [order[i : i + global_batch] for i in range(0, len(order), global_batch)]
     if group_by_length and shuffle:
         rng.shuffle(batches)  # otherwise every megabatch would run longest-first
     return batches
@@ -33,10 +36,10 @@ def shard(batch: Sequence[int], rank: int, world: int) -> list[int]:
     """This process's contiguous share of a global batch; sizes differ by at most one."""
     base, extra = divmod(len(batch), world)
     start = rank * base + min(rank, extra)
-    return list(batch[start:start + base + (1 if rank < extra else 0)])
+    return list(batch[start : start + base + (1 if rank < extra else 0)])
 
 
 def inference_order(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     """Length-sorted batches for inference: minimal padding; callers restore the input order."""
     order = sorted(range(len(lengths)), key=lambda j: lengths[j])
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
