@@ -1,6 +1,7 @@
 """The training loop on a tiny random BERT: learning, saving, resuming, accumulation, strategies."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -8,7 +9,7 @@ from safetensors.torch import load_file
 
 import transferlm
 from conftest import tiny_config, write_jsonl
-from transferlm.errors import RunDirError
+from transferlm.errors import DataError, RunDirError
 from transferlm.runs import layout
 from transferlm.training.loop import TrainingLoop
 
@@ -170,3 +171,29 @@ def test_existing_finished_run_is_not_overwritten_silently(tiny_model_dir, senti
     with pytest.raises(RunDirError, match="already holds a finished run.*--overwrite"):
         transferlm.train(config)
     assert transferlm.train(config, overwrite=True).run_dir.is_dir()
+
+
+def test_sentence_pairs_train_and_predict_from_tuples(tiny_model_dir, tmp_path):
+    rows = [
+        {"premise": "the film was great", "hypothesis": "good", "label": "agree"},
+        {"premise": "the film was awful", "hypothesis": "good", "label": "disagree"},
+        {"premise": "the plot was dull", "hypothesis": "bad", "label": "agree"},
+        {"premise": "the plot was superb", "hypothesis": "bad", "label": "disagree"},
+    ] * 4
+    files = {"train": write_jsonl(tmp_path / "t.jsonl", rows), "dev": write_jsonl(tmp_path / "d.jsonl", rows[:4])}
+    config = tiny_config(tiny_model_dir, files, tmp_path / "run", epochs=1)
+    config["data"].update(text_column="premise", text_pair_column="hypothesis")
+    result = transferlm.train(config)
+    predictor = transferlm.load(result.run_dir)
+    assert predictor.predict([("the film was great", "good")])[0]["label"] in {"agree", "disagree"}
+    with pytest.raises(DataError, match="trained on text pairs"):
+        predictor.predict(["a single text"])
+
+
+def test_bf16_autocast_trains_on_cpu(tiny_model_dir, sentiment_files, tmp_path):
+    result = transferlm.train(
+        tiny_config(tiny_model_dir, sentiment_files, tmp_path / "run", epochs=10, bf16=True, log_every=1)
+    )
+    curve = losses(result.run_dir)
+    assert all(math.isfinite(x) for x in curve) and sum(curve[-3:]) < sum(curve[:3])
+    assert weights(result.run_dir)["classifier.weight"].dtype == torch.float32  # autocast keeps fp32 weights

@@ -36,7 +36,10 @@ class TrainResult:
     test: dict[str, Any] | None
 
 
-def check_output(config: RunConfig, resume: bool, overwrite: bool) -> RunPaths:
+def check_output(config: RunConfig, resume: bool, overwrite: bool) -> tuple[RunPaths, bool]:
+    """Validate --output against --resume/--overwrite; return the paths and whether it must be cleared.
+
+    Read-only, so every process can run it and fail the same way (no rank left waiting)."""
     paths = RunPaths(Path(config.output))
     root = paths.root
     if resume:
@@ -45,16 +48,26 @@ def check_output(config: RunConfig, resume: bool, overwrite: bool) -> RunPaths:
         saved = yaml.safe_load((root / layout.CONFIG).read_text())
         differences = _config_differences(saved, config_to_dict(config))
         if differences:
-            raise ConfigError([f"{key}: differs from the interrupted run ({old!r} there, {new!r} now); resume with the "
-                               "same config, or start a new --output" for key, old, new in differences])
-        return paths
+            raise ConfigError(
+                [
+                    f"{key}: differs from the interrupted run ({old!r} there, {new!r} now); resume with the "
+                    "same config, or start a new --output"
+                    for key, old, new in differences
+                ]
+            )
+        return paths, False
     if root.exists() and any(root.iterdir()):
         if not overwrite:
-            state = ("a finished run" if layout.is_complete(root) else
-                     "an interrupted run (pass --resume to continue it)" if paths.last.is_dir() else "other files")
+            state = (
+                "a finished run"
+                if layout.is_complete(root)
+                else "an interrupted run (pass --resume to continue it)"
+                if paths.last.is_dir()
+                else "other files"
+            )
             raise RunDirError(f"{root}: already holds {state}; choose another --output or pass --overwrite")
-        shutil.rmtree(root)
-    return paths
+        return paths, True
+    return paths, False
 
 
 def _config_differences(old: dict, new: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
@@ -90,14 +103,21 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False) -> T
     from accelerate.utils import set_seed
 
     import torch
+    from accelerate.state import AcceleratorState
 
     started = time.time()
+    # accelerate keeps precision settings process-wide and refuses a second Accelerator that differs
+    # (e.g. a bf16 run after an fp32 one in the same notebook or search). Reset that part only; the
+    # distributed state (process group) is kept.
+    AcceleratorState._reset_state(reset_partial_state=False)
     # cpu=True is what makes accelerate join a gloo process group under torchrun on a CPU-only
     # machine; without it each process trains alone. The device is logged below.
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="bf16" if config.train.bf16 else "no")
     task, strategy = _build_registered(config)
-    paths = check_output(config, resume, overwrite) if accelerator.is_main_process else RunPaths(Path(config.output))
-    accelerator.wait_for_everyone()
+    paths, clear = check_output(config, resume, overwrite)
+    accelerator.wait_for_everyone()  # every process has seen the directory before the main one clears it
+    if clear and accelerator.is_main_process:
+        shutil.rmtree(paths.root)
     splits = load_splits(config, task)
     resolved = resolve_model(config.model.name)
     set_seed(config.train.seed)
