@@ -197,3 +197,44 @@ def test_bf16_autocast_trains_on_cpu(tiny_model_dir, sentiment_files, tmp_path):
     curve = losses(result.run_dir)
     assert all(math.isfinite(x) for x in curve) and sum(curve[-3:]) < sum(curve[:3])
     assert weights(result.run_dir)["classifier.weight"].dtype == torch.float32  # autocast keeps fp32 weights
+
+
+def test_mean_pooling_saves_and_reloads_to_identical_predictions(tiny_model_dir, sentiment_files, tmp_path):
+    config = tiny_config(tiny_model_dir, sentiment_files, tmp_path / "run", epochs=10)
+    config["task"] = {"pooling": "mean"}
+    result = transferlm.train(config)
+    assert result.summary.validation["accuracy"] >= 0.9
+    texts = ["the film was great", "a boring plot", "quite dull music"]
+    first = transferlm.load(result.run_dir).predict(texts)
+    second = transferlm.load(result.run_dir).predict(texts)
+    assert first == second
+    metrics = transferlm.load(result.run_dir).evaluate(sentiment_files["dev"])
+    assert metrics["accuracy"] == result.summary.validation["accuracy"]
+    # The fine-tuned encoder itself loads with plain transformers.
+    from transformers import AutoModel
+
+    encoder = AutoModel.from_pretrained(result.run_dir)
+    assert torch.equal(
+        encoder.embeddings.word_embeddings.weight, weights(result.run_dir)["embeddings.word_embeddings.weight"]
+    )
+
+
+def test_frozen_mean_pooling_trains_the_classifier_only_with_the_backbone_in_eval_mode(
+    tiny_model_dir, sentiment_files, tmp_path, monkeypatch
+):
+    seen_modes = []
+    original = TrainingLoop._step
+
+    def record_mode(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        seen_modes.append((self.unwrapped.backbone.training, self.unwrapped.classifier.training))
+        return result
+
+    monkeypatch.setattr(TrainingLoop, "_step", record_mode)
+    config = tiny_config(tiny_model_dir, sentiment_files, tmp_path / "run", epochs=1)
+    config["task"] = {"pooling": "mean"}
+    config["strategy"] = {"name": "frozen"}
+    result = transferlm.train(config)
+    metrics = json.loads((result.run_dir / layout.METRICS).read_text())
+    assert metrics["parameters"]["trainable"] == 32 * 2 + 2
+    assert set(seen_modes) == {(False, True)}

@@ -28,6 +28,11 @@ class TaskConfig(Section):
     multi_label: bool = Field(
         False, description="Each example may carry several labels (sigmoid outputs, per-label threshold)."
     )
+    pooling: Literal["cls", "mean"] = Field(
+        "cls",
+        description="Sentence representation for the head: cls (the model's own head; loads with plain "
+        "transformers) or mean over tokens (better for sentence-embedding models like minilm).",
+    )
     threshold: float = Field(0.5, gt=0, lt=1, description="Multi-label decision threshold on each label's probability.")
     class_weights: Union[Literal["none", "auto"], list[float]] = Field(
         "none",

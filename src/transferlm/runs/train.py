@@ -155,7 +155,7 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False) -> T
 
 def _write_run(paths, config, task, model, tokenizer, summary, test, params, resolved, started) -> None:
     root = paths.root
-    model.save_pretrained(root)
+    task.save_model(model, root)
     tokenizer.save_pretrained(root)
     atomic_write_text(root / layout.TASK_STATE, json.dumps(task.state(), indent=2))
     metrics = {"validation": summary.validation, "test": test,

@@ -43,6 +43,10 @@ class Strategy(ABC):
     def apply(self, model: nn.Module, task: Task) -> nn.Module:
         """Freeze/wrap the model; return the module to train (may be a wrapper)."""
 
+    def on_train_mode(self, model: nn.Module) -> None:  # noqa: B027 (optional hook, not abstract)
+        """Called after ``model.train()`` each step; a strategy may put fixed parts back in eval mode."""
+        return None  # noqa: B027 (an optional hook, deliberately not abstract)
+
     def param_groups(self, model: nn.Module, train: TrainConfig) -> list[dict]:
         """AdamW groups: no weight decay on biases and normalisation weights (BERT's recipe)."""
         decay, no_decay = [], []

@@ -31,6 +31,10 @@ class FrozenBackbone(Strategy):
             param.requires_grad_(name in head)
         return model
 
+    def on_train_mode(self, model: nn.Module) -> None:
+        # A fixed backbone gives the head the same features as at inference: no dropout noise.
+        getattr(model, model.base_model_prefix).eval()
+
 
 STRATEGIES.register("full", FullFineTuning)
 STRATEGIES.register("frozen", FrozenBackbone)

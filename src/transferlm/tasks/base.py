@@ -76,6 +76,10 @@ class Task(ABC):
     def load_model(self, path: Path) -> nn.Module:
         """A fine-tuned model saved by this task."""
 
+    def save_model(self, model: nn.Module, path: Path) -> None:
+        """Write the fine-tuned model so that ``load_model(path)`` restores it."""
+        model.save_pretrained(path)
+
     @abstractmethod
     def head_parameter_names(self, model: nn.Module) -> set[str]:
         """Parameters that belong to the task head rather than the pretrained backbone."""

@@ -17,6 +17,7 @@ from transferlm.data.records import Record
 from transferlm.evaluation.classification import multi_label_metrics, single_label_metrics
 from transferlm.tasks.base import TASKS, Features, LossTerms, Task
 from transferlm.tasks.labels import LabelMap, split_labels
+from transferlm.tasks.pooling import MeanPoolingClassifier
 
 
 class ClassificationTask(Task):
@@ -126,9 +127,11 @@ class ClassificationTask(Task):
 
     # --- model ---
     def build_model(self, path: Path, tokenizer: Any) -> nn.Module:
+        labels = self.label_map.labels
+        if self.task_config.pooling == "mean":
+            return MeanPoolingClassifier.from_backbone(path, len(labels))
         from transformers import AutoModelForSequenceClassification
 
-        labels = self.label_map.labels
         model = AutoModelForSequenceClassification.from_pretrained(
             path,
             num_labels=len(labels),
@@ -141,9 +144,17 @@ class ClassificationTask(Task):
         return model
 
     def load_model(self, path: Path) -> nn.Module:
+        if self.task_config.pooling == "mean":
+            return MeanPoolingClassifier.load(path)
         from transformers import AutoModelForSequenceClassification
 
         return AutoModelForSequenceClassification.from_pretrained(path)
+
+    def save_model(self, model: nn.Module, path: Path) -> None:
+        if isinstance(model, MeanPoolingClassifier):
+            model.save(path)
+        else:
+            model.save_pretrained(path)
 
     def head_parameter_names(self, model: nn.Module) -> set[str]:
         # The head is everything outside the backbone, plus BERT's pooler: it only exists to feed a head.

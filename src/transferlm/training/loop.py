@@ -58,6 +58,7 @@ class TrainingLoop:
         pad_id: int,
     ):
         self.task, self.features, self.config, self.pad_id = task, features, config, pad_id
+        self.strategy = strategy
         self.accelerator = accelerator
         self.global_batch = config.batch_size * accelerator.num_processes
         batches = math.ceil(len(features) / self.global_batch)
@@ -102,6 +103,7 @@ class TrainingLoop:
     def _step(self, window: list[list[int]], epoch_finished: bool) -> StepResult:
         began = time.perf_counter()
         self.model.train()
+        self.strategy.on_train_mode(self.unwrapped)
         rank, world = self.accelerator.process_index, self.accelerator.num_processes
         count = sum(len(b) for b in window)  # examples in this optimizer step, all processes
         loss_sum = torch.zeros((), device=self.accelerator.device)
