@@ -41,11 +41,12 @@ def transferlm_config(out: Path, **train) -> dict:
     }
 
 
-def part_transferlm(out: Path, strategy: str, **train) -> dict:
+def part_transferlm(out: Path, strategy: str, pooling: str, **train) -> dict:
     import transferlm
 
     config = transferlm_config(out, **train)
     config["strategy"] = {"name": strategy}
+    config["task"] = {"pooling": pooling}
     began = time.perf_counter()
     result = transferlm.train(config, overwrite=True)
     s = result.summary
@@ -127,6 +128,8 @@ def run_part(name: str, args: argparse.Namespace) -> dict:
         str(args.speed_steps),
         "--eval-every",
         str(args.eval_every),
+        "--pooling",
+        args.pooling,
     ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
@@ -139,13 +142,13 @@ def child(name: str, args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
         if name == "ours_speed":
-            return part_transferlm(out, "full", max_steps=args.speed_steps, eval_every=10**9)
+            return part_transferlm(out, "full", "cls", max_steps=args.speed_steps, eval_every=10**9)
         if name == "trainer_speed":
             return part_trainer(args.speed_steps)
         if name == "full":
-            return part_transferlm(out, "full", epochs=args.epochs, eval_every=args.eval_every)
+            return part_transferlm(out, "full", args.pooling, epochs=args.epochs, eval_every=args.eval_every)
         if name == "frozen":
-            return part_transferlm(out, "frozen", epochs=2, lr=1e-3, eval_every=args.eval_every)
+            return part_transferlm(out, "frozen", args.pooling, epochs=2, lr=1e-3, eval_every=args.eval_every)
     raise SystemExit(f"unknown part {name}")
 
 
@@ -155,6 +158,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=3)
     parser.add_argument("--speed-steps", type=int, default=150)
     parser.add_argument("--eval-every", type=int, default=500)
+    parser.add_argument("--pooling", choices=["cls", "mean"], default="cls", help="task.pooling for full/frozen.")
     parser.add_argument("--json-out", type=Path, help="Also write all results here.")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -179,7 +183,8 @@ def main() -> None:
         else:
             r = results[part] = run_part(part, args)
             print(
-                f"{part}: dev accuracy {100 * r['dev_accuracy']:.2f} (best step {r['best_step']} of {r['steps']}), "
+                f"{part} (pooling {args.pooling}): dev accuracy {100 * r['dev_accuracy']:.2f} "
+                f"(best step {r['best_step']} of {r['steps']}), "
                 f"wall {r['wall_s'] / 60:.1f} min, train {r['train_samples_per_s']:.1f} samples/s, "
                 f"peak RSS {r['peak_rss_mb']:.0f} MB",
                 flush=True,
