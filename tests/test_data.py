@@ -31,10 +31,10 @@ def load(config):
 def test_every_format_reads_the_same_rows(tmp_path, suffix):
     rows = [{"text": 'said "hi", then left', "label": "pos"}, {"text": "dull", "label": "neg"}]
     path = tmp_path / f"data.{suffix}"
-    if suffix in ("csv", "tsv"):
-        write_csv(path, rows, delimiter="," if suffix == "csv" else "\t") if suffix == "csv" else path.write_text(
-            "text\tlabel\n" + "".join(f"{r['text']}\t{r['label']}\n" for r in rows)
-        )
+    if suffix == "csv":
+        write_csv(path, rows)
+    elif suffix == "tsv":  # GLUE-style: unquoted, so the literal quotes must survive
+        path.write_text("text\tlabel\n" + "".join(f"{r['text']}\t{r['label']}\n" for r in rows))
     elif suffix == "jsonl":
         write_jsonl(path, rows)
     else:
