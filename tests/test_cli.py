@@ -116,9 +116,8 @@ def test_unknown_strategy_lists_the_registered_ones(tiny_model_dir, sentiment_fi
         "--output",
         tmp_path / "o",
     )
-    assert (
-        code == 1 and "strategy.name: unknown strategy 'ful'; choose one of: frozen, full. Did you mean 'full'?" in err
-    )
+    expected = "strategy.name: unknown strategy 'ful'; choose one of: bitfit, frozen, full, last-n, lora."
+    assert code == 1 and f"{expected} Did you mean 'full'?" in err
 
 
 def test_model_spec_that_resolves_to_nothing(sentiment_files, tmp_path, capsys):

@@ -233,7 +233,7 @@ def test_frozen_mean_pooling_trains_the_classifier_only_with_the_backbone_in_eva
     monkeypatch.setattr(TrainingLoop, "_step", record_mode)
     config = tiny_config(tiny_model_dir, sentiment_files, tmp_path / "run", epochs=1)
     config["task"] = {"pooling": "mean"}
-    config["strategy"] = {"name": "frozen"}
+    config["strategy"] = {"name": "frozen", "cache_features": False}
     result = transferlm.train(config)
     metrics = json.loads((result.run_dir / layout.METRICS).read_text())
     assert metrics["parameters"]["trainable"] == 32 * 2 + 2

@@ -21,6 +21,11 @@ class ModelConfig(Section):
         description="Model spec: a bundled alias (see `transferlm models`), a local HF model directory, or a hub id.",
     )
     max_length: int = Field(128, ge=8, le=8192, description="Longest input in tokens; longer inputs are truncated.")
+    init: Literal["pretrained", "random"] = Field(
+        "pretrained",
+        description="pretrained weights, or random: the same architecture and tokenizer trained from scratch "
+        "(the no-transfer baseline).",
+    )
 
 
 class TaskConfig(Section):
@@ -65,8 +70,45 @@ class DataConfig(Section):
     )
 
 
+class LoraSettings(Section):
+    r: int = Field(8, gt=0, description="LoRA rank.")
+    alpha: float = Field(16, gt=0, description="LoRA scaling numerator: updates are scaled by alpha / r.")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the LoRA branch input.")
+    target_modules: Optional[list[str]] = Field(
+        None,
+        description="Module names that get adapters; null: the architecture's defaults (bert: query, value; "
+        "llama: q_proj, v_proj), logged and written into the saved config.",
+    )
+    merge: bool = Field(
+        False,
+        description="Merge the adapters into the weights when saving: a plain model (no peft needed to load) "
+        "instead of a small adapter next to the base model.",
+    )
+
+
 class StrategyConfig(Section):
-    name: str = Field("full", description="How much of the model trains (registered strategies: full, frozen).")
+    name: str = Field(
+        "full", description="How much of the model trains (registered: full, frozen, last-n, lora, bitfit)."
+    )
+    layers: Optional[int] = Field(None, gt=0, description="last-n: how many top transformer layers train.")
+    lora: LoraSettings = LoraSettings()
+    layer_lr_decay: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Layer-wise learning-rate decay: the head trains at train.lr, the layer k below it at "
+        "lr * decay**k, embeddings lowest (1 = off; 0.8-0.95 is usual).",
+    )
+    gradual_unfreeze: bool = Field(
+        False,
+        description="Train only the head in the first epoch and unfreeze one more layer group (top down) "
+        "each epoch (ULMFiT).",
+    )
+    cache_features: bool = Field(
+        True,
+        description="frozen: compute the backbone's outputs once and train the head on them (same result, "
+        "one inference pass instead of a forward pass per epoch).",
+    )
 
 
 class TrainConfig(Section):

@@ -13,12 +13,14 @@ import yaml
 from pydantic import ValidationError
 
 from transferlm.config.load import format_validation_error
-from transferlm.config.schema import DataConfig, RunConfig, TaskConfig
+from transferlm.config.schema import DataConfig, RunConfig, StrategyConfig, TaskConfig
 from transferlm.data.records import Record, read_records
 from transferlm.errors import DataError, RunDirError
 from transferlm.models.inference import run_inference
 from transferlm.models.load import load_tokenizer
 from transferlm.runs import layout
+from transferlm.models.resolve import resolve_model
+from transferlm.strategies import build_strategy
 from transferlm.tasks import build_task
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,13 @@ class Predictor:
         self.task = build_task(task_config, self.data_config)
         self.task.load_state(json.loads((self.root / layout.TASK_STATE).read_text()))
         self.tokenizer = load_tokenizer(self.root)
-        self.model = self.task.load_model(self.root).eval()
+        strategy = build_strategy(_lenient_section(StrategyConfig, saved.get("strategy", {}), f"{root}/strategy"))
+        model_name = saved.get("model", {}).get("name", self.manifest.get("model"))
+
+        def base():  # only strategies that saved a delta (a LoRA adapter) need the pretrained model again
+            return resolve_model(model_name).path, self.tokenizer
+
+        self.model = strategy.load(self.task, self.root, base).eval()
         self.batch_size = batch_size
 
     def predict(self, texts: Sequence[str | tuple[str, str]]) -> list[dict[str, Any]]:

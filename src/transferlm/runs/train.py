@@ -6,7 +6,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,13 +72,14 @@ def check_output(config: RunConfig, resume: bool, overwrite: bool) -> tuple[RunP
 
 def _config_differences(old: dict, new: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
     ignored = {"train.progress"}  # display only: free to change between the two halves of a run
+    resolved_later = {"strategy.lora.target_modules"}  # null means "the default", saved resolved
     found = []
     for key in sorted(set(old) | set(new)):
         name = f"{prefix}{key}"
         a, b = old.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
             found += _config_differences(a, b, f"{name}.")
-        elif a != b and name not in ignored:
+        elif a != b and name not in ignored and not (b is None and name in resolved_later):
             found.append((name, a, b))
     return found
 
@@ -99,21 +100,11 @@ def _build_registered(config: RunConfig):
 
 
 def train(config: RunConfig, resume: bool = False, overwrite: bool = False) -> TrainResult:
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    import torch
-    from accelerate.state import AcceleratorState
-
     started = time.time()
-    # accelerate keeps precision settings process-wide and refuses a second Accelerator that differs
-    # (e.g. a bf16 run after an fp32 one in the same notebook or search). Reset that part only; the
-    # distributed state (process group) is kept.
-    AcceleratorState._reset_state(reset_partial_state=False)
-    # cpu=True is what makes accelerate join a gloo process group under torchrun on a CPU-only
-    # machine; without it each process trains alone. The device is logged below.
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="bf16" if config.train.bf16 else "no")
     task, strategy = _build_registered(config)
+    accelerator = _accelerator(config)
     paths, clear = check_output(config, resume, overwrite)
     accelerator.wait_for_everyone()  # every process has seen the directory before the main one clears it
     if clear and accelerator.is_main_process:
@@ -122,10 +113,12 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False) -> T
     resolved = resolve_model(config.model.name)
     set_seed(config.train.seed)
     tokenizer = load_tokenizer(resolved.path)
-    model = strategy.apply(task.build_model(resolved.path, tokenizer), task)
+    pretrained = config.model.init == "pretrained"
+    model = strategy.apply(task.build_model(resolved.path, tokenizer, pretrained=pretrained), task)
     params = count_parameters(model)
-    log.info("model %s (%s) on %s; strategy %s; %s", config.model.name, resolved.source, accelerator.device,
-             strategy.name, params.describe())
+    log.info("model %s (%s%s) on %s; strategy %s; %s", config.model.name, resolved.source,
+             "" if pretrained else ", randomly initialised", accelerator.device, strategy.name, params.describe())
+    config = config.model_copy(update={"strategy": strategy.resolved()})
     if accelerator.is_main_process:
         paths.root.mkdir(parents=True, exist_ok=True)
         atomic_write_text(paths.root / layout.CONFIG, yaml.safe_dump(config_to_dict(config), sort_keys=False))
@@ -133,42 +126,109 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False) -> T
     def encode(records):
         return task.encode(tokenizer, records, config.model.max_length)
 
-    train_features, validation_features = encode(splits.train), encode(splits.validation)
+    inputs = _TrainingInputs(model, task, encode(splits.train), encode(splits.validation))
+    if strategy.caches_features:
+        inputs = _cached(inputs, config, accelerator, tokenizer.pad_token_id)
     from transferlm.training.loop import TrainingLoop
 
-    loop = TrainingLoop(model, task, strategy, train_features, config.train, accelerator, tokenizer.pad_token_id)
-    log.info("%d training examples, %d validation (%s); %d steps", len(train_features), len(validation_features),
+    loop = TrainingLoop(inputs.module, inputs.task, strategy, inputs.train, config.train, accelerator,
+                        tokenizer.pad_token_id)
+    log.info("%d training examples, %d validation (%s); %d steps", len(inputs.train), len(inputs.validation),
              splits.validation_source, loop.total_steps)
-    fitter = Fitter(loop, validation_features, config.train, paths, config.train.metric or task.default_metric)
+    fitter = Fitter(loop, inputs.validation, config.train, paths, config.train.metric or task.default_metric)
     summary = fitter.run(resume=resume)
 
     test = None
     if splits.test is not None:
-        outputs, targets = run_inference(loop.unwrapped, task, encode(splits.test), tokenizer.pad_token_id,
+        outputs, targets = run_inference(model, task, encode(splits.test), tokenizer.pad_token_id,
                                          device=accelerator.device)
         test = task.metrics(outputs, targets)
     if accelerator.is_main_process:
-        _write_run(paths, config, task, loop.unwrapped, tokenizer, summary, test, params, resolved, started)
+        run = _Finished(config, task, strategy, model, tokenizer, summary, test, params, resolved, started,
+                        inputs.notes)
+        _write_run(paths, run)
     accelerator.wait_for_everyone()
     return TrainResult(paths.root, summary, test)
 
 
-def _write_run(paths, config, task, model, tokenizer, summary, test, params, resolved, started) -> None:
+def _accelerator(config: RunConfig):
+    import torch
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    # accelerate keeps precision settings process-wide and refuses a second Accelerator that differs
+    # (e.g. a bf16 run after an fp32 one in the same notebook or search). Reset that part only; the
+    # distributed state (process group) is kept.
+    AcceleratorState._reset_state(reset_partial_state=False)
+    # Gradual unfreezing leaves parameters without gradients in early epochs, which DDP must be told of.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=config.strategy.gradual_unfreeze)
+    # cpu=True is what makes accelerate join a gloo process group under torchrun on a CPU-only
+    # machine; without it each process trains alone. The device is logged by train().
+    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="bf16" if config.train.bf16 else "no",
+                       kwargs_handlers=[ddp])
+
+
+@dataclass
+class _TrainingInputs:
+    module: Any  # what the loop trains: the model, or its head over cached features
+    task: Any
+    train: Any
+    validation: Any
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+def _cached(inputs: _TrainingInputs, config: RunConfig, accelerator, pad_id: int) -> _TrainingInputs:
+    """Swap in the head over cached backbone features, when the task can split the model."""
+    from transferlm.training.cache import CachedFeatureTask, cache_features
+
+    head = inputs.task.feature_head(inputs.module)
+    if head is None:
+        reason = f"task {inputs.task.name} cannot split {type(inputs.module).__name__} into backbone and head"
+        log.warning("frozen: features not cached (%s); the backbone runs every step", reason)
+        return _TrainingInputs(**{**inputs.__dict__, "notes": {"cached_features": False, "cache_reason": reason}})
+    began = time.perf_counter()
+
+    def cache(features):
+        return cache_features(head, inputs.task, features, pad_id, max(64, config.train.batch_size),
+                              accelerator.device, accelerator.autocast)
+
+    train, validation = cache(inputs.train), cache(inputs.validation)
+    notes = {"cached_features": True, "feature_cache_seconds": round(time.perf_counter() - began, 2)}
+    return _TrainingInputs(head, CachedFeatureTask(inputs.task, head), train, validation, notes)
+
+
+@dataclass(frozen=True)
+class _Finished:
+    config: RunConfig
+    task: Any
+    strategy: Any
+    model: Any
+    tokenizer: Any
+    summary: FitSummary
+    test: dict[str, Any] | None
+    params: Any
+    resolved: Any
+    started: float
+    notes: dict[str, Any]
+
+
+def _write_run(paths: RunPaths, run: _Finished) -> None:
     root = paths.root
-    task.save_model(model, root)
-    tokenizer.save_pretrained(root)
-    atomic_write_text(root / layout.TASK_STATE, json.dumps(task.state(), indent=2))
-    metrics = {"validation": summary.validation, "test": test,
-               "training": {k: v for k, v in asdict(summary).items() if k != "validation"},
-               "parameters": {"trainable": params.trainable, "total": params.total}}
+    run.strategy.save(run.model, run.task, root)
+    run.tokenizer.save_pretrained(root)
+    atomic_write_text(root / layout.TASK_STATE, json.dumps(run.task.state(), indent=2))
+    training = {k: v for k, v in asdict(run.summary).items() if k != "validation"}
+    metrics = {"validation": run.summary.validation, "test": run.test, "training": {**training, **run.notes},
+               "parameters": {"trainable": run.params.trainable, "total": run.params.total}}
     atomic_write_text(root / layout.METRICS, json.dumps(metrics, indent=2))
     atomic_write_text(root / layout.VERSIONS, json.dumps(layout.library_versions(), indent=2))
-    write_reports(summary.validation, root, "validation")
-    if test:
-        write_reports(test, root, "test")
+    write_reports(run.summary.validation, root, "validation")
+    if run.test:
+        write_reports(run.test, root, "test")
     shutil.rmtree(root / "checkpoints", ignore_errors=True)  # the best weights are now the model itself
-    manifest = {"format_version": layout.FORMAT_VERSION, "task": task.name, "strategy": config.strategy.name,
-                "model": config.model.name, "model_source": resolved.source,
+    manifest = {"format_version": layout.FORMAT_VERSION, "task": run.task.name, "strategy": run.config.strategy.name,
+                "model": run.config.model.name, "model_source": run.resolved.source,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "wall_seconds": round(time.time() - started, 1)}
+                "wall_seconds": round(time.time() - run.started, 1)}
     atomic_write_text(root / layout.MANIFEST, json.dumps(manifest, indent=2))

@@ -1,18 +1,29 @@
-"""Strategies decide what part of the pretrained model adapts. They act before the training loop."""
+"""Strategies decide what part of the pretrained model adapts. They act before the training loop.
+
+A strategy picks the parameters that train (``trainable``); the two modifiers work on top of that
+choice by depth: layer-wise learning-rate decay (one AdamW group per depth) and gradual unfreezing
+(``on_epoch`` opens one more layer group, top down, each epoch).
+"""
 
 from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from torch import nn
 
 from transferlm.config.schema import StrategyConfig, TrainConfig
+from transferlm.errors import ConfigError
 from transferlm.registry import Registry
+from transferlm.strategies.layers import LayerMap
 from transferlm.tasks.base import Task
 
 log = logging.getLogger(__name__)
+
+MODIFIERS = ("layer_lr_decay", "gradual_unfreeze")
 
 
 @dataclass(frozen=True)
@@ -35,26 +46,113 @@ def count_parameters(model: nn.Module) -> ParameterCount:
 
 class Strategy(ABC):
     name: str
+    options: frozenset[str] = frozenset()  # StrategyConfig fields this strategy reads, besides the modifiers
+    takes_modifiers = True
+    needs_layers = False  # whether trainable() reads self.layer_map
 
     def __init__(self, config: StrategyConfig):
         self.config = config
+        self.layer_map: LayerMap | None = None
+        self.chosen: set[str] = set()  # names of the parameters this strategy trains (at the end, if gradual)
+        self._check_options()
+
+    def _check_options(self) -> None:
+        """Options set for another strategy are a mistake worth naming (e.g. layers: 2 with full)."""
+        changed = {
+            key
+            for key, field in StrategyConfig.model_fields.items()
+            if key != "name" and getattr(self.config, key) != field.get_default(call_default_factory=True)
+        }
+        problems = [
+            f"strategy.{key}: not used by strategy {self.name}; remove it or pick the strategy that uses it"
+            for key in sorted(changed - self.options - set(MODIFIERS))
+        ]
+        if not self.takes_modifiers:
+            problems += [
+                f"strategy.{key}: has no effect with strategy {self.name} (nothing in the backbone "
+                "trains); use it with full, last-n, lora or bitfit"
+                for key in MODIFIERS
+                if key in changed
+            ]
+        if problems:
+            raise ConfigError(problems)
+
+    @property
+    def uses_depth(self) -> bool:
+        return self.config.layer_lr_decay < 1 or self.config.gradual_unfreeze
 
     @abstractmethod
-    def apply(self, model: nn.Module, task: Task) -> nn.Module:
-        """Freeze/wrap the model; return the module to train (may be a wrapper)."""
+    def trainable(self, model: nn.Module, task: Task) -> set[str]:
+        """Names of the parameters that train."""
 
+    def apply(self, model: nn.Module, task: Task) -> nn.Module:
+        """Freeze (or wrap) the model; return the module to train."""
+        head = task.head_parameter_names(model)
+        if not head:
+            raise ConfigError(f"strategy {self.name}: found no task-head parameters in {type(model).__name__}")
+        if self.uses_depth or self.needs_layers:
+            self.layer_map = LayerMap.of(model, head)
+        self.chosen = self.trainable(model, task)
+        for name, param in model.named_parameters():
+            param.requires_grad_(name in self.chosen)
+        return model
+
+    # --- hooks called by the training loop ---
     def on_train_mode(self, model: nn.Module) -> None:  # noqa: B027 (optional hook, not abstract)
         """Called after ``model.train()`` each step; a strategy may put fixed parts back in eval mode."""
-        return None  # noqa: B027 (an optional hook, deliberately not abstract)
+
+    def on_epoch(self, model: nn.Module, epoch: int) -> None:
+        """Gradual unfreezing: in epoch e the head and the e layer groups below it train."""
+        if not self.config.gradual_unfreeze:
+            return
+        lowest = self.layer_map.head_depth - epoch
+        opened = 0
+        for name, param in model.named_parameters():
+            if name in self.chosen:
+                param.requires_grad_(self.layer_map.depth(name) >= lowest)
+                opened += param.numel() if param.requires_grad else 0
+        log.info(
+            "gradual unfreezing, epoch %d: depth >= %d trains (%s parameters)", epoch, max(lowest, 0), f"{opened:,}"
+        )
 
     def param_groups(self, model: nn.Module, train: TrainConfig) -> list[dict]:
-        """AdamW groups: no weight decay on biases and normalisation weights (BERT's recipe)."""
-        decay, no_decay = [], []
-        for _name, param in model.named_parameters():
+        """AdamW groups: no weight decay on biases and norms (BERT's recipe); with layer-wise decay, one
+        pair of groups per depth at lr * decay**(distance below the head). The head's group comes first."""
+        decay_rate = self.config.layer_lr_decay
+        groups: dict[tuple[int, bool], list] = {}
+        for name, param in model.named_parameters():
             if not param.requires_grad:
                 continue
-            (no_decay if param.ndim < 2 else decay).append(param)
-        return [{"params": decay, "weight_decay": train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            depth = self.layer_map.depth(name) if decay_rate < 1 else 0
+            groups.setdefault((depth, param.ndim >= 2), []).append(param)
+        top = self.layer_map.head_depth if decay_rate < 1 else 0
+        result = []
+        for (depth, decays), params in sorted(groups.items(), key=lambda kv: (-kv[0][0], not kv[0][1])):
+            result.append(
+                {
+                    "params": params,
+                    "weight_decay": train.weight_decay if decays else 0.0,
+                    "lr": train.lr * decay_rate ** (top - depth),
+                }
+            )
+        return result
+
+    # --- saving and loading the trained model ---
+    def save(self, model: nn.Module, task: Task, root: Path) -> None:
+        task.save_model(model, root)
+
+    def load(self, task: Task, root: Path, base: Any) -> nn.Module:
+        """``base`` resolves the pretrained model (path, tokenizer) for strategies that save only a delta."""
+        return task.load_model(root)
+
+    @property
+    def caches_features(self) -> bool:
+        """Whether nothing in the backbone trains, so its outputs can be computed once."""
+        return False
+
+    def resolved(self) -> StrategyConfig:
+        """The config with defaults chosen at run time filled in, to be saved with the run."""
+        return self.config
 
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")

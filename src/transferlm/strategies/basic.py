@@ -1,4 +1,4 @@
-"""``full``: everything trains. ``frozen``: the pretrained backbone is fixed and only the new head trains."""
+"""Strategies that choose which existing parameters train: full, frozen, last-n, bitfit."""
 
 from __future__ import annotations
 
@@ -6,35 +6,75 @@ from torch import nn
 
 from transferlm.errors import ConfigError
 from transferlm.strategies.base import STRATEGIES, Strategy
+from transferlm.strategies.layers import plain_name
 from transferlm.tasks.base import Task
 
 
 class FullFineTuning(Strategy):
+    """Everything trains."""
+
     name = "full"
 
-    def apply(self, model: nn.Module, task: Task) -> nn.Module:
-        for param in model.parameters():
-            param.requires_grad_(True)
-        return model
+    def trainable(self, model: nn.Module, task: Task) -> set[str]:
+        return {name for name, _ in model.named_parameters()}
 
 
 class FrozenBackbone(Strategy):
-    name = "frozen"
+    """The pretrained backbone is fixed (and kept in eval mode: no dropout); only the new head trains."""
 
-    def apply(self, model: nn.Module, task: Task) -> nn.Module:
-        head = task.head_parameter_names(model)
-        if not head:
-            raise ConfigError(
-                f"strategy.name: frozen found no task-head parameters in {type(model).__name__}; use strategy full"
-            )
-        for name, param in model.named_parameters():
-            param.requires_grad_(name in head)
-        return model
+    name = "frozen"
+    options = frozenset({"cache_features"})
+    takes_modifiers = False
+
+    def trainable(self, model: nn.Module, task: Task) -> set[str]:
+        return task.head_parameter_names(model)
 
     def on_train_mode(self, model: nn.Module) -> None:
         # A fixed backbone gives the head the same features as at inference: no dropout noise.
         getattr(model, model.base_model_prefix).eval()
 
+    @property
+    def caches_features(self) -> bool:
+        return self.config.cache_features
+
+
+class LastLayers(Strategy):
+    """The top N transformer layers (and anything above them) train with the head; the rest is fixed."""
+
+    name = "last-n"
+    options = frozenset({"layers"})
+    needs_layers = True
+
+    def trainable(self, model: nn.Module, task: Task) -> set[str]:
+        total = self.layer_map.num_layers
+        n = self.config.layers
+        if n is None or n > total:
+            got = "is not set" if n is None else f"is {n}"
+            raise ConfigError(
+                f"strategy.layers {got}; this model has {total} transformer layers ({self.layer_map.describe()}), "
+                f"so choose 1..{total} (or strategy full to train all, frozen to train none)"
+            )
+        lowest = total - n + 1
+        return {name for name, _ in model.named_parameters() if self.layer_map.depth(name) >= lowest}
+
+
+class BiasOnly(Strategy):
+    """BitFit (Ben Zaken et al., 2022): only the bias terms of the backbone train, with the head."""
+
+    name = "bitfit"
+
+    def trainable(self, model: nn.Module, task: Task) -> set[str]:
+        head = task.head_parameter_names(model)
+        biases = {name for name, _ in model.named_parameters() if plain_name(name).endswith(".bias")} - head
+        if not biases:
+            raise ConfigError(
+                f"strategy bitfit: {type(model).__name__} has no bias parameters in its backbone, so only the "
+                "head would train; use strategy frozen for that, or lora"
+            )
+        return head | biases
+
 
 STRATEGIES.register("full", FullFineTuning)
 STRATEGIES.register("frozen", FrozenBackbone)
+STRATEGIES.register("last-n", LastLayers)
+STRATEGIES.register("bitfit", BiasOnly)

@@ -14,6 +14,7 @@ from torch import nn
 from transferlm.config.schema import DataConfig, TaskConfig
 from transferlm.data.records import Record
 from transferlm.registry import Registry
+from transferlm.tasks.heads import FeatureHead
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,8 @@ class Task(ABC):
 
     # --- model ---
     @abstractmethod
-    def build_model(self, path: Path, tokenizer: Any) -> nn.Module:
-        """Pretrained backbone from ``path`` plus a new task head."""
+    def build_model(self, path: Path, tokenizer: Any, pretrained: bool = True) -> nn.Module:
+        """Backbone from ``path`` plus a new task head; ``pretrained=False``: same architecture, random weights."""
 
     @abstractmethod
     def load_model(self, path: Path) -> nn.Module:
@@ -83,6 +84,10 @@ class Task(ABC):
     @abstractmethod
     def head_parameter_names(self, model: nn.Module) -> set[str]:
         """Parameters that belong to the task head rather than the pretrained backbone."""
+
+    def feature_head(self, model: nn.Module) -> FeatureHead | None:
+        """The head over fixed backbone features, if this task knows how to split ``model``; else None."""
+        return None
 
     # --- features, loss, outputs ---
     @abstractmethod

@@ -11,11 +11,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.modeling_outputs import SequenceClassifierOutput
 
 from transferlm.data.readers import summarise_lines
 from transferlm.data.records import Record
 from transferlm.evaluation.classification import multi_label_metrics, single_label_metrics
 from transferlm.tasks.base import TASKS, Features, LossTerms, Task
+from transferlm.tasks.heads import FeatureHead
 from transferlm.tasks.labels import LabelMap, split_labels
 from transferlm.tasks.pooling import MeanPoolingClassifier
 
@@ -126,22 +128,40 @@ class ClassificationTask(Task):
         self.class_weights = state.get("class_weights")
 
     # --- model ---
-    def build_model(self, path: Path, tokenizer: Any) -> nn.Module:
+    def build_model(self, path: Path, tokenizer: Any, pretrained: bool = True) -> nn.Module:
         labels = self.label_map.labels
         if self.task_config.pooling == "mean":
-            return MeanPoolingClassifier.from_backbone(path, len(labels))
-        from transformers import AutoModelForSequenceClassification
+            return MeanPoolingClassifier.from_backbone(path, len(labels), pretrained)
+        from transformers import AutoConfig, AutoModelForSequenceClassification
 
-        model = AutoModelForSequenceClassification.from_pretrained(
-            path,
+        settings = dict(
             num_labels=len(labels),
             id2label=dict(enumerate(labels)),
             label2id=self.label_map.index(),
             problem_type="multi_label_classification" if self.multi_label else "single_label_classification",
         )
+        if pretrained:
+            model = AutoModelForSequenceClassification.from_pretrained(path, **settings)
+        else:
+            model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(path, **settings))
         if model.config.pad_token_id is None:
             model.config.pad_token_id = tokenizer.pad_token_id
         return model
+
+    def feature_head(self, model: nn.Module) -> FeatureHead | None:
+        if isinstance(model, MeanPoolingClassifier):
+            return FeatureHead(model, model.pooled, model.classify)
+        if type(model).__name__ == "BertForSequenceClassification":
+            # BERT's head: pooler (dense + tanh on the first token) -> dropout -> classifier.
+            def first_token(**inputs):
+                return model.bert(**inputs).last_hidden_state[:, 0]
+
+            def head(features):
+                pooled = model.bert.pooler(features.unsqueeze(1))
+                return SequenceClassifierOutput(logits=model.classifier(model.dropout(pooled)))
+
+            return FeatureHead(model, first_token, head)
+        return None
 
     def load_model(self, path: Path) -> nn.Module:
         if self.task_config.pooling == "mean":

@@ -42,17 +42,27 @@ class MeanPoolingClassifier(nn.Module):
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
     ) -> SequenceClassifierOutput:
+        return self.classify(self.pooled(input_ids, attention_mask, token_type_ids))
+
+    def pooled(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The sentence vector: mean of the backbone's token states over the attention mask."""
         extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+        return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+
+    def classify(self, pooled: torch.Tensor) -> SequenceClassifierOutput:
         return SequenceClassifierOutput(logits=self.classifier(self.dropout(pooled)))
 
     @classmethod
-    def from_backbone(cls, path: Path, num_labels: int) -> MeanPoolingClassifier:
-        from transformers import AutoModel
+    def from_backbone(cls, path: Path, num_labels: int, pretrained: bool = True) -> MeanPoolingClassifier:
+        from transformers import AutoConfig, AutoModel
 
-        return cls(AutoModel.from_pretrained(path), num_labels)
+        if pretrained:
+            return cls(AutoModel.from_pretrained(path), num_labels)
+        return cls(AutoModel.from_config(AutoConfig.from_pretrained(path)), num_labels)
 
     def save(self, root: Path) -> None:
         self.backbone.save_pretrained(root)

@@ -91,6 +91,7 @@ class TrainingLoop:
             )
             if self.accelerator.num_processes > 1:
                 plan = [b for b in plan if len(b) >= self.accelerator.num_processes]  # every rank needs data
+            self.strategy.on_epoch(self.unwrapped, self.state.epoch)
             while self.state.batches_done_in_epoch < len(plan) and not self.finished():
                 start = self.state.batches_done_in_epoch
                 window = plan[start : start + self.config.grad_accum]

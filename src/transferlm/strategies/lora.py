@@ -1,0 +1,134 @@
+"""LoRA (Hu et al., 2021) through peft: low-rank adapters on chosen linear layers, plus the task head.
+
+The head is new, so it trains and is saved inside the adapter (peft ``modules_to_save``); without that
+a reloaded classifier would get a fresh random head. Saved either as the adapter alone (small; the
+base model is resolved again when loading) or merged into a plain model (``strategy.lora.merge``).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from transferlm.errors import ConfigError
+from transferlm.strategies.base import STRATEGIES, Strategy
+from transferlm.tasks.base import Task
+
+log = logging.getLogger(__name__)
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+@contextmanager
+def _quiet_peft() -> Iterator[None]:
+    with warnings.catch_warnings():
+        # peft 0.21 reads transformers' deprecated is_gradient_checkpointing; nothing for users to act on.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
+def _linear_names(model: nn.Module, prefix: str) -> list[str]:
+    """Leaf names of the backbone's linear layers: what target_modules can name."""
+    return sorted(
+        {
+            name.rsplit(".", 1)[-1]
+            for name, m in model.named_modules()
+            if isinstance(m, nn.Linear) and name.startswith(prefix)
+        }
+    )
+
+
+def default_targets(model: nn.Module) -> list[str] | None:
+    from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    targets = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(model_type)
+    return list(targets) if targets else None
+
+
+def head_modules(model: nn.Module, head: set[str]) -> list[str]:
+    """Modules that own the head's parameters (e.g. classifier, bert.pooler.dense)."""
+    return sorted({name.rsplit(".", 1)[0] for name in head})
+
+
+class LoraStrategy(Strategy):
+    name = "lora"
+    options = frozenset({"lora"})
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.targets: list[str] | None = config.lora.target_modules
+
+    def trainable(self, model: nn.Module, task: Task) -> set[str]:
+        return {name for name, p in model.named_parameters() if p.requires_grad}
+
+    def apply(self, model: nn.Module, task: Task) -> nn.Module:
+        from peft import LoraConfig, get_peft_model
+
+        head = task.head_parameter_names(model)
+        prefix = f"{model.base_model_prefix}."
+        linear = _linear_names(model, prefix)
+        if self.targets is None:
+            self.targets = default_targets(model)
+            if self.targets is None:
+                raise ConfigError(
+                    f"strategy.lora.target_modules: no default for model type "
+                    f"{getattr(model.config, 'model_type', '?')!r}; name the linear layers to adapt, from: "
+                    f"{', '.join(linear)}"
+                )
+            log.info("lora: default target modules for %s: %s", model.config.model_type, ", ".join(self.targets))
+        unknown = [t for t in self.targets if t not in linear]
+        if unknown:
+            raise ConfigError(
+                f"strategy.lora.target_modules: {', '.join(unknown)} match no linear layer of the backbone; "
+                f"choose from: {', '.join(linear)}"
+            )
+        settings = self.config.lora
+        peft_config = LoraConfig(
+            r=settings.r,
+            lora_alpha=settings.alpha,
+            lora_dropout=settings.dropout,
+            target_modules=self.targets,
+            modules_to_save=head_modules(model, head),
+            bias="none",
+        )
+        for param in model.parameters():
+            param.requires_grad_(False)
+        with _quiet_peft():
+            wrapped = get_peft_model(model, peft_config)
+        # The layer map is built on the plain model; it reads the wrapped names too.
+        if self.uses_depth:
+            from transferlm.strategies.layers import LayerMap
+
+            self.layer_map = LayerMap.of(model, head)
+        self.chosen = self.trainable(wrapped, task)
+        return wrapped
+
+    def save(self, model: nn.Module, task: Task, root: Path) -> None:
+        with _quiet_peft():
+            if self.config.lora.merge:
+                task.save_model(model.merge_and_unload(), root)
+            else:
+                model.save_pretrained(root)
+
+    def load(self, task: Task, root: Path, base: Any) -> nn.Module:
+        if not (root / ADAPTER_CONFIG).is_file():
+            return task.load_model(root)  # saved merged: a plain model
+        from peft import PeftModel
+
+        path, tokenizer = base()
+        with _quiet_peft():
+            return PeftModel.from_pretrained(task.build_model(path, tokenizer), root)
+
+    def resolved(self):
+        lora = self.config.lora.model_copy(update={"target_modules": self.targets})
+        return self.config.model_copy(update={"lora": lora})
+
+
+STRATEGIES.register("lora", LoraStrategy)

@@ -1,0 +1,61 @@
+"""Frozen-backbone training on cached features: one inference pass, then the head trains alone.
+
+The backbone runs once in eval mode (no dropout), exactly as the uncached ``frozen`` strategy keeps it,
+so both train the same head on the same numbers up to floating-point rounding of different padding.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+import torch
+
+from transferlm.models.inference import map_batches
+from transferlm.tasks.base import Features, Task
+from transferlm.tasks.heads import FeatureHead
+
+log = logging.getLogger(__name__)
+
+
+class CachedFeatureTask:
+    """The task, with batches that carry the cached features instead of the backbone's inputs."""
+
+    def __init__(self, task: Task, head: FeatureHead):
+        self.task, self.head = task, head
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.task, name)
+
+    def collate(self, items, pad_id: int) -> dict[str, torch.Tensor]:
+        batch = self.task.collate(items, pad_id)  # the targets, collated as the task always does
+        batch["features"] = self.head.collate_features([item["features"] for item in items])
+        return batch
+
+    def model_inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"features": batch["features"]}
+
+
+def cache_features(
+    head: FeatureHead,
+    task: Task,
+    features: Features,
+    pad_id: int,
+    batch_size: int,
+    device: torch.device | str,
+    autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
+) -> Features:
+    """``features`` with each item extended by the fixed backbone's output for it."""
+    began = time.perf_counter()
+    was_training = head.model.training
+    head.model.eval()
+    try:
+        rows, _ = map_batches(head.extract, task, features, pad_id, batch_size, device, autocast)
+    finally:
+        head.model.train(was_training)
+    items = [{**item, "features": row} for item, row in zip(features.items, rows, strict=True)]
+    log.info("cached backbone features of %d examples in %.1f s", len(items), time.perf_counter() - began)
+    return Features(items, features.lengths)
