@@ -36,6 +36,46 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _experiment(args, section: str, settings_cls, extra: dict[str, str]):
+    from transferlm.cli.train_args import overrides_from_args
+    from transferlm.experiments.config import load_experiment
+
+    overrides = overrides_from_args(args)
+    for key, text in extra.items():
+        if text:
+            overrides.append((f"{section}.{key}", [_number_or_word(v) for v in text.split(",") if v.strip()]))
+    return load_experiment(args.config, section, overrides, settings_cls)
+
+
+def _number_or_word(text: str):
+    text = text.strip()
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def cmd_compare(args) -> int:
+    from transferlm.experiments.compare import compare
+    from transferlm.experiments.config import CompareSettings
+
+    config, settings = _experiment(args, "compare", CompareSettings, {"members": args.members, "seeds": args.seeds})
+    compare(config, settings, overwrite=args.overwrite)
+    print((Path(config.output) / "report.md").read_text())
+    print(f"reports: {config.output}/report.md, report.html, report.json")
+    return 0
+
+
+def cmd_curve(args) -> int:
+    from transferlm.experiments.config import CurveSettings
+    from transferlm.experiments.curve import curve
+
+    config, settings = _experiment(
+        args, "curve", CurveSettings, {"members": args.members, "seeds": args.seeds, "sizes": args.sizes}
+    )
+    curve(config, settings, overwrite=args.overwrite)
+    print((Path(config.output) / "report.md").read_text())
+    print(f"reports: {config.output}/report.md, curve.csv, curve.png, report.json")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from transferlm.evaluation.report import confusion_text, summary_lines, write_reports
     from transferlm.runs.predictor import load

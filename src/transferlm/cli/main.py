@@ -12,6 +12,16 @@ from transferlm.cli.train_args import add_train_arguments
 from transferlm.errors import TransferLMError
 
 
+def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
+    add_train_arguments(parser, resume=False)
+    parser.add_argument(
+        "--members",
+        help="Strategies and baselines, comma-separated, e.g. frozen,lora,full,tfidf,scratch "
+        "(options per member go in the YAML).",
+    )
+    parser.add_argument("--seeds", help="Training seeds, comma-separated, e.g. 0,1,2.")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="transferlm", description="Transfer pretrained language models to your task.")
     parser.add_argument("--version", action="version", version=f"transferlm {__version__}")
@@ -25,6 +35,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_train_arguments(train)
     train.set_defaults(func=commands.cmd_train)
+
+    compare = sub.add_parser(
+        "compare",
+        help="Train several strategies and baselines on the same split; report which transfer helped.",
+        description="Compare strategies against baselines (TF-IDF + logistic regression, the same model from "
+        "random initialisation) on one split and budget, over seeds. Writes report.md/.html/.json and a chart "
+        "into --output. Re-running the same command continues an interrupted comparison.",
+    )
+    add_experiment_arguments(compare)
+    compare.set_defaults(func=commands.cmd_compare)
+
+    curve = sub.add_parser(
+        "curve",
+        help="Metric against number of labelled examples (nested subsets), for strategies and baselines.",
+        description="Learning curves: train on nested, stratified subsets of the training data (sizes per class) "
+        "over seeds. Writes curve.csv, curve.png, report.md and report.json into --output.",
+    )
+    add_experiment_arguments(curve)
+    curve.add_argument("--sizes", help="Examples per class, comma-separated, e.g. 16,64,256,all [curve.sizes].")
+    curve.set_defaults(func=commands.cmd_curve)
 
     evaluate = sub.add_parser("evaluate", help="Score a finished run on a labelled file.")
     evaluate.add_argument("run", help="Run directory written by `transferlm train`.")

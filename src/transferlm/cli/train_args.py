@@ -58,7 +58,7 @@ def _description(dotted: str) -> str:
     return model.model_fields[key].description or ""
 
 
-def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+def add_train_arguments(parser: argparse.ArgumentParser, resume: bool = True) -> None:
     parser.add_argument("config", nargs="?", type=Path, help="YAML config; flags and --set override its values.")
     group = parser.add_argument_group("settings (each is also a YAML key, shown in brackets)")
     for flag, target in FLAGS:
@@ -77,11 +77,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="Override any config key, e.g. --set train.lr=3e-5 (repeatable; applied last).",
     )
-    parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="Continue the interrupted run in --output from its last checkpoint (same config).",
-    )
+    if resume:
+        parser.add_argument(
+            "--resume",
+            action="store_true",
+            help="Continue the interrupted run in --output from its last checkpoint (same config).",
+        )
     parser.add_argument("--overwrite", action="store_true", help="Replace whatever is in --output.")
 
 
@@ -95,13 +96,7 @@ def _is_text(dotted: str) -> bool:
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """YAML (or, for --resume without one, the interrupted run's saved config) < flags < --set."""
-    overrides: list[tuple[str, Any]] = []
-    for name, value in vars(args).items():
-        if name.startswith("cfg__") and value is not None:
-            key = name[len("cfg__") :].replace("__", ".")
-            typed = isinstance(value, str) and not _is_text(key)
-            overrides.append((key, yaml.safe_load(value) if typed else value))
-    overrides += [parse_override(text) for text in args.overrides]
+    overrides = overrides_from_args(args)
     if args.config:
         base = read_yaml(args.config)
     elif args.resume:
@@ -109,6 +104,18 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     else:
         base = {}
     return build_config(base, overrides)
+
+
+def overrides_from_args(args: argparse.Namespace) -> list[tuple[str, Any]]:
+    """Flags, then --set, as (dotted key, typed value) pairs."""
+    overrides: list[tuple[str, Any]] = []
+    for name, value in vars(args).items():
+        if name.startswith("cfg__") and value is not None:
+            key = name[len("cfg__") :].replace("__", ".")
+            typed = isinstance(value, str) and not _is_text(key)
+            overrides.append((key, yaml.safe_load(value) if typed else value))
+    overrides += [parse_override(text) for text in args.overrides]
+    return overrides
 
 
 def _saved_config(output: str | None) -> dict[str, Any]:

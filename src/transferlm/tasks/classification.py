@@ -193,6 +193,11 @@ class ClassificationTask(Task):
                 item["labels"] = self._target(record)
         return Features(items, [len(ids) for ids in enc["input_ids"]])
 
+    def targets(self, records: Sequence[Record]) -> torch.Tensor:
+        """Targets as the loss and metrics take them: class indices, or multi-hot rows for multi-label."""
+        dtype = torch.float if self.multi_label else torch.long
+        return torch.tensor([self._target(r) for r in records], dtype=dtype)
+
     def _target(self, record: Record):
         index = self.label_map.index()
         labels = self.labels_of(record)

@@ -1,0 +1,75 @@
+"""One experiment job, run as ``python -m transferlm.experiments.child job.json`` by ``jobs.run_job``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from transferlm.config.load import build_config
+from transferlm.config.schema import RunConfig
+from transferlm.training.checkpoint import atomic_write_text
+
+
+def _peak_memory() -> dict[str, float | None]:
+    import torch
+
+    gpu = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+    return {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "peak_gpu_mb": None if gpu is None else round(gpu, 1)}
+
+
+def train_job(config: RunConfig) -> dict[str, Any]:
+    from transferlm.runs.train import train
+
+    root = Path(config.output)
+    resume = (root / "checkpoints" / "last").is_dir()
+    overwrite = root.exists() and not resume  # a run killed before its first checkpoint starts again
+    result = train(config, resume=resume, overwrite=overwrite)
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    training = metrics["training"]
+    return {"metrics": {"validation": metrics["validation"], "test": metrics["test"]},
+            "train_seconds": training["train_seconds"], "samples_per_s": training["train_samples_per_s"],
+            "steps": training["steps"], "trainable": metrics["parameters"]["trainable"],
+            "total": metrics["parameters"]["total"], "run_dir": str(result.run_dir),
+            "feature_cache_seconds": training.get("feature_cache_seconds")}
+
+
+def tfidf_job(config: RunConfig, seed: int) -> dict[str, Any]:
+    from transferlm.baselines.tfidf import run_tfidf
+    from transferlm.runs.prepare import load_splits
+    from transferlm.tasks import build_task
+
+    task = build_task(config.task, config.data)
+    splits = load_splits(config, task)
+    evaluate = {"validation": splits.validation, **({"test": splits.test} if splits.test is not None else {})}
+    result = run_tfidf(task, splits.train, evaluate, seed)
+    return {"metrics": {"validation": result.metrics["validation"], "test": result.metrics.get("test")},
+            "train_seconds": result.train_seconds,
+            "samples_per_s": round(len(splits.train) / max(result.train_seconds, 1e-9), 1),
+            "trainable": result.parameters, "total": result.parameters, "chosen": result.chosen}
+
+
+def main(spec_path: str) -> int:
+    logging.basicConfig(level=logging.INFO, format="transferlm: %(message)s", stream=sys.stderr)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    spec = json.loads(Path(spec_path).read_text())
+    config = build_config(spec["config"])
+    began = time.time()
+    if spec["kind"] == "tfidf":
+        result = tfidf_job(config, spec["seed"])
+    else:
+        result = train_job(config)
+    result.update(_peak_memory(), wall_seconds=round(time.time() - began, 1))
+    atomic_write_text(Path(spec["result"]), json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

@@ -1,0 +1,113 @@
+"""Experiment configs: a run config (the shared settings) plus a ``compare:`` or ``curve:`` section."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+from pydantic import Field, ValidationError, field_validator
+
+from transferlm.config.load import build_config, format_validation_error, read_yaml, set_dotted
+from transferlm.config.schema import RunConfig, Section
+from transferlm.errors import ConfigError
+
+BASELINE_NAMES = ("tfidf", "scratch")
+
+
+class MemberConfig(Section):
+    name: str = Field(
+        description="A strategy (full, frozen, last-n, lora, bitfit) or a baseline: tfidf (TF-IDF + logistic "
+        "regression) or scratch (the same architecture from random initialisation: no transfer)."
+    )
+    label: Optional[str] = Field(None, description="Name in the report (default: name); must be unique.")
+    set: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Dotted overrides of the shared config for this member, e.g. {strategy.layers: 2, train.lr: 1e-4}.",
+    )
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.name in BASELINE_NAMES
+
+
+Members = list[Union[str, MemberConfig]]
+DEFAULT_MEMBERS = ["frozen", "lora", "full", "tfidf", "scratch"]
+
+
+class ExperimentSettings(Section):
+    members: Members = Field(
+        default_factory=lambda: list(DEFAULT_MEMBERS),
+        description="Strategies and baselines to run on the same data, split and budget.",
+    )
+    seeds: Optional[list[int]] = Field(
+        None, description="Training seeds per member; null: 3 seeds below 5,000 training examples, else 1."
+    )
+
+    @field_validator("members")
+    @classmethod
+    def _members(cls, value):
+        members = [MemberConfig(name=m) if isinstance(m, str) else m for m in value]
+        titles = [m.title for m in members]
+        repeated = sorted({t for t in titles if titles.count(t) > 1})
+        if repeated:
+            raise ValueError(f"member {', '.join(repeated)} appears twice; give each a distinct label")
+        if not members:
+            raise ValueError("list at least one member")
+        return members
+
+    def member_list(self) -> list[MemberConfig]:
+        return list(self.members)  # type: ignore[arg-type]
+
+
+class CompareSettings(ExperimentSettings):
+    pass
+
+
+class CurveSettings(ExperimentSettings):
+    sizes: list[Union[int, Literal["all"]]] = Field(
+        default_factory=lambda: [16, 64, 256, 1024, "all"],
+        description="Labelled examples per class in each nested subset of train; all: the whole train set.",
+    )
+    min_steps: int = Field(
+        50, ge=0, description="Train at least this many optimizer steps on small subsets (more epochs)."
+    )
+    evaluations: int = Field(5, gt=0, description="Validation passes per run (checkpoint selection).")
+
+    @field_validator("sizes")
+    @classmethod
+    def _sizes(cls, value):
+        if any(isinstance(v, int) and v <= 0 for v in value):
+            raise ValueError("sizes are positive numbers of examples per class, or all")
+        return sorted(set(value), key=lambda v: float("inf") if v == "all" else v)
+
+
+def load_experiment(
+    path: Path | None, section: str, overrides: list[tuple[str, Any]], settings_cls: type[ExperimentSettings]
+) -> tuple[RunConfig, ExperimentSettings]:
+    """The shared run config and the experiment section, each validated, all problems reported together."""
+    data = read_yaml(path) if path else {}
+    extra = data.pop(section, None) or {}
+    other = "curve" if section == "compare" else "compare"
+    data.pop(other, None)
+    run_overrides = []
+    for key, value in overrides:
+        if key.startswith(f"{section}."):
+            set_dotted(extra, key[len(section) + 1 :], value)
+        else:
+            run_overrides.append((key, value))
+    problems = []
+    try:
+        run = build_config(data, run_overrides)
+    except ConfigError as e:
+        problems += e.problems
+    try:
+        settings = settings_cls.model_validate(extra)
+    except ValidationError as e:
+        problems += [f"{section}.{p}" for p in format_validation_error(e, settings_cls)]
+    if problems:
+        raise ConfigError(problems)
+    return run, settings

@@ -1,0 +1,102 @@
+"""The runs of an experiment: one job per member, seed (and curve size), each in its own process.
+
+A process per run gives every run its own peak-memory figure and keeps one failing member from taking
+the others down. Each job writes ``result.json`` atomically when it finishes, so an interrupted
+experiment re-run with the same config skips what is done and resumes a half-trained run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from transferlm.config.load import build_config, config_to_dict, set_dotted
+from transferlm.config.schema import RunConfig
+from transferlm.errors import ConfigError
+from transferlm.experiments.config import BASELINE_NAMES, MemberConfig
+from transferlm.experiments.splits import SplitFiles, data_settings
+from transferlm.strategies import STRATEGIES
+
+log = logging.getLogger(__name__)
+
+RESULT = "result.json"
+
+
+@dataclass(frozen=True)
+class Job:
+    member: MemberConfig
+    seed: int
+    dir: Path
+    train_file: Path
+    n_train: int
+    size: int | str | None = None  # examples per class (curve only)
+
+    @property
+    def describe(self) -> str:
+        per_class = "all" if self.size == "all" else f"{self.size} per class"
+        size = "" if self.size is None else f", {per_class}: {self.n_train} examples"
+        return f"{self.member.title} (seed {self.seed}{size})"
+
+
+def check_members(members: list[MemberConfig]) -> None:
+    valid = sorted(STRATEGIES.names()) + list(BASELINE_NAMES)
+    unknown = [m.name for m in members if m.name not in valid]
+    if unknown:
+        raise ConfigError(f"members: unknown {', '.join(map(repr, unknown))}; choose from strategies "
+                          f"{', '.join(STRATEGIES.names())} or baselines {', '.join(BASELINE_NAMES)}")
+
+
+def job_config(base: RunConfig, job: Job, files: SplitFiles, train_overrides: dict[str, Any]) -> RunConfig:
+    """The run config of one job: the shared settings, this member's strategy and overrides, the split files."""
+    data = config_to_dict(base)
+    data["data"] = data_settings(base, job.train_file, files)
+    data["strategy"] = {"name": "full" if job.member.name == "scratch" else job.member.name}
+    if job.member.name == "scratch":
+        data["model"]["init"] = "random"
+    data["train"].update({"seed": job.seed, "progress": False, **train_overrides})
+    data["output"] = str(job.dir / "run")
+    for key, value in job.member.set.items():
+        set_dotted(data, key, value)
+    try:
+        return build_config(data)
+    except ConfigError as e:
+        raise ConfigError([f"member {job.member.title}: {p}" for p in e.problems]) from e
+
+
+def write_job_spec(job: Job, config: RunConfig) -> Path:
+    spec = {"kind": "tfidf" if job.member.name == "tfidf" else "train", "config": config_to_dict(config),
+            "seed": job.seed, "result": str(job.dir / RESULT)}
+    job.dir.mkdir(parents=True, exist_ok=True)
+    path = job.dir / "job.json"
+    path.write_text(json.dumps(spec, indent=2, default=str))
+    return path
+
+
+def run_job(job: Job, config: RunConfig) -> dict[str, Any]:
+    """Run one job in a child process (or reuse its finished result); the result, or {"error": ...}."""
+    done = job.dir / RESULT
+    if done.is_file():
+        log.info("%s: finished earlier, reusing %s", job.describe, done)
+        return json.loads(done.read_text())
+    spec = write_job_spec(job, config)
+    log_path = job.dir / "log.txt"
+    began = time.time()
+    with log_path.open("a", encoding="utf-8") as out:
+        code = subprocess.call([sys.executable, "-m", "transferlm.experiments.child", str(spec)],
+                               stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if code != 0 or not done.is_file():
+        tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-12:]
+        if code in (-2, 130):
+            raise KeyboardInterrupt
+        log.error("%s failed (exit %s); log: %s", job.describe, code, log_path)
+        return {"error": f"exit {code}; see {log_path}", "log_tail": tail}
+    result = json.loads(done.read_text())
+    log.info("%s: %.1f s", job.describe, time.time() - began)
+    return result
