@@ -16,7 +16,7 @@ CHART = "chart.png"
 def _params(row: dict[str, Any]) -> str:
     if row["kind"] == "baseline" and row["name"] == "tfidf":
         return f"{row['trainable']:,} (linear)"
-    return f"{row['trainable']:,} ({100 * row['trainable'] / row['total']:.2f}%)"
+    return f"{row['trainable']:,} ({100 * row['trainable'] / row['total']:.3g}%)"
 
 
 def compare_table(rows: list[dict[str, Any]], best: str | None) -> list[list[str]]:
