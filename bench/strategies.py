@@ -12,6 +12,7 @@ stratified carve-out of train is the validation split that selects checkpoints.
 
 Usage: python bench/strategies.py [--parts compare,curve] [--train-cap 20000] [--epochs 1] [--tag cpu]
 Reads ../shared/data/sst2 (or $TRANSFERLM_DATA/sst2); exits 0 with a message when it is absent.
+$TRANSFERLM_BENCH_MODEL names another model (a local directory) than the bundled minilm.
 """
 
 from __future__ import annotations
@@ -66,9 +67,12 @@ def capped_train(out: Path, cap: int | None) -> Path:
     return path
 
 
+MODEL = os.environ.get("TRANSFERLM_BENCH_MODEL", "minilm")
+
+
 def shared_config(train: Path, output: Path, epochs: float, eval_every: int | str) -> dict:
     return {
-        "model": {"name": "minilm", "max_length": 128},
+        "model": {"name": MODEL, "max_length": 128},
         "data": {"train": str(train), "test": str(DATA / "dev.tsv"), "text_column": "sentence",
                  "validation_split": 0.01},
         "train": {"epochs": epochs, "batch_size": 32, "lr": 5e-5, "eval_every": eval_every, "progress": False},

@@ -59,6 +59,7 @@ def main(spec_path: str) -> int:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     spec = json.loads(Path(spec_path).read_text())
     config = build_config(spec["config"])
     began = time.time()

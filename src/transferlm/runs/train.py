@@ -188,6 +188,7 @@ def _cached(inputs: _TrainingInputs, config: RunConfig, accelerator, pad_id: int
         log.warning("frozen: features not cached (%s); the backbone runs every step", reason)
         return _TrainingInputs(**{**inputs.__dict__, "notes": {"cached_features": False, "cache_reason": reason}})
     began = time.perf_counter()
+    head.to(accelerator.device)  # the backbone runs where training will (prepare() has not moved it yet)
 
     def cache(features):
         return cache_features(head, inputs.task, features, pad_id, max(64, config.train.batch_size),
