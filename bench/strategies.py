@@ -34,8 +34,11 @@ DATA = Path(os.environ.get("TRANSFERLM_DATA", ROOT.parent / "shared" / "data")) 
 # (LoRA and BitFit papers use 1e-4..1e-3), 1e-3 for a head alone, 1e-4 for a model trained from scratch.
 MEMBERS = [
     {"name": "frozen", "set": {"task.pooling": "mean", "train.lr": 1e-3}},
-    {"name": "frozen", "label": "frozen-uncached",
-     "set": {"task.pooling": "mean", "train.lr": 1e-3, "strategy.cache_features": False}},
+    {
+        "name": "frozen",
+        "label": "frozen-uncached",
+        "set": {"task.pooling": "mean", "train.lr": 1e-3, "strategy.cache_features": False},
+    },
     {"name": "last-n", "label": "last-2", "set": {"strategy.layers": 2}},
     {"name": "bitfit", "set": {"train.lr": 5e-4}},
     {"name": "lora", "set": {"train.lr": 5e-4, "strategy.lora.r": 8}},
@@ -45,9 +48,16 @@ MEMBERS = [
 ]
 # LoRA on all attention projections, larger rank and rate: for longer runs.
 EXTRA_MEMBERS = [
-    {"name": "lora", "label": "lora-qkv",
-     "set": {"train.lr": 1e-3, "strategy.lora.r": 16, "strategy.lora.alpha": 32,
-             "strategy.lora.target_modules": ["query", "key", "value"]}},
+    {
+        "name": "lora",
+        "label": "lora-qkv",
+        "set": {
+            "train.lr": 1e-3,
+            "strategy.lora.r": 16,
+            "strategy.lora.alpha": 32,
+            "strategy.lora.target_modules": ["query", "key", "value"],
+        },
+    },
 ]
 COMPARE_PRESETS = {m.get("label", m["name"]): m for m in MEMBERS + EXTRA_MEMBERS}
 # Few-shot presets for the curve. Mean pooling suits this sentence-embedding checkpoint (see
@@ -83,8 +93,12 @@ MODEL = os.environ.get("TRANSFERLM_BENCH_MODEL", "minilm")
 def shared_config(train: Path, output: Path, epochs: float, eval_every: int | str) -> dict:
     return {
         "model": {"name": MODEL, "max_length": 128},
-        "data": {"train": str(train), "test": str(DATA / "dev.tsv"), "text_column": "sentence",
-                 "validation_split": 0.01},
+        "data": {
+            "train": str(train),
+            "test": str(DATA / "dev.tsv"),
+            "text_column": "sentence",
+            "validation_split": 0.01,
+        },
         "train": {"epochs": epochs, "batch_size": 32, "lr": 5e-5, "eval_every": eval_every, "progress": False},
         "output": str(output),
     }
@@ -109,8 +123,9 @@ def run_compare(args, out: Path) -> dict:
         "wall_minutes": round((time.perf_counter() - began) / 60, 1),
         "train_examples": report["n_train"],
         "accuracy": {t: round(100 * accuracy(t), 2) for t in rows if "summary" in rows[t]},
-        "trainable_percent": {t: round(100 * r["trainable"] / r["total"], 3) for t, r in rows.items()
-                              if "summary" in r},
+        "trainable_percent": {
+            t: round(100 * r["trainable"] / r["total"], 3) for t, r in rows.items() if "summary" in r
+        },
         "verdicts": report["verdicts"],
         "targets": {},
     }
@@ -128,7 +143,8 @@ def run_compare(args, out: Path) -> dict:
             frozen_cache_seconds=cached["feature_cache_seconds"],
             cached_speedup_per_epoch=round(per_epoch["uncached"] / per_epoch["cached"], 1),
             cached_speedup_including_cache=round(
-                uncached["train_seconds"] / (cached["train_seconds"] + cached["feature_cache_seconds"]), 1),
+                uncached["train_seconds"] / (cached["train_seconds"] + cached["feature_cache_seconds"]), 1
+            ),
         )
         figures["targets"]["cached_frozen_20x_per_epoch"] = figures["cached_speedup_per_epoch"] >= 20
     return figures
@@ -142,8 +158,7 @@ def run_curve(args, out: Path) -> dict:
     config = build_config(shared_config(DATA / "train.tsv", out / "curve", 3, "epoch"))
     config = config.model_copy(update={"train": config.train.model_copy(update={"batch_size": 16})})
     members = [CURVE_PRESETS[name] for name in args.curve_members.split(",")]
-    settings = CurveSettings(members=members, seeds=args.curve_seeds, sizes=args.sizes,
-                             min_steps=args.min_steps)
+    settings = CurveSettings(members=members, seeds=args.curve_seeds, sizes=args.sizes, min_steps=args.min_steps)
     began = time.perf_counter()
     report = curve(config, settings)
     at_64 = {m: next((p for p in line if p["size_per_class"] == 64), None) for m, line in report["curves"].items()}
@@ -151,9 +166,18 @@ def run_curve(args, out: Path) -> dict:
     best = max(candidates, key=lambda m: at_64[m]["mean"]) if candidates else None
     return {
         "wall_minutes": round((time.perf_counter() - began) / 60, 1),
-        "curves": {m: [(p["size_per_class"], p["n_train"], round(100 * p["mean"], 2),
-                        None if p["std"] is None else round(100 * p["std"], 2)) for p in line]
-                   for m, line in report["curves"].items()},
+        "curves": {
+            m: [
+                (
+                    p["size_per_class"],
+                    p["n_train"],
+                    round(100 * p["mean"], 2),
+                    None if p["std"] is None else round(100 * p["std"], 2),
+                )
+                for p in line
+            ]
+            for m, line in report["curves"].items()
+        },
         "best_at_64_per_class": best and {"member": best, "accuracy": round(100 * at_64[best]["mean"], 2)},
         "statements": report["statements"],
         "targets": {"best_at_64_per_class_at_least_83": bool(best) and at_64[best]["mean"] >= 0.83},
@@ -166,12 +190,16 @@ def main() -> int:
     parser.add_argument("--train-cap", type=int, default=20000, help="0: all 67,349 examples.")
     parser.add_argument("--epochs", type=float, default=1)
     parser.add_argument("--eval-every", default=200, type=lambda v: v if v == "epoch" else int(v))
-    parser.add_argument("--sizes", default="16,64,256", type=lambda v: [int(x) if x.isdigit() else x
-                                                                         for x in v.split(",")])
+    parser.add_argument(
+        "--sizes", default="16,64,256", type=lambda v: [int(x) if x.isdigit() else x for x in v.split(",")]
+    )
     parser.add_argument("--curve-seeds", default="0,1,2", type=lambda v: [int(x) for x in v.split(",")])
     parser.add_argument("--min-steps", type=int, default=150)
-    parser.add_argument("--compare-members", default=",".join(m.get("label", m["name"]) for m in MEMBERS),
-                        help=f"From: {', '.join(COMPARE_PRESETS)}")
+    parser.add_argument(
+        "--compare-members",
+        default=",".join(m.get("label", m["name"]) for m in MEMBERS),
+        help=f"From: {', '.join(COMPARE_PRESETS)}",
+    )
     parser.add_argument("--curve-members", default="full-mean,frozen,tfidf", help=f"From: {', '.join(CURVE_PRESETS)}")
     parser.add_argument("--output", type=Path, default=ROOT / "runs" / "bench-strategies")
     parser.add_argument("--tag", default="cpu", help="Names the results file: bench/results/strategies-TAG.json")
@@ -185,8 +213,13 @@ def main() -> int:
     import torch
 
     logging.basicConfig(level=logging.INFO, format="transferlm: %(message)s", stream=sys.stderr)
-    results = {"device": "cuda: " + torch.cuda.get_device_name() if torch.cuda.is_available() else
-               f"cpu ({torch.get_num_threads()} threads)", "train_cap": args.train_cap, "epochs": args.epochs}
+    results = {
+        "device": "cuda: " + torch.cuda.get_device_name()
+        if torch.cuda.is_available()
+        else f"cpu ({torch.get_num_threads()} threads)",
+        "train_cap": args.train_cap,
+        "epochs": args.epochs,
+    }
     parts = args.parts.split(",")
     if "compare" in parts:
         results["compare"] = run_compare(args, args.output)

@@ -44,11 +44,13 @@ def _outputs(model, features, multi_label: bool) -> torch.Tensor:
     return torch.from_numpy(scores).float()
 
 
-def run_tfidf(task: Task, train: Sequence[Record], evaluate: dict[str, Sequence[Record]], seed: int,
-              select_on: str = "validation") -> BaselineResult:
+def run_tfidf(
+    task: Task, train: Sequence[Record], evaluate: dict[str, Sequence[Record]], seed: int, select_on: str = "validation"
+) -> BaselineResult:
     if task.name != "classification":
-        raise ConfigError(f"baseline tfidf: supports classification tasks only, not {task.name}; remove it from the "
-                          "members")
+        raise ConfigError(
+            f"baseline tfidf: supports classification tasks only, not {task.name}; remove it from the members"
+        )
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.multiclass import OneVsRestClassifier
@@ -71,8 +73,9 @@ def run_tfidf(task: Task, train: Sequence[Record], evaluate: dict[str, Sequence[
             best = (score, c, model)
     _, c, model = best
     seconds = time.perf_counter() - began
-    metrics = {name: task.metrics(_outputs(model, features[name], task.multi_label), targets[name])
-               for name in evaluate}
+    metrics = {
+        name: task.metrics(_outputs(model, features[name], task.multi_label), targets[name]) for name in evaluate
+    }
     log.info("tfidf: %d features, C=%s chosen on %s (%s %.4f)", x_train.shape[1], c, select_on, metric, best[0])
     n_outputs = y_train.shape[1] if task.multi_label else len(np.unique(y_train))
     parameters = x_train.shape[1] * (n_outputs if n_outputs > 2 or task.multi_label else 1)

@@ -19,8 +19,10 @@ def _peak_memory() -> dict[str, float | None]:
     import torch
 
     gpu = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
-    return {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "peak_gpu_mb": None if gpu is None else round(gpu, 1)}
+    return {
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_gpu_mb": None if gpu is None else round(gpu, 1),
+    }
 
 
 def train_job(config: RunConfig) -> dict[str, Any]:
@@ -32,11 +34,16 @@ def train_job(config: RunConfig) -> dict[str, Any]:
     result = train(config, resume=resume, overwrite=overwrite)
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
     training = metrics["training"]
-    return {"metrics": {"validation": metrics["validation"], "test": metrics["test"]},
-            "train_seconds": training["train_seconds"], "samples_per_s": training["train_samples_per_s"],
-            "steps": training["steps"], "trainable": metrics["parameters"]["trainable"],
-            "total": metrics["parameters"]["total"], "run_dir": str(result.run_dir),
-            "feature_cache_seconds": training.get("feature_cache_seconds")}
+    return {
+        "metrics": {"validation": metrics["validation"], "test": metrics["test"]},
+        "train_seconds": training["train_seconds"],
+        "samples_per_s": training["train_samples_per_s"],
+        "steps": training["steps"],
+        "trainable": metrics["parameters"]["trainable"],
+        "total": metrics["parameters"]["total"],
+        "run_dir": str(result.run_dir),
+        "feature_cache_seconds": training.get("feature_cache_seconds"),
+    }
 
 
 def tfidf_job(config: RunConfig, seed: int) -> dict[str, Any]:
@@ -48,10 +55,14 @@ def tfidf_job(config: RunConfig, seed: int) -> dict[str, Any]:
     splits = load_splits(config, task)
     evaluate = {"validation": splits.validation, **({"test": splits.test} if splits.test is not None else {})}
     result = run_tfidf(task, splits.train, evaluate, seed)
-    return {"metrics": {"validation": result.metrics["validation"], "test": result.metrics.get("test")},
-            "train_seconds": result.train_seconds,
-            "samples_per_s": round(len(splits.train) / max(result.train_seconds, 1e-9), 1),
-            "trainable": result.parameters, "total": result.parameters, "chosen": result.chosen}
+    return {
+        "metrics": {"validation": result.metrics["validation"], "test": result.metrics.get("test")},
+        "train_seconds": result.train_seconds,
+        "samples_per_s": round(len(splits.train) / max(result.train_seconds, 1e-9), 1),
+        "trainable": result.parameters,
+        "total": result.parameters,
+        "chosen": result.chosen,
+    }
 
 
 def main(spec_path: str) -> int:

@@ -45,15 +45,18 @@ class Prepared:
 def prepare(config: RunConfig, settings: ExperimentSettings, kind: str, overwrite: bool) -> Prepared:
     """Check the output directory, read and check the data once, write the shared split files."""
     out = Path(config.output)
-    record = yaml.safe_dump({"kind": kind, "run": config_to_dict(config),
-                             kind: settings.model_dump(mode="json")}, sort_keys=False)
+    record = yaml.safe_dump(
+        {"kind": kind, "run": config_to_dict(config), kind: settings.model_dump(mode="json")}, sort_keys=False
+    )
     saved = out / EXPERIMENT
     if out.exists() and any(out.iterdir()) and not overwrite:
         if not saved.is_file():
             raise RunDirError(f"{out}: holds other files; choose another output or pass --overwrite")
         if saved.read_text() != record:
-            raise RunDirError(f"{out}: holds a {kind} run with a different config; re-run with the same config to "
-                              "continue it, choose another output, or pass --overwrite")
+            raise RunDirError(
+                f"{out}: holds a {kind} run with a different config; re-run with the same config to "
+                "continue it, choose another output, or pass --overwrite"
+            )
         log.info("%s: continuing the experiment in %s (finished runs are reused)", kind, out)
     elif overwrite and out.exists():
         shutil.rmtree(out)
@@ -79,17 +82,26 @@ def aggregate(member: MemberConfig, results: list[dict[str, Any]], prepared: Pre
     """Per-member figures over its seeds (failed seeds are listed, not averaged)."""
     done = [r for r in results if "error" not in r]
     values = [r["metrics"][prepared.files.evaluated][prepared.metric] for r in done]
-    row: dict[str, Any] = {"title": member.title, "name": member.name, "kind": member_kind(member),
-                           "overrides": member.set, "values": values, "runs": results,
-                           "failed": [r["error"] for r in results if "error" in r]}
+    row: dict[str, Any] = {
+        "title": member.title,
+        "name": member.name,
+        "kind": member_kind(member),
+        "overrides": member.set,
+        "values": values,
+        "runs": results,
+        "failed": [r["error"] for r in results if "error" in r],
+    }
     if not done:
         return row
-    row.update(summary=Summary.of(values),
-               trainable=done[0]["trainable"], total=done[0]["total"],
-               train_seconds=sum(r["train_seconds"] for r in done) / len(done),
-               samples_per_s=sum(r["samples_per_s"] for r in done) / len(done),
-               peak_rss_mb=max(r["peak_rss_mb"] for r in done),
-               peak_gpu_mb=max((r["peak_gpu_mb"] or 0) for r in done) or None)
+    row.update(
+        summary=Summary.of(values),
+        trainable=done[0]["trainable"],
+        total=done[0]["total"],
+        train_seconds=sum(r["train_seconds"] for r in done) / len(done),
+        samples_per_s=sum(r["samples_per_s"] for r in done) / len(done),
+        peak_rss_mb=max(r["peak_rss_mb"] for r in done),
+        peak_gpu_mb=max((r["peak_gpu_mb"] or 0) for r in done) or None,
+    )
     return row
 
 
@@ -105,8 +117,9 @@ def judge(rows: list[dict[str, Any]], prepared: Prepared) -> str | None:
             continue
         row["difference"] = row["summary"].mean - best["summary"].mean
         if row["kind"] == "transfer":
-            row["verdict"] = verdict(row["title"], row["summary"], best["title"], best["summary"],
-                                     prepared.files.n_eval, proportion)
+            row["verdict"] = verdict(
+                row["title"], row["summary"], best["title"], best["summary"], prepared.files.n_eval, proportion
+            )
     return best["title"]
 
 
@@ -116,12 +129,21 @@ def compare(config: RunConfig, settings: CompareSettings, overwrite: bool = Fals
     prepared = prepare(config, settings, "compare", overwrite)
     out = Path(config.output)
     members = settings.member_list()
-    jobs = [Job(m, s, out / "runs" / slug(m.title) / f"seed-{s}", prepared.files.train, len(prepared.splits.train))
-            for m in members for s in prepared.seeds]
+    jobs = [
+        Job(m, s, out / "runs" / slug(m.title) / f"seed-{s}", prepared.files.train, len(prepared.splits.train))
+        for m in members
+        for s in prepared.seeds
+    ]
     configs = _configs(config, jobs, prepared.files)
-    log.info("compare: %d members x %d seeds on %d training examples; reporting %s on %s (%d examples)",
-             len(members), len(prepared.seeds), len(prepared.splits.train), prepared.metric,
-             prepared.files.evaluated, prepared.files.n_eval)
+    log.info(
+        "compare: %d members x %d seeds on %d training examples; reporting %s on %s (%d examples)",
+        len(members),
+        len(prepared.seeds),
+        len(prepared.splits.train),
+        prepared.metric,
+        prepared.files.evaluated,
+        prepared.files.n_eval,
+    )
     results: dict[str, list[dict[str, Any]]] = {m.title: [] for m in members}
     for i, job in enumerate(jobs, start=1):
         log.info("compare [%d/%d]: %s", i, len(jobs), job.describe)
@@ -131,13 +153,19 @@ def compare(config: RunConfig, settings: CompareSettings, overwrite: bool = Fals
     report = write_compare_report(out, rows, best, prepared, config)
     failed = [f"{r['title']}: {e}" for r in rows for e in r["failed"]]
     if failed:
-        raise ExperimentError([*failed, f"the report in {out} covers the runs that finished; re-run the same "
-                                        "command to retry only the failed ones"])
+        raise ExperimentError(
+            [
+                *failed,
+                f"the report in {out} covers the runs that finished; re-run the same "
+                "command to retry only the failed ones",
+            ]
+        )
     return report
 
 
-def _configs(config: RunConfig, jobs: list[Job], files: SplitFiles,
-             extra: list[dict[str, Any]] | None = None) -> list[RunConfig]:
+def _configs(
+    config: RunConfig, jobs: list[Job], files: SplitFiles, extra: list[dict[str, Any]] | None = None
+) -> list[RunConfig]:
     """Every job's config, validated up front so all problems surface before hours of training."""
     configs, problems = [], []
     for i, job in enumerate(jobs):

@@ -50,13 +50,23 @@ def plan(config: RunConfig, settings: CurveSettings, prepared: Prepared) -> tupl
 def points(jobs: list[Job], results: list[dict[str, Any]], prepared: Prepared) -> list[dict[str, Any]]:
     rows = []
     for job, result in zip(jobs, results, strict=True):
-        row = {"member": job.member.title, "kind": member_kind(job.member), "size_per_class": job.size,
-               "n_train": job.n_train, "seed": job.seed}
+        row = {
+            "member": job.member.title,
+            "kind": member_kind(job.member),
+            "size_per_class": job.size,
+            "n_train": job.n_train,
+            "seed": job.seed,
+        }
         if "error" in result:
             rows.append({**row, "value": None, "error": result["error"]})
         else:
-            rows.append({**row, "value": result["metrics"][prepared.files.evaluated][prepared.metric],
-                         "train_seconds": result["train_seconds"]})
+            rows.append(
+                {
+                    **row,
+                    "value": result["metrics"][prepared.files.evaluated][prepared.metric],
+                    "train_seconds": result["train_seconds"],
+                }
+            )
     return rows
 
 
@@ -91,15 +101,20 @@ def efficiency(lines: dict[str, list[tuple[int, Summary, Any]]], kinds: dict[str
                 head = f"with {n:,} labels, {member} reaches {100 * summary.mean:.2f}"
                 smallest = min(base_points)
                 if smallest[1] >= summary.mean:
-                    statements.append(f"{head}; {baseline} matches that already at its smallest size "
-                                      f"({smallest[0]:,} labels: {100 * smallest[1]:.2f})")
+                    statements.append(
+                        f"{head}; {baseline} matches that already at its smallest size "
+                        f"({smallest[0]:,} labels: {100 * smallest[1]:.2f})"
+                    )
                 elif needed is None:
                     most = max(base_points)
-                    statements.append(f"{head}; {baseline} does not reach that with any size tried "
-                                      f"(up to {most[0]:,} labels: {100 * most[1]:.2f})")
+                    statements.append(
+                        f"{head}; {baseline} does not reach that with any size tried "
+                        f"(up to {most[0]:,} labels: {100 * most[1]:.2f})"
+                    )
                 else:
-                    statements.append(f"{head}; {baseline} needs ≈{needed:,.0f} labels to match it "
-                                      f"({needed / n:.1f}x as many)")
+                    statements.append(
+                        f"{head}; {baseline} needs ≈{needed:,.0f} labels to match it ({needed / n:.1f}x as many)"
+                    )
     return statements
 
 
@@ -109,8 +124,15 @@ def curve(config: RunConfig, settings: CurveSettings, overwrite: bool = False) -
     prepared = prepare(config, settings, "curve", overwrite)
     jobs, budgets = plan(config, settings, prepared)
     configs = _configs(config, jobs, prepared.files, budgets)
-    log.info("curve: %d runs (%d members, sizes %s, seeds %s); %s on %s", len(jobs), len(settings.member_list()),
-             settings.sizes, prepared.seeds, prepared.metric, prepared.files.evaluated)
+    log.info(
+        "curve: %d runs (%d members, sizes %s, seeds %s); %s on %s",
+        len(jobs),
+        len(settings.member_list()),
+        settings.sizes,
+        prepared.seeds,
+        prepared.metric,
+        prepared.files.evaluated,
+    )
     results = []
     for i, (job, job_config) in enumerate(zip(jobs, configs, strict=True), start=1):
         log.info("curve [%d/%d]: %s", i, len(jobs), job.describe)
@@ -119,8 +141,11 @@ def curve(config: RunConfig, settings: CurveSettings, overwrite: bool = False) -
     lines = curves(rows)
     kinds = {m.title: member_kind(m) for m in settings.member_list()}
     report = write_curve_report(Path(config.output), rows, lines, efficiency(lines, kinds), kinds, prepared, config)
-    failed = [f"{r['member']} at {r['size_per_class']} per class, seed {r['seed']}: {r['error']}"
-              for r in rows if r["value"] is None]
+    failed = [
+        f"{r['member']} at {r['size_per_class']} per class, seed {r['seed']}: {r['error']}"
+        for r in rows
+        if r["value"] is None
+    ]
     if failed:
         raise ExperimentError([*failed, "re-run the same command to retry only the failed runs"])
     return report

@@ -49,8 +49,10 @@ def check_members(members: list[MemberConfig]) -> None:
     valid = sorted(STRATEGIES.names()) + list(BASELINE_NAMES)
     unknown = [m.name for m in members if m.name not in valid]
     if unknown:
-        raise ConfigError(f"members: unknown {', '.join(map(repr, unknown))}; choose from strategies "
-                          f"{', '.join(STRATEGIES.names())} or baselines {', '.join(BASELINE_NAMES)}")
+        raise ConfigError(
+            f"members: unknown {', '.join(map(repr, unknown))}; choose from strategies "
+            f"{', '.join(STRATEGIES.names())} or baselines {', '.join(BASELINE_NAMES)}"
+        )
 
 
 def job_config(base: RunConfig, job: Job, files: SplitFiles, train_overrides: dict[str, Any]) -> RunConfig:
@@ -71,8 +73,12 @@ def job_config(base: RunConfig, job: Job, files: SplitFiles, train_overrides: di
 
 
 def write_job_spec(job: Job, config: RunConfig) -> Path:
-    spec = {"kind": "tfidf" if job.member.name == "tfidf" else "train", "config": config_to_dict(config),
-            "seed": job.seed, "result": str(job.dir / RESULT)}
+    spec = {
+        "kind": "tfidf" if job.member.name == "tfidf" else "train",
+        "config": config_to_dict(config),
+        "seed": job.seed,
+        "result": str(job.dir / RESULT),
+    }
     job.dir.mkdir(parents=True, exist_ok=True)
     path = job.dir / "job.json"
     path.write_text(json.dumps(spec, indent=2, default=str))
@@ -89,8 +95,12 @@ def run_job(job: Job, config: RunConfig) -> dict[str, Any]:
     log_path = job.dir / "log.txt"
     began = time.time()
     with log_path.open("a", encoding="utf-8") as out:
-        code = subprocess.call([sys.executable, "-m", "transferlm.experiments.child", str(spec)],
-                               stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        code = subprocess.call(
+            [sys.executable, "-m", "transferlm.experiments.child", str(spec)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
     if code != 0 or not done.is_file():
         tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-12:]
         if code in (-2, 130):

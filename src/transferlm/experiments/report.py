@@ -20,8 +20,17 @@ def _params(row: dict[str, Any]) -> str:
 
 
 def compare_table(rows: list[dict[str, Any]], best: str | None) -> list[list[str]]:
-    header = ["member", "kind", "metric (mean ± std)", f"vs {best or 'baseline'}", "trainable params",
-              "train time (s)", "peak memory (MB)", "samples/s", "seeds"]
+    header = [
+        "member",
+        "kind",
+        "metric (mean ± std)",
+        f"vs {best or 'baseline'}",
+        "trainable params",
+        "train time (s)",
+        "peak memory (MB)",
+        "samples/s",
+        "seeds",
+    ]
     table = [header]
     for row in rows:
         if "summary" not in row:
@@ -29,9 +38,19 @@ def compare_table(rows: list[dict[str, Any]], best: str | None) -> list[list[str
             continue
         memory = f"{row['peak_rss_mb']:.0f} RSS" + (f", {row['peak_gpu_mb']:.0f} GPU" if row["peak_gpu_mb"] else "")
         diff = row.get("difference")
-        table.append([row["title"], row["kind"], row["summary"].text(),
-                      "" if diff is None else f"{100 * diff:+.2f}", _params(row), f"{row['train_seconds']:.1f}",
-                      memory, f"{row['samples_per_s']:.1f}", str(row["summary"].n)])
+        table.append(
+            [
+                row["title"],
+                row["kind"],
+                row["summary"].text(),
+                "" if diff is None else f"{100 * diff:+.2f}",
+                _params(row),
+                f"{row['train_seconds']:.1f}",
+                memory,
+                f"{row['samples_per_s']:.1f}",
+                str(row["summary"].n),
+            ]
+        )
     return table
 
 
@@ -76,8 +95,12 @@ def _json_row(row: dict[str, Any]) -> dict[str, Any]:
         out["summary"] = {"mean": s.mean, "std": s.std, "seeds": s.n}
     if "verdict" in row:
         v = row["verdict"]
-        out["verdict"] = {"difference": v.difference, "noise": v.noise, "negative_transfer": v.negative,
-                          "words": v.words}
+        out["verdict"] = {
+            "difference": v.difference,
+            "noise": v.noise,
+            "negative_transfer": v.negative,
+            "words": v.words,
+        }
     return out
 
 
@@ -87,29 +110,58 @@ def write_compare_report(out: Path, rows: list[dict[str, Any]], best: str | None
     table = compare_table(rows, best)
     verdicts = [r["verdict"].words for r in rows if "verdict" in r]
     negative = [r["title"] for r in rows if "verdict" in r and r["verdict"].negative]
-    caveat = ("" if split == "test" else " The validation split also picked each run's best checkpoint, so these "
-              "figures are optimistic; give data.test for an unbiased comparison.")
-    intro = (f"{metric} on the {split} split ({prepared.files.n_eval} examples), {len(prepared.splits.train)} "
-             f"training examples, seeds {', '.join(map(str, prepared.seeds))}, model {config.model.name}.{caveat}")
+    caveat = (
+        ""
+        if split == "test"
+        else " The validation split also picked each run's best checkpoint, so these "
+        "figures are optimistic; give data.test for an unbiased comparison."
+    )
+    intro = (
+        f"{metric} on the {split} split ({prepared.files.n_eval} examples), {len(prepared.splits.train)} "
+        f"training examples, seeds {', '.join(map(str, prepared.seeds))}, model {config.model.name}.{caveat}"
+    )
     if best is None:
         verdicts = ["no baseline finished, so transfer cannot be judged; add tfidf or scratch to the members"]
     elif negative:
-        verdicts.insert(0, f"NEGATIVE TRANSFER: {', '.join(negative)} did not beat the best baseline ({best}) "
-                           "beyond seed noise.")
-    markdown = "\n\n".join(["# transferlm compare", intro, markdown_table(table), f"![chart]({CHART})",
-                            "## Verdict", "\n".join(f"- {v}" for v in verdicts)]) + "\n"
+        verdicts.insert(
+            0, f"NEGATIVE TRANSFER: {', '.join(negative)} did not beat the best baseline ({best}) beyond seed noise."
+        )
+    markdown = (
+        "\n\n".join(
+            [
+                "# transferlm compare",
+                intro,
+                markdown_table(table),
+                f"![chart]({CHART})",
+                "## Verdict",
+                "\n".join(f"- {v}" for v in verdicts),
+            ]
+        )
+        + "\n"
+    )
     atomic_write_text(out / "report.md", markdown)
     image = base64.b64encode((out / CHART).read_bytes()).decode()
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>transferlm compare</title><style>"
-            "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
-            "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}"
-            f"</style></head><body><h1>transferlm compare</h1><p>{html.escape(intro)}</p>{html_table(table)}"
-            f"<p><img src='data:image/png;base64,{image}' alt='chart'></p><h2>Verdict</h2><ul>"
-            + "".join(f"<li>{html.escape(v)}</li>" for v in verdicts) + "</ul></body></html>\n")
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>transferlm compare</title><style>"
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}"
+        f"</style></head><body><h1>transferlm compare</h1><p>{html.escape(intro)}</p>{html_table(table)}"
+        f"<p><img src='data:image/png;base64,{image}' alt='chart'></p><h2>Verdict</h2><ul>"
+        + "".join(f"<li>{html.escape(v)}</li>" for v in verdicts)
+        + "</ul></body></html>\n"
+    )
     atomic_write_text(out / "report.html", page)
-    report = {"metric": metric, "split": split, "n_eval": prepared.files.n_eval,
-              "n_train": len(prepared.splits.train), "seeds": prepared.seeds, "best_baseline": best,
-              "negative_transfer": negative, "verdicts": verdicts, "members": [_json_row(r) for r in rows]}
+    report = {
+        "metric": metric,
+        "split": split,
+        "n_eval": prepared.files.n_eval,
+        "n_train": len(prepared.splits.train),
+        "seeds": prepared.seeds,
+        "best_baseline": best,
+        "negative_transfer": negative,
+        "verdicts": verdicts,
+        "members": [_json_row(r) for r in rows],
+    }
     atomic_write_text(out / "report.json", json.dumps(report, indent=2, default=str))
     return report
 
@@ -127,8 +179,13 @@ def curve_plot(lines: dict[str, list], kinds: dict[str, str], metric: str, split
         sd = [100 * (s.std or 0) for _, s, _ in line]
         style = "--" if kinds.get(member) == "baseline" else "-"
         (drawn,) = ax.plot(xs, ys, style, marker="o", label=member)
-        ax.fill_between(xs, [y - d for y, d in zip(ys, sd, strict=True)], [y + d for y, d in zip(ys, sd, strict=True)],
-                        color=drawn.get_color(), alpha=0.15)
+        ax.fill_between(
+            xs,
+            [y - d for y, d in zip(ys, sd, strict=True)],
+            [y + d for y, d in zip(ys, sd, strict=True)],
+            color=drawn.get_color(),
+            alpha=0.15,
+        )
     ax.set_xscale("log")
     ax.set_xlabel("labelled training examples (log scale)")
     ax.set_ylabel(f"{metric} on {split} (%)")
@@ -152,22 +209,44 @@ def write_curve_report(out: Path, rows, lines, statements, kinds, prepared, conf
     writer.writerows(rows)
     atomic_write_text(out / "curve.csv", buffer.getvalue())
     curve_plot(lines, kinds, metric, split, out / "curve.png")
-    sizes = sorted({size for line in lines.values() for _, _, size in line},
-                   key=lambda v: float("inf") if v == "all" else v)
+    sizes = sorted(
+        {size for line in lines.values() for _, _, size in line}, key=lambda v: float("inf") if v == "all" else v
+    )
     table = [["member", *[f"{s} per class" if s != "all" else "all" for s in sizes]]]
     for member, line in lines.items():
         by_size = {size: (n, s) for n, s, size in line}
         cells = [f"{by_size[s][1].text()} (n={by_size[s][0]:,})" if s in by_size else "" for s in sizes]
         table.append([member, *cells])
-    intro = (f"{metric} on the {split} split ({prepared.files.n_eval} examples); nested stratified subsets of "
-             f"{len(prepared.splits.train):,} training examples; seeds {', '.join(map(str, prepared.seeds))}; "
-             f"model {config.model.name}.")
-    markdown = "\n\n".join(["# transferlm curve", intro, markdown_table(table), "![curve](curve.png)",
-                            "## Sample efficiency", "\n".join(f"- {s}" for s in statements) or "- (no baseline)"])
+    intro = (
+        f"{metric} on the {split} split ({prepared.files.n_eval} examples); nested stratified subsets of "
+        f"{len(prepared.splits.train):,} training examples; seeds {', '.join(map(str, prepared.seeds))}; "
+        f"model {config.model.name}."
+    )
+    markdown = "\n\n".join(
+        [
+            "# transferlm curve",
+            intro,
+            markdown_table(table),
+            "![curve](curve.png)",
+            "## Sample efficiency",
+            "\n".join(f"- {s}" for s in statements) or "- (no baseline)",
+        ]
+    )
     atomic_write_text(out / "report.md", markdown + "\n")
-    report = {"metric": metric, "split": split, "n_eval": prepared.files.n_eval, "seeds": prepared.seeds,
-              "curves": {m: [{"n_train": n, "size_per_class": size, "mean": s.mean, "std": s.std, "seeds": s.n}
-                             for n, s, size in line] for m, line in lines.items()},
-              "statements": statements, "points": rows}
+    report = {
+        "metric": metric,
+        "split": split,
+        "n_eval": prepared.files.n_eval,
+        "seeds": prepared.seeds,
+        "curves": {
+            m: [
+                {"n_train": n, "size_per_class": size, "mean": s.mean, "std": s.std, "seeds": s.n}
+                for n, s, size in line
+            ]
+            for m, line in lines.items()
+        },
+        "statements": statements,
+        "points": rows,
+    }
     atomic_write_text(out / "report.json", json.dumps(report, indent=2, default=str))
     return report

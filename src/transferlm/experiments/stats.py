@@ -47,16 +47,18 @@ class Verdict:
     words: str
 
 
-def verdict(member: str, summary: Summary, baseline: str, base: Summary, n_eval: int, proportion: bool,
-            scale: float = 100.0) -> Verdict:
+def verdict(
+    member: str, summary: Summary, baseline: str, base: Summary, n_eval: int, proportion: bool, scale: float = 100.0
+) -> Verdict:
     se = math.sqrt(summary.standard_error(n_eval, proportion) ** 2 + base.standard_error(n_eval, proportion) ** 2)
     diff, noise = summary.mean - base.mean, NOISE_SE * se
     delta = f"{scale * diff:+.2f} (noise ±{scale * noise:.2f})"
     if diff <= 0:
         return Verdict(diff, noise, True, f"negative transfer: {member} is worse than {baseline} {delta}")
     if diff <= noise:
-        return Verdict(diff, noise, True,
-                       f"negative transfer: {member} is not better than {baseline} beyond seed noise {delta}")
+        return Verdict(
+            diff, noise, True, f"negative transfer: {member} is not better than {baseline} beyond seed noise {delta}"
+        )
     return Verdict(diff, noise, False, f"{member} beats {baseline} {delta}")
 
 

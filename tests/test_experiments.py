@@ -1,0 +1,180 @@
+"""compare and curve: shared splits, nested subsets, baselines, verdicts, reports, resumption."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+
+from conftest import sentiment_rows, tiny_config, write_jsonl
+from transferlm.cli.main import main
+from transferlm.config.load import build_config
+from transferlm.config.schema import DataConfig, TaskConfig
+from transferlm.data.records import Record
+from transferlm.errors import ConfigError, RunDirError
+from transferlm.experiments.compare import compare
+from transferlm.experiments.config import CompareSettings, CurveSettings, load_experiment
+from transferlm.experiments.curve import curve, efficiency
+from transferlm.experiments.splits import nested_subset
+from transferlm.experiments.stats import Summary, labels_needed, verdict
+from transferlm.tasks import build_task
+
+
+def records(n_per_class: int) -> list[Record]:
+    rows = sentiment_rows(2 * n_per_class, seed=7)
+    return [Record(r["text"], None, r["label"], i) for i, r in enumerate(rows)]
+
+
+def test_nested_subsets_are_stratified_and_nested():
+    data = records(30)
+    key = lambda r: r.label  # noqa: E731
+    small, large = nested_subset(data, key, 4, seed=1), nested_subset(data, key, 16, seed=1)
+    assert sorted(r.label for r in small) == ["neg"] * 4 + ["pos"] * 4
+    assert set(small) <= set(large) and len(large) == 32
+    assert nested_subset(data, key, 4, seed=2) != small  # another seed, another subset
+    assert len(nested_subset(data, key, 100, seed=1)) == 60  # a class smaller than asked: all of it
+
+
+def test_summary_and_verdict_words():
+    member, baseline = Summary.of([0.90, 0.92, 0.91]), Summary.of([0.80, 0.81, 0.79])
+    assert member.mean == pytest.approx(0.91) and member.std == pytest.approx(0.01)
+    clear = verdict("lora", member, "tfidf", baseline, 500, True)
+    assert not clear.negative and clear.words.startswith("lora beats tfidf +11.00")
+    close = verdict("frozen", Summary.of([0.81, 0.80, 0.805]), "tfidf", baseline, 500, True)
+    assert close.negative and "not better than tfidf beyond seed noise" in close.words
+    worse = verdict("full", Summary.of([0.7]), "tfidf", Summary.of([0.8]), 400, True)
+    assert worse.negative and "worse than tfidf -10.00" in worse.words
+    # one seed: the noise is the sampling error of the two accuracies on 400 examples
+    assert worse.noise == pytest.approx(2 * math.sqrt(0.7 * 0.3 / 400 + 0.8 * 0.2 / 400))
+
+
+def test_labels_needed_interpolates_in_log_space():
+    line = [(10, 0.6), (100, 0.8), (1000, 0.9)]
+    assert labels_needed(line, 0.7) == pytest.approx(math.sqrt(10 * 100))
+    assert labels_needed(line, 0.5) == 10
+    assert labels_needed(line, 0.95) is None
+    lines = {
+        "full": [(20, Summary.of([0.8]), 10)],
+        "tfidf": [(20, Summary.of([0.6]), 10), (200, Summary.of([0.8]), 100)],
+    }
+    statements = efficiency(lines, {"full": "transfer", "tfidf": "baseline"})
+    assert statements == ["with 20 labels, full reaches 80.00; tfidf needs ≈200 labels to match it (10.0x as many)"]
+
+
+def test_tfidf_baseline_learns_a_lexical_task():
+    from transferlm.baselines.tfidf import run_tfidf
+
+    task = build_task(TaskConfig(), DataConfig(train="x"))
+    train, dev = records(40), [Record(r["text"], None, r["label"], i) for i, r in enumerate(sentiment_rows(20, seed=9))]
+    assert task.fit_labels(train, {}) == []
+    result = run_tfidf(task, train, {"validation": dev}, seed=0)
+    assert result.metrics["validation"]["accuracy"] >= 0.9
+    assert result.chosen["C"] in (0.25, 1.0, 4.0, 16.0)
+
+
+def experiment_config(model_dir, tmp_path, **train):
+    files = {
+        "train": write_jsonl(tmp_path / "train.jsonl", sentiment_rows(40, seed=1)),
+        "dev": write_jsonl(tmp_path / "dev.jsonl", sentiment_rows(16, seed=2)),
+    }
+    return build_config(tiny_config(model_dir, files, tmp_path / "exp", epochs=1, batch_size=8, **train))
+
+
+@pytest.mark.slow
+def test_compare_reports_every_member_and_resumes(tiny_model_dir, tmp_path, caplog):
+    config = experiment_config(tiny_model_dir, tmp_path)
+    settings = CompareSettings(
+        members=["frozen", {"name": "last-n", "set": {"strategy.layers": 1}}, "tfidf", "scratch"], seeds=[0, 1]
+    )
+    report = compare(config, settings)
+    out = config.output
+    assert {m["title"] for m in report["members"]} == {"frozen", "last-n", "tfidf", "scratch"}
+    for name in ("report.md", "report.html", "report.json", "chart.png"):
+        assert (out / name).stat().st_size > 0
+    rows = {m["title"]: m for m in report["members"]}
+    assert rows["frozen"]["summary"]["seeds"] == 2 and len(rows["frozen"]["values"]) == 2
+    assert rows["tfidf"]["summary"]["mean"] >= 0.8  # the fixture is lexical: tf-idf does well
+    assert report["best_baseline"] == "tfidf"
+    # the tiny random encoder cannot beat tf-idf here, and the report says so in words
+    assert "frozen" in report["negative_transfer"]
+    markdown = (out / "report.md").read_text()
+    assert "NEGATIVE TRANSFER" in markdown and "| frozen | transfer |" in markdown
+    assert "<img src='data:image/png;base64," in (out / "report.html").read_text()
+    assert rows["last-n"]["trainable"] < rows["scratch"]["trainable"] == rows["scratch"]["total"]
+    # every member trained on the same split files
+    specs = [json.loads(p.read_text()) for p in out.glob("runs/*/seed-0/job.json")]
+    assert len({json.dumps(s["config"]["data"], sort_keys=True) for s in specs}) == 1
+    # re-running continues: finished runs are reused, nothing retrains
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        again = compare(config, settings)
+    assert sum("finished earlier" in r.message for r in caplog.records) == 8
+    assert again["members"][0]["values"] == report["members"][0]["values"]
+
+
+def test_compare_refuses_a_different_experiment_in_the_same_output(tiny_model_dir, tmp_path):
+    config = experiment_config(tiny_model_dir, tmp_path)
+    compare(config, CompareSettings(members=["tfidf"], seeds=[0]))
+    with pytest.raises(RunDirError, match="different config"):
+        compare(config, CompareSettings(members=["tfidf"], seeds=[1]))
+
+
+def test_compare_reports_all_member_problems_before_training(tiny_model_dir, tmp_path):
+    config = experiment_config(tiny_model_dir, tmp_path)
+    with pytest.raises(ConfigError) as error:
+        compare(config, CompareSettings(members=["fulll"]))
+    assert "unknown 'fulll'" in error.value.problems[0] and "baselines tfidf, scratch" in error.value.problems[0]
+    bad = CompareSettings(
+        members=[{"name": "last-n", "set": {"strategy.layerz": 2}}, {"name": "full", "set": {"strategy.layers": 1}}],
+        seeds=[0],
+    )
+    with pytest.raises(ConfigError) as error:
+        compare(config, bad)
+    problems = " ".join(error.value.problems)
+    assert "member last-n: strategy.layerz" in problems and "strategy.layers: not used by strategy full" in problems
+    assert not list((config.output / "runs").glob("*/seed-0/result.json"))
+
+
+def test_duplicate_members_need_labels():
+    with pytest.raises(Exception, match="appears twice"):
+        CompareSettings(members=["lora", {"name": "lora", "set": {"strategy.lora.r": 4}}])
+
+
+@pytest.mark.slow
+def test_curve_writes_csv_plot_and_statements(tiny_model_dir, tmp_path):
+    config = experiment_config(tiny_model_dir, tmp_path)
+    settings = CurveSettings(members=["frozen", "tfidf"], seeds=[0, 1], sizes=[4, 10, "all"], min_steps=3)
+    report = curve(config, settings)
+    out = config.output
+    with (out / "curve.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 * 3 * 2
+    assert {(r["size_per_class"], r["n_train"]) for r in rows} == {("4", "8"), ("10", "20"), ("all", "40")}
+    assert (out / "curve.png").stat().st_size > 0
+    assert [p["n_train"] for p in report["curves"]["tfidf"]] == [8, 20, 40]
+    assert len(report["statements"]) == 3 and all("frozen reaches" in s for s in report["statements"])
+    # small subsets train at least min_steps steps
+    job = json.loads((out / "runs" / "frozen" / "n-4" / "seed-0" / "job.json").read_text())
+    assert job["config"]["train"]["max_steps"] >= 3
+
+
+def test_cli_compare_flags_and_yaml_section(tiny_model_dir, tmp_path, capsys):
+    files = {
+        "train": write_jsonl(tmp_path / "train.jsonl", sentiment_rows(40, seed=1)),
+        "dev": write_jsonl(tmp_path / "dev.jsonl", sentiment_rows(16, seed=2)),
+    }
+    config = tiny_config(tiny_model_dir, files, tmp_path / "exp", epochs=1)
+    config["compare"] = {"members": ["tfidf"], "seeds": [3]}
+    path = tmp_path / "exp.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(config))
+    run, settings = load_experiment(path, "compare", [("compare.seeds", [4, 5])], CompareSettings)
+    assert settings.seeds == [4, 5] and [m.name for m in settings.member_list()] == ["tfidf"]
+    assert main(["compare", str(path), "--seeds", "6"]) == 0
+    assert "| tfidf | baseline |" in capsys.readouterr().out
+    assert (tmp_path / "exp" / "runs" / "tfidf" / "seed-6" / "result.json").is_file()
+    assert main(["compare", str(path), "--set", "compare.membrs=[full]"]) == 1
+    assert "compare.membrs" in capsys.readouterr().err
