@@ -178,3 +178,12 @@ def test_cli_compare_flags_and_yaml_section(tiny_model_dir, tmp_path, capsys):
     assert (tmp_path / "exp" / "runs" / "tfidf" / "seed-6" / "result.json").is_file()
     assert main(["compare", str(path), "--set", "compare.membrs=[full]"]) == 1
     assert "compare.membrs" in capsys.readouterr().err
+
+
+def test_example_experiment_config_is_valid():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    run, settings = load_experiment(root / "examples" / "reviews" / "compare.yaml", "compare", [], CompareSettings)
+    assert [m.title for m in settings.member_list()] == ["frozen", "lora", "full", "tfidf", "scratch"]
+    assert run.train.epochs == 4
