@@ -31,7 +31,9 @@ class FrozenBackbone(Strategy):
 
     def on_train_mode(self, model: nn.Module) -> None:
         # A fixed backbone gives the head the same features as at inference: no dropout noise.
-        getattr(model, model.base_model_prefix).eval()
+        backbone = getattr(model, model.base_model_prefix)
+        if backbone.training:  # a head over cached features never switches it back: skip the walk
+            backbone.eval()
 
     @property
     def caches_features(self) -> bool:

@@ -98,6 +98,13 @@ class Task(ABC):
     @abstractmethod
     def collate(self, items: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]: ...
 
+    def collate_targets(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """Only the targets of a batch (training on cached features needs no inputs); override to skip
+        collating the inputs."""
+        batch = self.collate(items, pad_id=0)
+        inputs = self.model_inputs(batch)
+        return {k: v for k, v in batch.items() if k not in inputs}
+
     @abstractmethod
     def loss(self, outputs: Any, batch: dict[str, torch.Tensor]) -> LossTerms: ...
 

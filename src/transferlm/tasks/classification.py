@@ -223,9 +223,12 @@ class ClassificationTask(Task):
                 types[row, : len(item["token_type_ids"])] = torch.tensor(item["token_type_ids"])
             batch["token_type_ids"] = types
         if "labels" in items[0]:
-            dtype = torch.float if self.multi_label else torch.long
-            batch["labels"] = torch.tensor([item["labels"] for item in items], dtype=dtype)
+            batch.update(self.collate_targets(items))
         return batch
+
+    def collate_targets(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        dtype = torch.float if self.multi_label else torch.long
+        return {"labels": torch.tensor([item["labels"] for item in items], dtype=dtype)}
 
     def model_inputs(self, batch):
         return {k: v for k, v in batch.items() if k != "labels"}

@@ -28,6 +28,18 @@ class FeatureHead(nn.Module):
         self.extract = extract  # model inputs -> per-example features of the fixed backbone
         self._head = head  # features -> the model's usual outputs
         self.collate_features = collate_features
+        prefix = f"{model.base_model_prefix}."
+        # The modules outside the backbone (the head's dropout, classifier): train()/eval() switch only
+        # these. Walking the whole backbone every step would cost more than the head's own step.
+        self._head_modules = [m for name, m in model.named_modules() if name and not name.startswith(prefix)]
+        self.backbone.eval()
+
+    def train(self, mode: bool = True) -> FeatureHead:
+        self.training = mode
+        self.model.training = mode
+        for module in self._head_modules:
+            module.training = mode
+        return self
 
     @property
     def backbone(self) -> nn.Module:

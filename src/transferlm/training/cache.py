@@ -31,7 +31,7 @@ class CachedFeatureTask:
         return getattr(self.task, name)
 
     def collate(self, items, pad_id: int) -> dict[str, torch.Tensor]:
-        batch = self.task.collate(items, pad_id)  # the targets, collated as the task always does
+        batch = self.task.collate_targets(items) if "labels" in items[0] else {}
         batch["features"] = self.head.collate_features([item["features"] for item in items])
         return batch
 
