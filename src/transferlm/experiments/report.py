@@ -116,9 +116,15 @@ def write_compare_report(out: Path, rows: list[dict[str, Any]], best: str | None
         else " The validation split also picked each run's best checkpoint, so these "
         "figures are optimistic; give data.test for an unbiased comparison."
     )
+    noise = (
+        f" Noise is 2 standard errors of the difference over {len(prepared.seeds)} seeds."
+        if len(prepared.seeds) > 1
+        else " With one seed, seed noise is not measured: the noise shown is 2 standard errors of the metric's "
+        f"sampling error on {prepared.files.n_eval} examples; run several seeds to include seed variation."
+    )
     intro = (
         f"{metric} on the {split} split ({prepared.files.n_eval} examples), {len(prepared.splits.train)} "
-        f"training examples, seeds {', '.join(map(str, prepared.seeds))}, model {config.model.name}.{caveat}"
+        f"training examples, seeds {', '.join(map(str, prepared.seeds))}, model {config.model.name}.{caveat}{noise}"
     )
     if best is None:
         verdicts = ["no baseline finished, so transfer cannot be judged; add tfidf or scratch to the members"]
