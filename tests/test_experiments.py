@@ -18,7 +18,7 @@ from transferlm.experiments.compare import compare
 from transferlm.experiments.config import CompareSettings, CurveSettings, load_experiment
 from transferlm.experiments.curve import curve, efficiency
 from transferlm.experiments.splits import nested_subset
-from transferlm.experiments.stats import Summary, labels_needed, verdict
+from transferlm.experiments.stats import Summary, labels_needed, paired_standard_error, verdict
 from transferlm.tasks import build_task
 
 
@@ -48,6 +48,18 @@ def test_summary_and_verdict_words():
     assert worse.negative and "worse than tfidf -10.00" in worse.words
     # one seed: the noise is the sampling error of the two accuracies on 400 examples
     assert worse.noise == pytest.approx(2 * math.sqrt(0.7 * 0.3 / 400 + 0.8 * 0.2 / 400))
+
+
+def test_one_seed_verdicts_pair_the_examples():
+    # Two models that agree on all but 6 of 400 examples, the member right on all 6: +1.5 points.
+    base = [1.0] * 300 + [0.0] * 100
+    member = [1.0] * 306 + [0.0] * 94
+    paired = paired_standard_error(member, base)
+    assert paired == pytest.approx(math.sqrt((6 / 400 - (6 / 400) ** 2) * 400 / 399 / 400))
+    one, other = Summary.of([306 / 400]), Summary.of([300 / 400])
+    unpaired = verdict("full", one, "tfidf", other, 400, True)
+    assert unpaired.negative  # independent sampling errors swamp a 1.5-point gain ...
+    assert not verdict("full", one, "tfidf", other, 400, True, paired_se=paired).negative  # ... pairing does not
 
 
 def test_labels_needed_interpolates_in_log_space():
@@ -103,6 +115,8 @@ def test_compare_reports_every_member_and_resumes(tiny_model_dir, tmp_path, capl
     assert "NEGATIVE TRANSFER" in markdown and "| frozen | transfer |" in markdown
     assert "<img src='data:image/png;base64," in (out / "report.html").read_text()
     assert rows["last-n"]["trainable"] < rows["scratch"]["trainable"] == rows["scratch"]["total"]
+    scores = rows["frozen"]["runs"][0]["example_scores"]["validation"]
+    assert len(scores) == 16 and sum(scores) / 16 == pytest.approx(rows["frozen"]["values"][0])
     # every member trained on the same split files
     specs = [json.loads(p.read_text()) for p in out.glob("runs/*/seed-0/job.json")]
     assert len({json.dumps(s["config"]["data"], sort_keys=True) for s in specs}) == 1

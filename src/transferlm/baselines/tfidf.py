@@ -73,9 +73,13 @@ def run_tfidf(
             best = (score, c, model)
     _, c, model = best
     seconds = time.perf_counter() - began
-    metrics = {
-        name: task.metrics(_outputs(model, features[name], task.multi_label), targets[name]) for name in evaluate
-    }
+    metrics = {}
+    for name in evaluate:
+        outputs = _outputs(model, features[name], task.multi_label)
+        metrics[name] = {
+            **task.metrics(outputs, targets[name]),
+            "per_example": task.example_scores(outputs, targets[name]),
+        }
     log.info("tfidf: %d features, C=%s chosen on %s (%s %.4f)", x_train.shape[1], c, select_on, metric, best[0])
     n_outputs = y_train.shape[1] if task.multi_label else len(np.unique(y_train))
     parameters = x_train.shape[1] * (n_outputs if n_outputs > 2 or task.multi_label else 1)

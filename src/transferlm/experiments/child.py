@@ -35,6 +35,7 @@ def train_job(config: RunConfig) -> dict[str, Any]:
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
     training = metrics["training"]
     return {
+        "example_scores": _example_scores(result.run_dir, config),
         "metrics": {"validation": metrics["validation"], "test": metrics["test"]},
         "train_seconds": training["train_seconds"],
         "samples_per_s": training["train_samples_per_s"],
@@ -46,6 +47,14 @@ def train_job(config: RunConfig) -> dict[str, Any]:
     }
 
 
+def _example_scores(run_dir: Path, config: RunConfig) -> dict[str, list[float] | None]:
+    """Per-example scores on the reported split, so the report can pair two members example by example."""
+    from transferlm.runs.predictor import load
+
+    split, path = ("test", config.data.test) if config.data.test else ("validation", config.data.validation)
+    return {split: load(run_dir).evaluate(path, per_example=True)["per_example"]}
+
+
 def tfidf_job(config: RunConfig, seed: int) -> dict[str, Any]:
     from transferlm.baselines.tfidf import run_tfidf
     from transferlm.runs.prepare import load_splits
@@ -55,7 +64,9 @@ def tfidf_job(config: RunConfig, seed: int) -> dict[str, Any]:
     splits = load_splits(config, task)
     evaluate = {"validation": splits.validation, **({"test": splits.test} if splits.test is not None else {})}
     result = run_tfidf(task, splits.train, evaluate, seed)
+    scores = {split: metrics.pop("per_example") for split, metrics in result.metrics.items()}
     return {
+        "example_scores": scores,
         "metrics": {"validation": result.metrics["validation"], "test": result.metrics.get("test")},
         "train_seconds": result.train_seconds,
         "samples_per_s": round(len(splits.train) / max(result.train_seconds, 1e-9), 1),

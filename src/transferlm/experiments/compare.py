@@ -17,7 +17,7 @@ from transferlm.errors import ConfigError, RunDirError, TransferLMError
 from transferlm.experiments.config import CompareSettings, ExperimentSettings, MemberConfig
 from transferlm.experiments.jobs import Job, check_members, job_config, run_job
 from transferlm.experiments.splits import SplitFiles, write_splits
-from transferlm.experiments.stats import Summary, verdict
+from transferlm.experiments.stats import Summary, paired_standard_error, verdict
 from transferlm.runs.prepare import Splits, load_splits
 from transferlm.strategies import build_strategy
 from transferlm.tasks import build_task
@@ -118,9 +118,27 @@ def judge(rows: list[dict[str, Any]], prepared: Prepared) -> str | None:
         row["difference"] = row["summary"].mean - best["summary"].mean
         if row["kind"] == "transfer":
             row["verdict"] = verdict(
-                row["title"], row["summary"], best["title"], best["summary"], prepared.files.n_eval, proportion
+                row["title"],
+                row["summary"],
+                best["title"],
+                best["summary"],
+                prepared.files.n_eval,
+                proportion,
+                paired_se=_paired(row, best, prepared.files.evaluated),
             )
     return best["title"]
+
+
+def _paired(row: dict[str, Any], best: dict[str, Any], split: str) -> float | None:
+    """With one seed on each side, compare the two example by example (seed noise is unmeasured anyway)."""
+    if row["summary"].n != 1 or best["summary"].n != 1:
+        return None
+    ours, theirs = (
+        next(r for r in x["runs"] if "error" not in r).get("example_scores", {}).get(split) for x in (row, best)
+    )
+    if not ours or not theirs or len(ours) != len(theirs):
+        return None
+    return paired_standard_error(ours, theirs)
 
 
 def compare(config: RunConfig, settings: CompareSettings, overwrite: bool = False) -> dict[str, Any]:

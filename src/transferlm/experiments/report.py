@@ -119,8 +119,9 @@ def write_compare_report(out: Path, rows: list[dict[str, Any]], best: str | None
     noise = (
         f" Noise is 2 standard errors of the difference over {len(prepared.seeds)} seeds."
         if len(prepared.seeds) > 1
-        else " With one seed, seed noise is not measured: the noise shown is 2 standard errors of the metric's "
-        f"sampling error on {prepared.files.n_eval} examples; run several seeds to include seed variation."
+        else " With one seed, seed noise is not measured: the noise shown is 2 standard errors of the difference "
+        f"on these {prepared.files.n_eval} examples (paired example by example where the metric allows); run "
+        "several seeds to include seed variation."
     )
     intro = (
         f"{metric} on the {split} split ({prepared.files.n_eval} examples), {len(prepared.splits.train)} "

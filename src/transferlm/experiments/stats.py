@@ -47,10 +47,29 @@ class Verdict:
     words: str
 
 
+def paired_standard_error(a: Sequence[float], b: Sequence[float]) -> float:
+    """Standard error of mean(a) - mean(b) when both score the same examples: the spread of the per-example
+    differences. Much tighter than treating the two as independent when the models agree on most examples."""
+    diffs = [x - y for x, y in zip(a, b, strict=True)]
+    n = len(diffs)
+    mean = sum(diffs) / n
+    return math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1) / n) if n > 1 else 0.0
+
+
 def verdict(
-    member: str, summary: Summary, baseline: str, base: Summary, n_eval: int, proportion: bool, scale: float = 100.0
+    member: str,
+    summary: Summary,
+    baseline: str,
+    base: Summary,
+    n_eval: int,
+    proportion: bool,
+    scale: float = 100.0,
+    paired_se: float | None = None,
 ) -> Verdict:
-    se = math.sqrt(summary.standard_error(n_eval, proportion) ** 2 + base.standard_error(n_eval, proportion) ** 2)
+    """``paired_se``: with one seed each, the paired error on the shared evaluation examples, if known."""
+    se = paired_se
+    if se is None:
+        se = math.sqrt(summary.standard_error(n_eval, proportion) ** 2 + base.standard_error(n_eval, proportion) ** 2)
     diff, noise = summary.mean - base.mean, NOISE_SE * se
     delta = f"{scale * diff:+.2f} (noise ±{scale * noise:.2f})"
     if diff <= 0:

@@ -67,7 +67,9 @@ class Predictor:
     def predict_records(self, records: Sequence[Record]) -> list[dict[str, Any]]:
         return self.task.predictions(self._outputs(records, with_labels=False)[0])
 
-    def evaluate(self, path: Path) -> dict[str, Any]:
+    def evaluate(self, path: Path, per_example: bool = False) -> dict[str, Any]:
+        """The task's metrics on a labelled file; ``per_example`` adds each example's score (e.g. 1/0 for
+        correct/wrong) under "per_example" where the task defines one, for paired comparisons."""
         records, problems = read_records(Path(path), self.data_config)
         if problems:
             raise DataError(problems)
@@ -75,7 +77,10 @@ class Predictor:
         if problems:
             raise DataError(problems)
         outputs, targets = self._outputs(records, with_labels=True)
-        return self.task.metrics(outputs, targets)
+        metrics = self.task.metrics(outputs, targets)
+        if per_example:
+            metrics["per_example"] = self.task.example_scores(outputs, targets)
+        return metrics
 
     def _record(self, item: str | tuple[str, str], index: int) -> Record:
         pair_model = self.data_config.text_pair_column is not None

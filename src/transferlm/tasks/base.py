@@ -115,6 +115,11 @@ class Task(ABC):
     def metrics(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
         """Task metrics from concatenated model outputs and targets; must include ``default_metric``."""
 
+    def example_scores(self, outputs: torch.Tensor, targets: torch.Tensor) -> list[float] | None:
+        """Per-example scores whose mean is the default metric (so two models can be compared example by
+        example), or None where the metric does not decompose that way."""
+        return None
+
     @abstractmethod
     def predictions(self, outputs: torch.Tensor) -> list[dict[str, Any]]:
         """Human-facing predictions, one dict per example."""

@@ -258,6 +258,12 @@ class ClassificationTask(Task):
             return multi_label_metrics(targets.int().numpy(), decided, self.label_map.labels)
         return single_label_metrics(targets.numpy(), decided, self.label_map.labels)
 
+    def example_scores(self, outputs: torch.Tensor, targets: torch.Tensor) -> list[float] | None:
+        if self.multi_label:
+            return None  # micro F1 does not decompose into per-example scores
+        _, decided = self._decide(outputs)
+        return (decided == targets.numpy()).astype(float).tolist()
+
     def predictions(self, outputs: torch.Tensor) -> list[dict[str, Any]]:
         probs, decided = self._decide(outputs)
         labels = self.label_map.labels
