@@ -72,7 +72,7 @@ def verdict(
         se = math.sqrt(summary.standard_error(n_eval, proportion) ** 2 + base.standard_error(n_eval, proportion) ** 2)
     diff, noise = summary.mean - base.mean, NOISE_SE * se
     delta = f"{scale * diff:+.2f} (noise ±{scale * noise:.2f})"
-    if diff <= 0:
+    if diff < 0:
         return Verdict(diff, noise, True, f"negative transfer: {member} is worse than {baseline} {delta}")
     if diff <= noise:
         return Verdict(

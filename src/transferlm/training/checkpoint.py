@@ -58,6 +58,7 @@ def atomic_write_text(path: Path, text: str) -> None:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600; a report or config should read like any written file
     os.replace(tmp, path)
 
 
