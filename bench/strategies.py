@@ -46,8 +46,9 @@ MEMBERS = [
     {"name": "tfidf"},
     {"name": "scratch", "set": {"train.lr": 1e-4}},
 ]
-# LoRA on all attention projections, larger rank and rate: for longer runs.
+# LoRA on all attention projections, larger rank and rate: for longer runs; and a higher rate alone.
 EXTRA_MEMBERS = [
+    {"name": "lora", "label": "lora-lr2e-3", "set": {"train.lr": 2e-3, "strategy.lora.r": 8}},
     {
         "name": "lora",
         "label": "lora-qkv",

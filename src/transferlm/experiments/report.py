@@ -104,63 +104,70 @@ def _json_row(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def write_compare_report(out: Path, rows: list[dict[str, Any]], best: str | None, prepared, config) -> dict[str, Any]:
-    metric, split = prepared.metric, prepared.files.evaluated
-    bar_chart(rows, metric, split, out / CHART)
-    table = compare_table(rows, best)
-    verdicts = [r["verdict"].words for r in rows if "verdict" in r]
-    negative = [r["title"] for r in rows if "verdict" in r and r["verdict"].negative]
+def _compare_intro(prepared, config) -> str:
+    split, n_eval, seeds = prepared.files.evaluated, prepared.files.n_eval, prepared.seeds
     caveat = (
         ""
         if split == "test"
-        else " The validation split also picked each run's best checkpoint, so these "
-        "figures are optimistic; give data.test for an unbiased comparison."
+        else " The validation split also picked each run's best checkpoint, so these figures are optimistic; give "
+        "data.test for an unbiased comparison."
     )
     noise = (
-        f" Noise is 2 standard errors of the difference over {len(prepared.seeds)} seeds."
-        if len(prepared.seeds) > 1
+        f" Noise is 2 standard errors of the difference over {len(seeds)} seeds."
+        if len(seeds) > 1
         else " With one seed, seed noise is not measured: the noise shown is 2 standard errors of the difference "
-        f"on these {prepared.files.n_eval} examples (paired example by example where the metric allows); run "
-        "several seeds to include seed variation."
+        f"on these {n_eval} examples (paired example by example where the metric allows); run several seeds to "
+        "include seed variation."
     )
-    intro = (
-        f"{metric} on the {split} split ({prepared.files.n_eval} examples), {len(prepared.splits.train)} "
-        f"training examples, seeds {', '.join(map(str, prepared.seeds))}, model {config.model.name}.{caveat}{noise}"
+    return (
+        f"{prepared.metric} on the {split} split ({n_eval} examples), {len(prepared.splits.train)} training "
+        f"examples, seeds {', '.join(map(str, seeds))}, model {config.model.name}.{caveat}{noise}"
     )
+
+
+def _verdicts(rows: list[dict[str, Any]], best: str | None) -> tuple[list[str], list[str]]:
     if best is None:
-        verdicts = ["no baseline finished, so transfer cannot be judged; add tfidf or scratch to the members"]
-    elif negative:
+        return ["no baseline finished, so transfer cannot be judged; add tfidf or scratch to the members"], []
+    verdicts = [r["verdict"].words for r in rows if "verdict" in r]
+    negative = [r["title"] for r in rows if "verdict" in r and r["verdict"].negative]
+    if negative:
         verdicts.insert(
             0, f"NEGATIVE TRANSFER: {', '.join(negative)} did not beat the best baseline ({best}) beyond seed noise."
         )
-    markdown = (
-        "\n\n".join(
-            [
-                "# transferlm compare",
-                intro,
-                markdown_table(table),
-                f"![chart]({CHART})",
-                "## Verdict",
-                "\n".join(f"- {v}" for v in verdicts),
-            ]
-        )
-        + "\n"
-    )
-    atomic_write_text(out / "report.md", markdown)
-    image = base64.b64encode((out / CHART).read_bytes()).decode()
-    page = (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>transferlm compare</title><style>"
+    return verdicts, negative
+
+
+def _html_page(intro: str, table: list[list[str]], chart: Path, verdicts: list[str]) -> str:
+    image = base64.b64encode(chart.read_bytes()).decode()
+    items = "".join(f"<li>{html.escape(v)}</li>" for v in verdicts)
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>transferlm compare</title><style>"
         "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}"
         f"</style></head><body><h1>transferlm compare</h1><p>{html.escape(intro)}</p>{html_table(table)}"
-        f"<p><img src='data:image/png;base64,{image}' alt='chart'></p><h2>Verdict</h2><ul>"
-        + "".join(f"<li>{html.escape(v)}</li>" for v in verdicts)
-        + "</ul></body></html>\n"
+        f"<p><img src='data:image/png;base64,{image}' alt='chart'></p><h2>Verdict</h2><ul>{items}</ul>"
+        "</body></html>\n"
     )
-    atomic_write_text(out / "report.html", page)
+
+
+def write_compare_report(out: Path, rows: list[dict[str, Any]], best: str | None, prepared, config) -> dict[str, Any]:
+    bar_chart(rows, prepared.metric, prepared.files.evaluated, out / CHART)
+    table = compare_table(rows, best)
+    intro = _compare_intro(prepared, config)
+    verdicts, negative = _verdicts(rows, best)
+    sections = [
+        "# transferlm compare",
+        intro,
+        markdown_table(table),
+        f"![chart]({CHART})",
+        "## Verdict",
+        "\n".join(f"- {v}" for v in verdicts),
+    ]
+    atomic_write_text(out / "report.md", "\n\n".join(sections) + "\n")
+    atomic_write_text(out / "report.html", _html_page(intro, table, out / CHART, verdicts))
     report = {
-        "metric": metric,
-        "split": split,
+        "metric": prepared.metric,
+        "split": prepared.files.evaluated,
         "n_eval": prepared.files.n_eval,
         "n_train": len(prepared.splits.train),
         "seeds": prepared.seeds,
@@ -204,17 +211,21 @@ def curve_plot(lines: dict[str, list], kinds: dict[str, str], metric: str, split
     plt.close(fig)
 
 
-def write_curve_report(out: Path, rows, lines, statements, kinds, prepared, config) -> dict[str, Any]:
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     import csv
     import io
 
-    metric, split = prepared.metric, prepared.files.evaluated
     buffer = io.StringIO()
     fields = ["member", "kind", "size_per_class", "n_train", "seed", "value", "train_seconds", "error"]
     writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write_text(out / "curve.csv", buffer.getvalue())
+    atomic_write_text(path, buffer.getvalue())
+
+
+def write_curve_report(out: Path, rows, lines, statements, kinds, prepared, config) -> dict[str, Any]:
+    metric, split = prepared.metric, prepared.files.evaluated
+    _write_csv(out / "curve.csv", rows)
     curve_plot(lines, kinds, metric, split, out / "curve.png")
     sizes = sorted(
         {size for line in lines.values() for _, _, size in line}, key=lambda v: float("inf") if v == "all" else v
