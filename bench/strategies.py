@@ -59,6 +59,16 @@ EXTRA_MEMBERS = [
             "strategy.lora.target_modules": ["query", "key", "value"],
         },
     },
+    {
+        "name": "lora",
+        "label": "lora-qkv-lr2e-3",
+        "set": {
+            "train.lr": 2e-3,
+            "strategy.lora.r": 16,
+            "strategy.lora.alpha": 32,
+            "strategy.lora.target_modules": ["query", "key", "value"],
+        },
+    },
 ]
 COMPARE_PRESETS = {m.get("label", m["name"]): m for m in MEMBERS + EXTRA_MEMBERS}
 # Few-shot presets for the curve. Mean pooling suits this sentence-embedding checkpoint (see
