@@ -151,6 +151,13 @@ def test_compare_reports_all_member_problems_before_training(tiny_model_dir, tmp
     assert not list((config.output / "runs").glob("*/seed-0/result.json"))
 
 
+def test_a_shared_strategy_section_is_refused_not_ignored(tiny_model_dir, tmp_path):
+    config = experiment_config(tiny_model_dir, tmp_path)
+    config = config.model_copy(update={"strategy": config.strategy.model_copy(update={"name": "lora"})})
+    with pytest.raises(ConfigError, match="the members choose the strategy"):
+        compare(config, CompareSettings(members=["tfidf"]))
+
+
 def test_duplicate_members_need_labels():
     with pytest.raises(Exception, match="appears twice"):
         CompareSettings(members=["lora", {"name": "lora", "set": {"strategy.lora.r": 4}}])

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from transferlm.config.load import config_to_dict
-from transferlm.config.schema import RunConfig
+from transferlm.config.schema import RunConfig, StrategyConfig
 from transferlm.errors import ConfigError, RunDirError, TransferLMError
 from transferlm.experiments.config import CompareSettings, ExperimentSettings, MemberConfig
 from transferlm.experiments.jobs import Job, check_members, job_config, run_job
@@ -61,6 +61,12 @@ def prepare(config: RunConfig, settings: ExperimentSettings, kind: str, overwrit
     elif overwrite and out.exists():
         shutil.rmtree(out)
     check_members(settings.member_list())
+    if config.strategy != StrategyConfig():
+        raise ConfigError(
+            f"strategy: the members choose the strategy, so the shared strategy section would be "
+            f"ignored; move its settings into a member's set, e.g. {{name: lora, set: "
+            f"{{strategy.lora.r: 16}}}}, under {kind}.members"
+        )
     task = build_task(config.task, config.data)
     splits = load_splits(config, task)
     out.mkdir(parents=True, exist_ok=True)
