@@ -159,7 +159,9 @@ def test_a_shared_strategy_section_is_refused_not_ignored(tiny_model_dir, tmp_pa
 
 
 def test_duplicate_members_need_labels():
-    with pytest.raises(Exception, match="appears twice"):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="appears twice"):
         CompareSettings(members=["lora", {"name": "lora", "set": {"strategy.lora.r": 4}}])
 
 

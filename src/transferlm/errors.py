@@ -29,3 +29,7 @@ class RunDirError(TransferLMError):
 
 class RegistryError(TransferLMError):
     """An unknown name was looked up in a registry."""
+
+
+class ExperimentError(TransferLMError):
+    """Some runs of an experiment (compare, curve) failed; the report covers the others."""

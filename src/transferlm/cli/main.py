@@ -22,20 +22,7 @@ def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", help="Training seeds, comma-separated, e.g. 0,1,2.")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="transferlm", description="Transfer pretrained language models to your task.")
-    parser.add_argument("--version", action="version", version=f"transferlm {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="Debug logging, including library warnings.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    train = sub.add_parser(
-        "train",
-        help="Fine-tune a pretrained model on labelled data.",
-        description="Fine-tune a pretrained model. Give a YAML config, flags, or both.",
-    )
-    add_train_arguments(train)
-    train.set_defaults(func=commands.cmd_train)
-
+def _add_experiment_commands(sub) -> None:
     compare = sub.add_parser(
         "compare",
         help="Train several strategies and baselines on the same split; report which transfer helped.",
@@ -55,6 +42,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_experiment_arguments(curve)
     curve.add_argument("--sizes", help="Examples per class, comma-separated, e.g. 16,64,256,all [curve.sizes].")
     curve.set_defaults(func=commands.cmd_curve)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="transferlm", description="Transfer pretrained language models to your task.")
+    parser.add_argument("--version", action="version", version=f"transferlm {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="Debug logging, including library warnings.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser(
+        "train",
+        help="Fine-tune a pretrained model on labelled data.",
+        description="Fine-tune a pretrained model. Give a YAML config, flags, or both.",
+    )
+    add_train_arguments(train)
+    train.set_defaults(func=commands.cmd_train)
+
+    _add_experiment_commands(sub)
 
     evaluate = sub.add_parser("evaluate", help="Score a finished run on a labelled file.")
     evaluate.add_argument("run", help="Run directory written by `transferlm train`.")

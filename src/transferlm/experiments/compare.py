@@ -13,7 +13,7 @@ import yaml
 
 from transferlm.config.load import config_to_dict
 from transferlm.config.schema import RunConfig, StrategyConfig
-from transferlm.errors import ConfigError, RunDirError, TransferLMError
+from transferlm.errors import ConfigError, ExperimentError, RunDirError
 from transferlm.experiments.config import CompareSettings, ExperimentSettings, MemberConfig
 from transferlm.experiments.jobs import Job, check_members, job_config, run_job
 from transferlm.experiments.splits import SplitFiles, write_splits
@@ -27,10 +27,6 @@ log = logging.getLogger(__name__)
 
 EXPERIMENT = "experiment.yaml"
 SMALL_DATA = 5000  # below this many training examples, seed noise is large: 3 seeds by default
-
-
-class ExperimentError(TransferLMError):
-    """Some runs of an experiment failed; the report covers the others."""
 
 
 @dataclass(frozen=True)
@@ -158,7 +154,7 @@ def compare(config: RunConfig, settings: CompareSettings, overwrite: bool = Fals
         for m in members
         for s in prepared.seeds
     ]
-    configs = _configs(config, jobs, prepared.files)
+    configs = validated_configs(config, jobs, prepared.files)
     log.info(
         "compare: %d members x %d seeds on %d training examples; reporting %s on %s (%d examples)",
         len(members),
@@ -187,7 +183,7 @@ def compare(config: RunConfig, settings: CompareSettings, overwrite: bool = Fals
     return report
 
 
-def _configs(
+def validated_configs(
     config: RunConfig, jobs: list[Job], files: SplitFiles, extra: list[dict[str, Any]] | None = None
 ) -> list[RunConfig]:
     """Every job's config, validated up front so all problems surface before hours of training."""

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from transferlm.config.schema import RunConfig
-from transferlm.experiments.compare import ExperimentError, Prepared, _configs, member_kind, prepare, slug
+from transferlm.errors import ExperimentError
+from transferlm.experiments.compare import Prepared, member_kind, prepare, slug, validated_configs
 from transferlm.experiments.config import CurveSettings
 from transferlm.experiments.jobs import Job, run_job
 from transferlm.experiments.splits import nested_subset, write_records
@@ -123,7 +124,7 @@ def curve(config: RunConfig, settings: CurveSettings, overwrite: bool = False) -
 
     prepared = prepare(config, settings, "curve", overwrite)
     jobs, budgets = plan(config, settings, prepared)
-    configs = _configs(config, jobs, prepared.files, budgets)
+    configs = validated_configs(config, jobs, prepared.files, budgets)
     log.info(
         "curve: %d runs (%d members, sizes %s, seeds %s); %s on %s",
         len(jobs),

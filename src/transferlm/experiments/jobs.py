@@ -23,6 +23,7 @@ from transferlm.errors import ConfigError
 from transferlm.experiments.config import BASELINE_NAMES, MemberConfig
 from transferlm.experiments.splits import SplitFiles, data_settings
 from transferlm.strategies import STRATEGIES
+from transferlm.training.checkpoint import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +80,8 @@ def write_job_spec(job: Job, config: RunConfig) -> Path:
         "seed": job.seed,
         "result": str(job.dir / RESULT),
     }
-    job.dir.mkdir(parents=True, exist_ok=True)
     path = job.dir / "job.json"
-    path.write_text(json.dumps(spec, indent=2, default=str))
+    atomic_write_text(path, json.dumps(spec, indent=2, default=str))
     return path
 
 

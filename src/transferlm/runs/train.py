@@ -6,7 +6,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -186,7 +186,7 @@ def _cached(inputs: _TrainingInputs, config: RunConfig, accelerator, pad_id: int
     if head is None:
         reason = f"task {inputs.task.name} cannot split {type(inputs.module).__name__} into backbone and head"
         log.warning("frozen: features not cached (%s); the backbone runs every step", reason)
-        return _TrainingInputs(**{**inputs.__dict__, "notes": {"cached_features": False, "cache_reason": reason}})
+        return replace(inputs, notes={"cached_features": False, "cache_reason": reason})
     began = time.perf_counter()
     head.to(accelerator.device)  # the backbone runs where training will (prepare() has not moved it yet)
 

@@ -87,15 +87,20 @@ class Strategy(ABC):
 
     def apply(self, model: nn.Module, task: Task) -> nn.Module:
         """Freeze (or wrap) the model; return the module to train."""
+        self.inspect(model, task)
+        self.chosen = self.trainable(model, task)
+        for name, param in model.named_parameters():
+            param.requires_grad_(name in self.chosen)
+        return model
+
+    def inspect(self, model: nn.Module, task: Task) -> set[str]:
+        """The head's parameter names (there must be some); maps the layers when anything needs depth."""
         head = task.head_parameter_names(model)
         if not head:
             raise ConfigError(f"strategy {self.name}: found no task-head parameters in {type(model).__name__}")
         if self.uses_depth or self.needs_layers:
             self.layer_map = LayerMap.of(model, head)
-        self.chosen = self.trainable(model, task)
-        for name, param in model.named_parameters():
-            param.requires_grad_(name in self.chosen)
-        return model
+        return head
 
     # --- hooks called by the training loop ---
     def on_train_mode(self, model: nn.Module) -> None:  # noqa: B027 (optional hook, not abstract)

@@ -52,7 +52,7 @@ def default_targets(model: nn.Module) -> list[str] | None:
     return list(targets) if targets else None
 
 
-def head_modules(model: nn.Module, head: set[str]) -> list[str]:
+def head_modules(head: set[str]) -> list[str]:
     """Modules that own the head's parameters (e.g. classifier, bert.pooler.dense)."""
     return sorted({name.rsplit(".", 1)[0] for name in head})
 
@@ -71,7 +71,7 @@ class LoraStrategy(Strategy):
     def apply(self, model: nn.Module, task: Task) -> nn.Module:
         from peft import LoraConfig, get_peft_model
 
-        head = task.head_parameter_names(model)
+        head = self.inspect(model, task)  # on the plain model; the layer map reads the wrapped names too
         prefix = f"{model.base_model_prefix}."
         linear = _linear_names(model, prefix)
         if self.targets is None:
@@ -95,18 +95,13 @@ class LoraStrategy(Strategy):
             lora_alpha=settings.alpha,
             lora_dropout=settings.dropout,
             target_modules=self.targets,
-            modules_to_save=head_modules(model, head),
+            modules_to_save=head_modules(head),
             bias="none",
         )
         for param in model.parameters():
             param.requires_grad_(False)
         with _quiet_peft():
             wrapped = get_peft_model(model, peft_config)
-        # The layer map is built on the plain model; it reads the wrapped names too.
-        if self.uses_depth:
-            from transferlm.strategies.layers import LayerMap
-
-            self.layer_map = LayerMap.of(model, head)
         self.chosen = self.trainable(wrapped, task)
         return wrapped
 

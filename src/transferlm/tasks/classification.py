@@ -151,7 +151,9 @@ class ClassificationTask(Task):
     def feature_head(self, model: nn.Module) -> FeatureHead | None:
         if isinstance(model, MeanPoolingClassifier):
             return FeatureHead(model, model.pooled, model.classify)
-        if type(model).__name__ == "BertForSequenceClassification":
+        from transformers import BertForSequenceClassification
+
+        if isinstance(model, BertForSequenceClassification):
             # BERT's head: pooler (dense + tanh on the first token) -> dropout -> classifier.
             def first_token(**inputs):
                 return model.bert(**inputs).last_hidden_state[:, 0]
