@@ -92,7 +92,7 @@ def load_experiment(
     data = read_yaml(path) if path else {}
     extra = data.pop(section, None) or {}
     other = "curve" if section == "compare" else "compare"
-    data.pop(other, None)
+    data.pop(other, None)  # one file may hold both sections (README); each command reads its own
     run_overrides = []
     for key, value in overrides:
         if key.startswith(f"{section}."):
