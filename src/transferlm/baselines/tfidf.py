@@ -68,7 +68,7 @@ def run_tfidf(
         linear = LogisticRegression(C=c, max_iter=2000, class_weight=weight, random_state=seed)
         model = OneVsRestClassifier(linear) if task.multi_label else linear
         model.fit(x_train, y_train)
-        score = task.metrics(_outputs(model, features[select_on], task.multi_label), targets[select_on])[metric]
+        score = task.score(_outputs(model, features[select_on], task.multi_label), targets[select_on])[metric]
         if best is None or score > best[0]:
             best = (score, c, model)
     _, c, model = best
@@ -77,8 +77,8 @@ def run_tfidf(
     for name in evaluate:
         outputs = _outputs(model, features[name], task.multi_label)
         metrics[name] = {
-            **task.metrics(outputs, targets[name]),
-            "per_example": task.example_scores(outputs, targets[name]),
+            **task.score(outputs, targets[name]),
+            "per_example": task.scores_per_example(outputs, targets[name]),
         }
     log.info("tfidf: %d features, C=%s chosen on %s (%s %.4f)", x_train.shape[1], c, select_on, metric, best[0])
     n_outputs = y_train.shape[1] if task.multi_label else len(np.unique(y_train))

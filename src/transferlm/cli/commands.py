@@ -96,17 +96,14 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from transferlm.data.records import read_records
     from transferlm.runs.predictor import load
 
     predictor = load(args.run, batch_size=args.batch_size)
     source = args.input
     if source == "-" or Path(source).suffix.lower() in ("", ".txt"):
-        records = _text_lines(sys.stdin if source == "-" else None, source)
+        records = _text_lines(sys.stdin if source == "-" else None, source, predictor.task)
     else:
-        records, problems = read_records(Path(source), predictor.data_config, need_label=False)
-        if problems:
-            raise DataError(problems)
+        records = predictor.read(Path(source), need_label=False)
     out: TextIO = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     try:
         for record, prediction in zip(records, predictor.predict_records(records), strict=False):
@@ -120,16 +117,15 @@ def cmd_predict(args) -> int:
     return 0
 
 
-def _text_lines(stream: TextIO | None, source: str) -> list:
+def _text_lines(stream: TextIO | None, source: str, task) -> list:
     from transferlm.data.readers import read_text
-    from transferlm.data.records import Record
 
     text = stream.read() if stream is not None else read_text(Path(source))
     lines = [(i, line.strip()) for i, line in enumerate(text.splitlines(), start=1)]
     blank = sum(1 for _, line in lines if not line)
     if blank:
         print(f"transferlm: skipped {blank} blank line(s) in {source}", file=sys.stderr)
-    records = [Record(line, None, None, i) for i, line in lines if line]
+    records = [task.input_record(line, i) for i, line in lines if line]
     if not records:
         raise DataError(f"{source}: no text to predict; give one text per line")
     return records

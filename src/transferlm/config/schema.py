@@ -29,7 +29,9 @@ class ModelConfig(Section):
 
 
 class TaskConfig(Section):
-    type: str = Field("classification", description="Task to transfer to (registered tasks: classification).")
+    type: str = Field(
+        "classification", description="Task to transfer to (registered tasks: classification, ner)."
+    )
     multi_label: bool = Field(
         False, description="Each example may carry several labels (sigmoid outputs, per-label threshold)."
     )
@@ -43,6 +45,17 @@ class TaskConfig(Section):
         "none",
         description="Loss weights per class: none, auto (inverse train frequency), or a list in label order.",
     )
+    stride: int = Field(
+        32,
+        ge=0,
+        description="ner: subword tokens shared by consecutive windows when a sentence is longer than "
+        "model.max_length; every token is predicted from the window where it has the most context.",
+    )
+    label_all_subwords: bool = Field(
+        False,
+        description="ner: train on every subword of a word (later pieces of a B- word get I-) instead of "
+        "only the first; predictions always read the first subword.",
+    )
 
 
 class DataConfig(Section):
@@ -51,8 +64,9 @@ class DataConfig(Section):
         None, description="Validation file; if absent, a stratified seeded carve-out of train is used."
     )
     test: Optional[Path] = Field(None, description="Test file, evaluated once after training with the best checkpoint.")
-    format: Literal["auto", "csv", "tsv", "jsonl", "parquet"] = Field(
-        "auto", description="File format; auto uses the file extension."
+    format: Literal["auto", "csv", "tsv", "jsonl", "parquet", "conll"] = Field(
+        "auto",
+        description="File format; auto uses the file extension (ner: .conll/.iob/.bio/.txt are CoNLL columns).",
     )
     text_column: str = Field("text", description="Column holding the input text.")
     text_pair_column: Optional[str] = Field(None, description="Column holding a second text, for sentence-pair tasks.")
@@ -67,6 +81,21 @@ class DataConfig(Section):
     )
     drop_empty: bool = Field(
         False, description="Drop rows whose text is empty or missing instead of reporting them as errors."
+    )
+    tokens_column: str = Field("tokens", description="ner, JSONL: key holding the list of tokens.")
+    tags_column: str = Field("tags", description="ner, JSONL: key holding the list of tags, one per token.")
+    entities_column: str = Field(
+        "entities",
+        description="ner, JSONL with raw text: key holding the entities, [{start, end, label}] in characters "
+        "(end exclusive).",
+    )
+    conll_tag_column: int = Field(
+        -1, description="ner, CoNLL: index of the tag column (0 is the token; -1, the last column, by default)."
+    )
+    tag_scheme: Literal["auto", "iob1", "bio", "bioes"] = Field(
+        "auto",
+        description="ner: tag scheme of the files (converted to BIO). auto: bioes if E-/S- occur, iob1 if "
+        "entities start with I-, else bio, where an I- after O is reported as an error.",
     )
 
 

@@ -16,10 +16,16 @@ from transferlm.errors import DataError
 
 @dataclass(frozen=True)
 class Record:
+    """One example. Classification reads ``text`` (and ``text_pair``); sequence labelling reads ``tokens``,
+    with ``label`` the tuple of their BIO tags and, for raw text, ``offsets`` the tokens' character spans
+    in ``text``."""
+
     text: str
     text_pair: str | None
     label: Any  # raw label value as read; the task interprets it
     line: int
+    tokens: tuple[str, ...] | None = None
+    offsets: tuple[tuple[int, int], ...] | None = None
 
 
 def _is_missing(value: Any) -> bool:

@@ -26,8 +26,14 @@ class SplitFiles:
     n_eval: int
 
 
+def _row(record: Record) -> dict:
+    if record.tokens is not None:  # sequence labelling: tokens and their (already BIO) tags
+        return {"tokens": list(record.tokens), "tags": list(record.label)}
+    return {"text": record.text, "text_pair": record.text_pair, "label": record.label}
+
+
 def write_records(path: Path, records: Sequence[Record]) -> Path:
-    rows = [{"text": r.text, "text_pair": r.text_pair, "label": r.label} for r in records]
+    rows = [_row(r) for r in records]
     atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     return path
 
@@ -57,6 +63,9 @@ def data_settings(config: RunConfig, train: Path, files: SplitFiles) -> dict:
         "label_column": "label",
         "label_delimiter": data.label_delimiter,
         "drop_empty": data.drop_empty,
+        "tokens_column": "tokens",
+        "tags_column": "tags",
+        "tag_scheme": "bio",  # written after conversion
     }
 
 

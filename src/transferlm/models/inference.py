@@ -22,21 +22,17 @@ def map_batches(
     batch_size: int = 64,
     device: torch.device | str = "cpu",
     autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
-) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
-    """``forward(**model_inputs)`` over all examples: per-example output rows (float32, CPU) and targets."""
-    outputs: list[torch.Tensor] = [None] * len(features)  # type: ignore[list-item]
-    targets: list[torch.Tensor] = [None] * len(features)  # type: ignore[list-item]
-    has_labels = len(features) > 0 and "labels" in features.items[0]
+) -> list[torch.Tensor]:
+    """``forward(**model_inputs)`` over all items: one output row per item (float32, CPU, unpadded)."""
+    rows: list[torch.Tensor] = [None] * len(features)  # type: ignore[list-item]
     for indices in inference_order(features.lengths, batch_size):
-        batch = task.collate([features.items[i] for i in indices], pad_id)
-        inputs = {k: v.to(device) for k, v in task.model_inputs(batch).items()}
+        items = [features.items[i] for i in indices]
+        inputs = {k: v.to(device) for k, v in task.model_inputs(task.collate(items, pad_id)).items()}
         with autocast():
             result = forward(**inputs).float().cpu()
-        for row, i in enumerate(indices):
-            outputs[i] = result[row]
-            if has_labels:
-                targets[i] = batch["labels"][row]
-    return outputs, targets if has_labels else None
+        for i, row in zip(indices, task.output_rows(result, items), strict=True):
+            rows[i] = row
+    return rows
 
 
 def run_inference(
@@ -47,16 +43,13 @@ def run_inference(
     batch_size: int = 64,
     device: torch.device | str = "cpu",
     autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Return (outputs, targets) for every example; targets is None when the features carry no labels."""
+) -> list[torch.Tensor]:
+    """The task's output row (``task.logits``) for every item, in input order; model in eval mode meanwhile."""
     was_training = model.training
     model.eval()
     try:
-        outputs, targets = map_batches(
-            lambda **inputs: model(**inputs).logits, task, features, pad_id, batch_size, device, autocast
+        return map_batches(
+            lambda **inputs: task.logits(model(**inputs)), task, features, pad_id, batch_size, device, autocast
         )
     finally:
         model.train(was_training)
-    if not outputs:
-        return torch.empty(0), None
-    return torch.stack(outputs), torch.stack(targets) if targets is not None else None

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from transferlm.config.load import format_validation_error
 from transferlm.config.schema import DataConfig, RunConfig, StrategyConfig, TaskConfig
-from transferlm.data.records import Record, read_records
+from transferlm.data.records import Record
 from transferlm.errors import DataError, RunDirError
 from transferlm.models.inference import run_inference
 from transferlm.models.load import load_tokenizer
@@ -22,6 +22,7 @@ from transferlm.runs import layout
 from transferlm.models.resolve import resolve_model
 from transferlm.strategies import build_strategy
 from transferlm.tasks import build_task
+from transferlm.tasks.base import Features
 
 log = logging.getLogger(__name__)
 
@@ -58,45 +59,39 @@ class Predictor:
         self.model = strategy.load(self.task, self.root, base).eval()
         self.batch_size = batch_size
 
-    def predict(self, texts: Sequence[str | tuple[str, str]]) -> list[dict[str, Any]]:
-        """Predict labels and probabilities; give ``(text, text_pair)`` tuples for pair models."""
-        records = [self._record(t, i) for i, t in enumerate(texts, start=1)]
-        outputs = self._outputs(records, with_labels=False)[0]
-        return self.task.predictions(outputs)
+    def predict(self, inputs: Sequence[Any]) -> list[dict[str, Any]]:
+        """Predictions for raw inputs: strings, ``(text, text_pair)`` tuples for pair models, or (NER) token
+        lists for pre-tokenised text."""
+        return self.predict_records([self.task.input_record(item, i) for i, item in enumerate(inputs, start=1)])
 
     def predict_records(self, records: Sequence[Record]) -> list[dict[str, Any]]:
-        return self.task.predictions(self._outputs(records, with_labels=False)[0])
+        features = self._features(records, with_labels=False)
+        return self.task.predictions(self._outputs(features), features, records)
+
+    def read(self, path: Path, need_label: bool = True) -> list[Record]:
+        records, problems = self.task.read_records(Path(path), need_label)
+        if problems:
+            raise DataError(problems)
+        return records
 
     def evaluate(self, path: Path, per_example: bool = False) -> dict[str, Any]:
         """The task's metrics on a labelled file; ``per_example`` adds each example's score (e.g. 1/0 for
         correct/wrong) under "per_example" where the task defines one, for paired comparisons."""
-        records, problems = read_records(Path(path), self.data_config)
-        if problems:
-            raise DataError(problems)
+        records = self.read(path)
         problems = self.task.check_labels({str(path): records})
         if problems:
             raise DataError(problems)
-        outputs, targets = self._outputs(records, with_labels=True)
-        metrics = self.task.metrics(outputs, targets)
+        features = self._features(records, with_labels=True)
+        outputs = self._outputs(features)
+        metrics = self.task.metrics(outputs, features)
         if per_example:
-            metrics["per_example"] = self.task.example_scores(outputs, targets)
+            metrics["per_example"] = self.task.example_scores(outputs, features)
         return metrics
 
-    def _record(self, item: str | tuple[str, str], index: int) -> Record:
-        pair_model = self.data_config.text_pair_column is not None
-        if isinstance(item, (tuple, list)):
-            if not pair_model or len(item) != 2:
-                raise DataError(f"input {index}: got a {len(item)}-tuple; this model takes "
-                                f"{'(text, text_pair) pairs' if pair_model else 'single strings'}")
-            return Record(str(item[0]), str(item[1]), None, index)
-        if pair_model:
-            raise DataError(f"input {index}: this model was trained on text pairs; pass (text, text_pair) tuples")
-        if not isinstance(item, str):
-            raise DataError(f"input {index}: expected a string, got {type(item).__name__}")
-        return Record(item, None, None, index)
+    def _features(self, records: Sequence[Record], with_labels: bool) -> Features:
+        return self.task.encode(self.tokenizer, records, self.max_length, with_labels=with_labels)
 
-    def _outputs(self, records: Sequence[Record], with_labels: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        features = self.task.encode(self.tokenizer, records, self.max_length, with_labels=with_labels)
+    def _outputs(self, features: Features) -> list[torch.Tensor]:
         return run_inference(self.model, self.task, features, self.tokenizer.pad_token_id, self.batch_size)
 
 

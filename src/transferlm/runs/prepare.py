@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from transferlm.config.schema import RunConfig
-from transferlm.data.records import Record, read_records, stratified_split
+from transferlm.data.records import Record, stratified_split
 from transferlm.errors import DataError
 from transferlm.tasks.base import Task
 
@@ -24,12 +24,12 @@ class Splits:
 def load_splits(config: RunConfig, task: Task) -> Splits:
     data = config.data
     problems: list[str] = []
-    train, found = read_records(data.train, data)
+    train, found = task.read_records(data.train)
     problems += found
     others: dict[str, list[Record]] = {}
     for path in (data.validation, data.test):
         if path is not None:
-            records, found = read_records(path, data)
+            records, found = task.read_records(path)
             problems += found
             others[str(path)] = records
     if problems:  # label checks on half-read files would only add noise

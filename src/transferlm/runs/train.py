@@ -140,9 +140,9 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False) -> T
 
     test = None
     if splits.test is not None:
-        outputs, targets = run_inference(model, task, encode(splits.test), tokenizer.pad_token_id,
-                                         device=accelerator.device)
-        test = task.metrics(outputs, targets)
+        features = encode(splits.test)
+        test = task.metrics(run_inference(model, task, features, tokenizer.pad_token_id, device=accelerator.device),
+                            features)
     if accelerator.is_main_process:
         run = _Finished(config, task, strategy, model, tokenizer, summary, test, params, resolved, started,
                         inputs.notes)

@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from transferlm.config.schema import DataConfig, TaskConfig
-from transferlm.data.records import Record
+from transferlm.data.records import Record, read_records
+from transferlm.errors import DataError
 from transferlm.registry import Registry
 from transferlm.tasks.heads import FeatureHead
 
@@ -39,6 +40,7 @@ class LossTerms:
 class Task(ABC):
     name: str
     default_metric: str
+    baselines: tuple[str, ...] = ()  # the no-transfer baselines of `compare` that apply (besides scratch)
 
     def __init__(self, task: TaskConfig, data: DataConfig):
         self.task_config = task
@@ -89,11 +91,33 @@ class Task(ABC):
         """The head over fixed backbone features, if this task knows how to split ``model``; else None."""
         return None
 
+    # --- data ---
+    def read_records(self, path: Path, need_label: bool = True) -> tuple[list[Record], list[str]]:
+        """Records of one file and the problems found in it (returned, not raised, so every file's problems
+        are reported together)."""
+        return read_records(path, self.data_config, need_label)
+
+    def input_record(self, item: Any, index: int) -> Record:
+        """A record for one raw prediction input: a string, or a ``(text, text_pair)`` tuple for pair models."""
+        pair_model = self.data_config.text_pair_column is not None
+        if isinstance(item, (tuple, list)):
+            if not pair_model or len(item) != 2:
+                raise DataError(f"input {index}: got a {len(item)}-item sequence; this model takes "
+                                f"{'(text, text_pair) pairs' if pair_model else 'single strings'}")
+            return Record(str(item[0]), str(item[1]), None, index)
+        if pair_model:
+            raise DataError(f"input {index}: this model was trained on text pairs; pass (text, text_pair) tuples")
+        if not isinstance(item, str):
+            raise DataError(f"input {index}: expected a string, got {type(item).__name__}")
+        return Record(item, None, None, index)
+
     # --- features, loss, outputs ---
     @abstractmethod
     def encode(
         self, tokenizer: Any, records: Sequence[Record], max_length: int, with_labels: bool = True
-    ) -> Features: ...
+    ) -> Features:
+        """Model-ready items. A task may split one record into several items (windows of a long input); each
+        item then carries ``"example"``, the index of its record, and the task merges them back."""
 
     @abstractmethod
     def collate(self, items: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]: ...
@@ -105,24 +129,40 @@ class Task(ABC):
         inputs = self.model_inputs(batch)
         return {k: v for k, v in batch.items() if k not in inputs}
 
+    def loss_units(self, items: Sequence[dict[str, Any]]) -> int:
+        """What ``loss`` sums over in these items (examples; labelled tokens for tagging): the loop divides
+        by the total over an optimizer step, so accumulation and DDP normalise exactly."""
+        return len(items)
+
     @abstractmethod
     def loss(self, outputs: Any, batch: dict[str, torch.Tensor]) -> LossTerms: ...
 
     @abstractmethod
     def model_inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]: ...
 
-    @abstractmethod
-    def metrics(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
-        """Task metrics from concatenated model outputs and targets; must include ``default_metric``."""
+    def logits(self, outputs: Any) -> torch.Tensor:
+        """The tensor inference keeps from the model's outputs."""
+        return outputs.logits
 
-    def example_scores(self, outputs: torch.Tensor, targets: torch.Tensor) -> list[float] | None:
+    def output_rows(self, output: torch.Tensor, items: Sequence[dict[str, Any]]) -> list[torch.Tensor]:
+        """A batch's output, one row per item, without padding (a per-token output is cut to the item's length)."""
+        return list(output)
+
+    # --- outputs -> metrics and predictions; ``outputs`` has one row per item of ``features`` ---
+    @abstractmethod
+    def metrics(self, outputs: Sequence[torch.Tensor], features: Features) -> dict[str, Any]:
+        """Task metrics against the targets the items carry; must include ``default_metric`` and ``n``."""
+
+    def example_scores(self, outputs: Sequence[torch.Tensor], features: Features) -> list[float] | None:
         """Per-example scores whose mean is the default metric (so two models can be compared example by
         example), or None where the metric does not decompose that way."""
         return None
 
     @abstractmethod
-    def predictions(self, outputs: torch.Tensor) -> list[dict[str, Any]]:
-        """Human-facing predictions, one dict per example."""
+    def predictions(
+        self, outputs: Sequence[torch.Tensor], features: Features, records: Sequence[Record]
+    ) -> list[dict[str, Any]]:
+        """Human-facing predictions, one dict per record."""
 
     def greater_is_better(self, metric: str) -> bool:
         return "loss" not in metric

@@ -24,6 +24,7 @@ from transferlm.tasks.pooling import MeanPoolingClassifier
 
 class ClassificationTask(Task):
     name = "classification"
+    baselines = ("tfidf",)
 
     def __init__(self, task, data):
         super().__init__(task, data)
@@ -254,20 +255,34 @@ class ClassificationTask(Task):
         probs = torch.softmax(logits.float(), dim=-1)
         return probs.numpy(), probs.argmax(dim=-1).numpy()
 
-    def metrics(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
-        _, decided = self._decide(outputs)
+    def _stacked(self, outputs: Sequence[torch.Tensor], features: Features) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.stack(list(outputs)), self.collate_targets(features.items)["labels"]
+
+    def metrics(self, outputs: Sequence[torch.Tensor], features: Features) -> dict[str, Any]:
+        return self.score(*self._stacked(outputs, features))
+
+    def score(self, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
+        """Metrics of a logits matrix against targets as ``targets()`` gives them (also used by baselines)."""
+        _, decided = self._decide(logits)
         if self.multi_label:
             return multi_label_metrics(targets.int().numpy(), decided, self.label_map.labels)
         return single_label_metrics(targets.numpy(), decided, self.label_map.labels)
 
-    def example_scores(self, outputs: torch.Tensor, targets: torch.Tensor) -> list[float] | None:
+    def example_scores(self, outputs: Sequence[torch.Tensor], features: Features) -> list[float] | None:
+        return self.scores_per_example(*self._stacked(outputs, features))
+
+    def scores_per_example(self, logits: torch.Tensor, targets: torch.Tensor) -> list[float] | None:
         if self.multi_label:
             return None  # micro F1 does not decompose into per-example scores
-        _, decided = self._decide(outputs)
+        _, decided = self._decide(logits)
         return (decided == targets.numpy()).astype(float).tolist()
 
-    def predictions(self, outputs: torch.Tensor) -> list[dict[str, Any]]:
-        probs, decided = self._decide(outputs)
+    def predictions(
+        self, outputs: Sequence[torch.Tensor], features: Features, records: Sequence[Record]
+    ) -> list[dict[str, Any]]:
+        if not outputs:
+            return []
+        probs, decided = self._decide(torch.stack(list(outputs)))
         labels = self.label_map.labels
         out = []
         for p, d in zip(probs, decided, strict=False):

@@ -50,7 +50,7 @@ def cache_features(
 ) -> Features:
     """``features`` with each item extended by the fixed backbone's output for it."""
     began = time.perf_counter()
-    rows, _ = map_batches(head.extract, task, features, pad_id, batch_size, device, autocast)  # backbone: eval
+    rows = map_batches(head.extract, task, features, pad_id, batch_size, device, autocast)  # backbone: eval
     items = [{**item, "features": row} for item, row in zip(features.items, rows, strict=True)]
     log.info("cached backbone features of %d examples in %.1f s", len(items), time.perf_counter() - began)
     return Features(items, features.lengths)

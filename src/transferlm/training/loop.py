@@ -31,7 +31,7 @@ class StepResult:
     step: int
     epoch: int
     epoch_finished: bool
-    loss: float  # mean loss per example over this step's global batch
+    loss: float  # mean loss per unit (example; token for tagging) over this step's global batch
     lr: float
     samples: int  # examples in this step, all processes together
     seconds: float
@@ -106,7 +106,9 @@ class TrainingLoop:
         self.model.train()
         self.strategy.on_train_mode(self.unwrapped)
         rank, world = self.accelerator.process_index, self.accelerator.num_processes
-        count = sum(len(b) for b in window)  # examples in this optimizer step, all processes
+        # What the loss sums over in this optimizer step, all processes (known to each: the plan is global).
+        count = sum(self.task.loss_units([self.features.items[j] for j in b]) for b in window)
+        examples = sum(len(b) for b in window)
         loss_sum = torch.zeros((), device=self.accelerator.device)
         for i, global_batch in enumerate(window):
             items = [self.features.items[j] for j in shard(global_batch, rank, world)]
@@ -116,7 +118,7 @@ class TrainingLoop:
                 terms = self.task.loss(self.model(**self.task.model_inputs(batch)), batch)
                 # DDP averages gradients over processes; scaling by world/count makes the result
                 # sum(loss)/count over the whole step, however it was split into micro-batches.
-                self.accelerator.backward(terms.total * world / count)
+                self.accelerator.backward(terms.total * world / max(count, 1))
             loss_sum += terms.total.detach()
         if self.config.max_grad_norm:
             self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
@@ -126,14 +128,14 @@ class TrainingLoop:
         self.optimizer.zero_grad(set_to_none=True)
         self.state.step += 1
         self.state.batches_done_in_epoch += len(window)
-        self.state.samples_seen += count
-        loss = self.accelerator.reduce(loss_sum, reduction="sum").item() / count
+        self.state.samples_seen += examples
+        loss = self.accelerator.reduce(loss_sum, reduction="sum").item() / max(count, 1)
         return StepResult(
-            self.state.step, self.state.epoch, epoch_finished, loss, lr, count, time.perf_counter() - began
+            self.state.step, self.state.epoch, epoch_finished, loss, lr, examples, time.perf_counter() - began
         )
 
     def evaluate(self, features: Features) -> dict[str, Any]:
-        outputs, targets = run_inference(
+        outputs = run_inference(
             self.unwrapped,
             self.task,
             features,
@@ -142,7 +144,7 @@ class TrainingLoop:
             device=self.accelerator.device,
             autocast=self.accelerator.autocast,
         )
-        return self.task.metrics(outputs, targets)
+        return self.task.metrics(outputs, features)
 
     def save(self, path: Path) -> None:
         if self.accelerator.is_main_process:
