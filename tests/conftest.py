@@ -41,6 +41,27 @@ def sentiment_rows(n: int, seed: int) -> list[dict]:
     return [{"text": sentence(rng, label), "label": label} for label in ("pos", "neg") for _ in range(n // 2)]
 
 
+def ner_rows(n: int, seed: int) -> list[dict]:
+    """Token/tag rows: money words are organisations (two in a row: one entity), sport words locations."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        tokens, tags = [], []
+        for _ in range(rng.randint(4, 9)):
+            kind = rng.random()
+            if kind < 0.2:
+                tokens += rng.sample(MONEY, 2)
+                tags += ["B-ORG", "I-ORG"]
+            elif kind < 0.4:
+                tokens.append(rng.choice(SPORT))
+                tags.append("B-LOC")
+            else:
+                tokens.append(rng.choice(FILLER))
+                tags.append("O")
+        rows.append({"tokens": tokens, "tags": tags})
+    return rows
+
+
 def make_tiny_bert(root: Path, dropout: float = 0.1) -> Path:
     """A 2-layer, 32-dim BERT with random weights and a WordPiece vocab covering the fixture words."""
     import torch

@@ -10,14 +10,14 @@ import pytest
 import torch
 
 import transferlm
-from conftest import POSITIVE, sentiment_rows, tiny_config, write_jsonl
+from conftest import POSITIVE, ner_rows, sentiment_rows, tiny_config, write_jsonl
 from transferlm.config.schema import DataConfig, StrategyConfig, TaskConfig
 from transferlm.data.records import Record
 from transferlm.errors import ConfigError
 from transferlm.models.load import load_tokenizer
 from transferlm.runs import train as train_module
 from transferlm.strategies import STRATEGIES, build_strategy, count_parameters
-from transferlm.tasks import build_task
+from transferlm.tasks import TASKS, build_task
 
 LAYER = re.compile(r"encoder\.layer\.(\d+)\.")
 
@@ -47,11 +47,16 @@ TASK_CASES = {
     "classification": {"type": "classification"},
     "classification-mean-pooling": {"type": "classification", "pooling": "mean"},
     "multi-label": {"type": "classification", "multi_label": True},
+    "ner": {"type": "ner"},
 }
 
 
 def test_every_registered_strategy_is_in_the_matrix():
     assert {case["name"] for case, _ in STRATEGY_CASES.values()} == set(STRATEGIES.names())
+
+
+def test_every_registered_task_is_in_the_matrix():
+    assert {case["type"] for case in TASK_CASES.values()} == set(TASKS.names())
 
 
 def multilabel_rows(n: int) -> list[dict]:
@@ -64,6 +69,10 @@ def multilabel_rows(n: int) -> list[dict]:
 
 
 def data_files(task_case: str, tmp_path) -> dict:
+    if task_case == "ner":
+        rows = ner_rows(16, seed=1)
+        return {"train": write_jsonl(tmp_path / "train.jsonl", rows), "dev": write_jsonl(tmp_path / "dev.jsonl",
+                                                                                         ner_rows(8, seed=2))}
     if task_case == "multi-label":
         rows = multilabel_rows(24)
         return {
@@ -78,6 +87,14 @@ def data_files(task_case: str, tmp_path) -> dict:
     }
 
 
+def task_records(task_case: str) -> list[Record]:
+    if task_case == "ner":
+        return [Record(" ".join(r["tokens"]), None, tuple(r["tags"]), i, tuple(r["tokens"]))
+                for i, r in enumerate(ner_rows(8, seed=1))]
+    rows = multilabel_rows(8) if task_case == "multi-label" else sentiment_rows(8, seed=1)
+    return [Record(r["text"], None, r["label"], i) for i, r in enumerate(rows)]
+
+
 def built_task(task_case: str, records):
     task = build_task(TaskConfig(**TASK_CASES[task_case]), DataConfig(train="x"))
     assert task.fit_labels(records, {}) == []
@@ -87,8 +104,7 @@ def built_task(task_case: str, records):
 @pytest.mark.parametrize("task_case", TASK_CASES)
 @pytest.mark.parametrize("strategy_case", STRATEGY_CASES)
 def test_strategy_freezes_exactly_what_it_says(tiny_model_dir, task_case, strategy_case, tmp_path):
-    rows = multilabel_rows(8) if task_case == "multi-label" else sentiment_rows(8, seed=1)
-    task = built_task(task_case, [Record(r["text"], None, r["label"], i) for i, r in enumerate(rows)])
+    task = built_task(task_case, task_records(task_case))
     settings, should_train = STRATEGY_CASES[strategy_case]
     strategy = build_strategy(StrategyConfig(**settings))
     model = strategy.apply(task.build_model(tiny_model_dir, load_tokenizer(tiny_model_dir)), task)

@@ -11,27 +11,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from transferlm.data.records import Record
-from transferlm.errors import ConfigError
+from transferlm.baselines.result import BaselineResult
 from transferlm.tasks.base import Task
 
 log = logging.getLogger(__name__)
 
 C_GRID = (0.25, 1.0, 4.0, 16.0)
-
-
-@dataclass(frozen=True)
-class BaselineResult:
-    metrics: dict[str, dict[str, Any]]  # split -> task metrics
-    train_seconds: float
-    parameters: int
-    chosen: dict[str, Any]
 
 
 def _texts(records: Sequence[Record]) -> list[str]:
@@ -47,10 +38,6 @@ def _outputs(model, features, multi_label: bool) -> torch.Tensor:
 def run_tfidf(
     task: Task, train: Sequence[Record], evaluate: dict[str, Sequence[Record]], seed: int, select_on: str = "validation"
 ) -> BaselineResult:
-    if task.name != "classification":
-        raise ConfigError(
-            f"baseline tfidf: supports classification tasks only, not {task.name}; remove it from the members"
-        )
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.multiclass import OneVsRestClassifier

@@ -55,15 +55,15 @@ def _example_scores(run_dir: Path, config: RunConfig) -> dict[str, list[float] |
     return {split: load(run_dir).evaluate(path, per_example=True)["per_example"]}
 
 
-def tfidf_job(config: RunConfig, seed: int) -> dict[str, Any]:
-    from transferlm.baselines.tfidf import run_tfidf
+def baseline_job(config: RunConfig, seed: int, name: str) -> dict[str, Any]:
+    from transferlm.baselines import BASELINES
     from transferlm.runs.prepare import load_splits
     from transferlm.tasks import build_task
 
     task = build_task(config.task, config.data)
     splits = load_splits(config, task)
     evaluate = {"validation": splits.validation, **({"test": splits.test} if splits.test is not None else {})}
-    result = run_tfidf(task, splits.train, evaluate, seed)
+    result = BASELINES.get(name)(task, splits.train, evaluate, seed)
     scores = {split: metrics.pop("per_example") for split, metrics in result.metrics.items()}
     return {
         "example_scores": scores,
@@ -85,8 +85,8 @@ def main(spec_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text())
     config = build_config(spec["config"])
     began = time.time()
-    if spec["kind"] == "tfidf":
-        result = tfidf_job(config, spec["seed"])
+    if spec["kind"] == "baseline":
+        result = baseline_job(config, spec["seed"], spec["baseline"])
     else:
         result = train_job(config)
     result.update(_peak_memory(), wall_seconds=round(time.time() - began, 1))

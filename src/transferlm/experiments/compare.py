@@ -15,7 +15,7 @@ from transferlm.config.load import config_to_dict
 from transferlm.config.schema import RunConfig, StrategyConfig
 from transferlm.errors import ConfigError, ExperimentError, RunDirError
 from transferlm.experiments.config import CompareSettings, ExperimentSettings, MemberConfig
-from transferlm.experiments.jobs import Job, check_members, job_config, run_job
+from transferlm.experiments.jobs import Job, check_members, is_fitted_baseline, job_config, run_job
 from transferlm.experiments.splits import SplitFiles, write_splits
 from transferlm.experiments.stats import Summary, paired_standard_error, verdict
 from transferlm.runs.prepare import Splits, load_splits
@@ -36,6 +36,7 @@ class Prepared:
     files: SplitFiles
     metric: str
     seeds: list[int]
+    members: list[MemberConfig]
 
 
 def prepare(config: RunConfig, settings: ExperimentSettings, kind: str, overwrite: bool) -> Prepared:
@@ -56,7 +57,6 @@ def prepare(config: RunConfig, settings: ExperimentSettings, kind: str, overwrit
         log.info("%s: continuing the experiment in %s (finished runs are reused)", kind, out)
     elif overwrite and out.exists():
         shutil.rmtree(out)
-    check_members(settings.member_list())
     if config.strategy != StrategyConfig():
         raise ConfigError(
             f"strategy: the members choose the strategy, so the shared strategy section would be "
@@ -64,12 +64,14 @@ def prepare(config: RunConfig, settings: ExperimentSettings, kind: str, overwrit
             f"{{strategy.lora.r: 16}}}}, under {kind}.members"
         )
     task = build_task(config.task, config.data)
+    members = settings.member_list(task.baselines)
+    check_members(members, task)
     splits = load_splits(config, task)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(saved, record)
     files = write_splits(out / "data", splits)
     seeds = settings.seeds or ([0, 1, 2] if len(splits.train) < SMALL_DATA else [0])
-    return Prepared(task, splits, files, config.train.metric or task.default_metric, seeds)
+    return Prepared(task, splits, files, config.train.metric or task.default_metric, seeds, members)
 
 
 def slug(title: str) -> str:
@@ -148,7 +150,7 @@ def compare(config: RunConfig, settings: CompareSettings, overwrite: bool = Fals
 
     prepared = prepare(config, settings, "compare", overwrite)
     out = Path(config.output)
-    members = settings.member_list()
+    members = prepared.members
     jobs = [
         Job(m, s, out / "runs" / slug(m.title) / f"seed-{s}", prepared.files.train, len(prepared.splits.train))
         for m in members
@@ -191,7 +193,7 @@ def validated_configs(
     for i, job in enumerate(jobs):
         try:
             configs.append(job_config(config, job, files, extra[i] if extra else {}))
-            if job.member.name != "tfidf":
+            if not is_fitted_baseline(job.member):
                 build_strategy(configs[-1].strategy)  # option errors now, not after the first runs
         except ConfigError as e:
             problems += [p for p in e.problems if p not in problems]

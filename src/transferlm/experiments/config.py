@@ -11,13 +11,14 @@ from transferlm.config.load import build_config, format_validation_error, read_y
 from transferlm.config.schema import RunConfig, Section
 from transferlm.errors import ConfigError
 
-BASELINE_NAMES = ("tfidf", "scratch")
+BASELINE_NAMES = ("tfidf", "crf", "scratch")
 
 
 class MemberConfig(Section):
     name: str = Field(
-        description="A strategy (full, frozen, last-n, lora, bitfit) or a baseline: tfidf (TF-IDF + logistic "
-        "regression) or scratch (the same architecture from random initialisation: no transfer)."
+        description="A strategy (full, frozen, last-n, lora, bitfit) or a baseline: tfidf (classification: TF-IDF "
+        "+ logistic regression), crf (ner: a CRF on word features) or scratch (the same architecture from random "
+        "initialisation: no transfer)."
     )
     label: Optional[str] = Field(None, description="Name in the report (default: name); must be unique.")
     set: dict[str, Any] = Field(
@@ -35,13 +36,14 @@ class MemberConfig(Section):
 
 
 Members = list[Union[str, MemberConfig]]
-DEFAULT_MEMBERS = ["frozen", "lora", "full", "tfidf", "scratch"]
+DEFAULT_STRATEGIES = ["frozen", "lora", "full"]
 
 
 class ExperimentSettings(Section):
-    members: Members = Field(
-        default_factory=lambda: list(DEFAULT_MEMBERS),
-        description="Strategies and baselines to run on the same data, split and budget.",
+    members: Optional[Members] = Field(
+        None,
+        description="Strategies and baselines to run on the same data, split and budget; null: frozen, lora, "
+        "full, the task's baseline (classification: tfidf; ner: crf) and scratch.",
     )
     seeds: Optional[list[int]] = Field(
         None, description="Training seeds per member; null: 3 seeds below 5,000 training examples, else 1."
@@ -50,6 +52,8 @@ class ExperimentSettings(Section):
     @field_validator("members")
     @classmethod
     def _members(cls, value):
+        if value is None:
+            return None
         members = [MemberConfig(name=m) if isinstance(m, str) else m for m in value]
         titles = [m.title for m in members]
         repeated = sorted({t for t in titles if titles.count(t) > 1})
@@ -59,7 +63,10 @@ class ExperimentSettings(Section):
             raise ValueError("list at least one member")
         return members
 
-    def member_list(self) -> list[MemberConfig]:
+    def member_list(self, task_baselines: tuple[str, ...]) -> list[MemberConfig]:
+        """The members; by default the strategies, the task's own baselines and scratch."""
+        if self.members is None:
+            return [MemberConfig(name=n) for n in [*DEFAULT_STRATEGIES, *task_baselines, "scratch"]]
         return list(self.members)  # type: ignore[arg-type]
 
 

@@ -41,7 +41,7 @@ def plan(config: RunConfig, settings: CurveSettings, prepared: Prepared) -> tupl
                 path = out / "data" / f"train-{size}-per-class-seed-{seed}.jsonl"
                 if not path.is_file():
                     write_records(path, records)
-            for member in settings.member_list():
+            for member in prepared.members:
                 job_dir = out / "runs" / slug(member.title) / f"n-{size}" / f"seed-{seed}"
                 jobs.append(Job(member, seed, job_dir, path, len(records), size))
                 budgets.append(_budget(config, settings, len(records)))
@@ -128,7 +128,7 @@ def curve(config: RunConfig, settings: CurveSettings, overwrite: bool = False) -
     log.info(
         "curve: %d runs (%d members, sizes %s, seeds %s); %s on %s",
         len(jobs),
-        len(settings.member_list()),
+        len(prepared.members),
         settings.sizes,
         prepared.seeds,
         prepared.metric,
@@ -140,7 +140,7 @@ def curve(config: RunConfig, settings: CurveSettings, overwrite: bool = False) -
         results.append(run_job(job, job_config))
     rows = points(jobs, results, prepared)
     lines = curves(rows)
-    kinds = {m.title: member_kind(m) for m in settings.member_list()}
+    kinds = {m.title: member_kind(m) for m in prepared.members}
     report = write_curve_report(Path(config.output), rows, lines, efficiency(lines, kinds), kinds, prepared, config)
     failed = [
         f"{r['member']} at {r['size_per_class']} per class, seed {r['seed']}: {r['error']}"

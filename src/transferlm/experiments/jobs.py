@@ -23,6 +23,7 @@ from transferlm.errors import ConfigError
 from transferlm.experiments.config import BASELINE_NAMES, MemberConfig
 from transferlm.experiments.splits import SplitFiles, data_settings
 from transferlm.strategies import STRATEGIES
+from transferlm.tasks.base import Task
 from transferlm.training.checkpoint import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class Job:
         return f"{self.member.title} (seed {self.seed}{size})"
 
 
-def check_members(members: list[MemberConfig]) -> None:
+def check_members(members: list[MemberConfig], task: Task) -> None:
     valid = sorted(STRATEGIES.names()) + list(BASELINE_NAMES)
     unknown = [m.name for m in members if m.name not in valid]
     if unknown:
@@ -54,6 +55,18 @@ def check_members(members: list[MemberConfig]) -> None:
             f"members: unknown {', '.join(map(repr, unknown))}; choose from strategies "
             f"{', '.join(STRATEGIES.names())} or baselines {', '.join(BASELINE_NAMES)}"
         )
+    applies = (*task.baselines, "scratch")
+    wrong = [m.name for m in members if m.is_baseline and m.name not in applies]
+    if wrong:
+        raise ConfigError(
+            f"members: baseline {', '.join(map(repr, wrong))} does not apply to task {task.name}; its baselines "
+            f"are {', '.join(applies)}"
+        )
+
+
+def is_fitted_baseline(member: MemberConfig) -> bool:
+    """A baseline fitted by its own code (tfidf, crf) rather than trained by the loop (scratch)."""
+    return member.is_baseline and member.name != "scratch"
 
 
 def job_config(base: RunConfig, job: Job, files: SplitFiles, train_overrides: dict[str, Any]) -> RunConfig:
@@ -75,7 +88,8 @@ def job_config(base: RunConfig, job: Job, files: SplitFiles, train_overrides: di
 
 def write_job_spec(job: Job, config: RunConfig) -> Path:
     spec = {
-        "kind": "tfidf" if job.member.name == "tfidf" else "train",
+        "kind": "baseline" if is_fitted_baseline(job.member) else "train",
+        "baseline": job.member.name,
         "config": config_to_dict(config),
         "seed": job.seed,
         "result": str(job.dir / RESULT),

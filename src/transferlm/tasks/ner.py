@@ -236,6 +236,10 @@ class NerTask(Task):
         for logp, tags in self.word_outputs(outputs, features):
             gold.append([self.labels[t] for t in tags])
             predicted.append([self.labels[t] for t in self.decode(logp)])
+        return self.score_tags(gold, predicted)
+
+    def score_tags(self, gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> dict[str, Any]:
+        """Metrics of BIO tag sequences (also used by baselines that predict tags themselves)."""
         return entity_metrics(gold, predicted)
 
     def predictions(self, outputs, features: Features, records: Sequence[Record]) -> list[dict[str, Any]]:
