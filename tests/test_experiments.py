@@ -139,7 +139,7 @@ def test_compare_reports_all_member_problems_before_training(tiny_model_dir, tmp
     config = experiment_config(tiny_model_dir, tmp_path)
     with pytest.raises(ConfigError) as error:
         compare(config, CompareSettings(members=["fulll"]))
-    assert "unknown 'fulll'" in error.value.problems[0] and "baselines tfidf, scratch" in error.value.problems[0]
+    assert "unknown 'fulll'" in error.value.problems[0] and "baselines tfidf, crf, scratch" in error.value.problems[0]
     bad = CompareSettings(
         members=[{"name": "last-n", "set": {"strategy.layerz": 2}}, {"name": "full", "set": {"strategy.layers": 1}}],
         seeds=[0],
@@ -195,7 +195,7 @@ def test_cli_compare_flags_and_yaml_section(tiny_model_dir, tmp_path, capsys):
 
     path.write_text(yaml.safe_dump(config))
     run, settings = load_experiment(path, "compare", [("compare.seeds", [4, 5])], CompareSettings)
-    assert settings.seeds == [4, 5] and [m.name for m in settings.member_list()] == ["tfidf"]
+    assert settings.seeds == [4, 5] and [m.name for m in settings.member_list(("tfidf",))] == ["tfidf"]
     assert main(["compare", str(path), "--seeds", "6"]) == 0
     assert "| tfidf | baseline |" in capsys.readouterr().out
     assert (tmp_path / "exp" / "runs" / "tfidf" / "seed-6" / "result.json").is_file()
@@ -208,5 +208,11 @@ def test_example_experiment_config_is_valid():
 
     root = Path(__file__).resolve().parent.parent
     run, settings = load_experiment(root / "examples" / "reviews" / "compare.yaml", "compare", [], CompareSettings)
-    assert [m.title for m in settings.member_list()] == ["frozen", "lora", "full", "tfidf", "scratch"]
+    assert [m.title for m in settings.member_list(("tfidf",))] == ["frozen", "lora", "full", "tfidf", "scratch"]
     assert run.train.epochs == 4
+
+
+def test_default_members_take_the_task_s_own_baseline():
+    settings = CompareSettings()
+    assert [m.name for m in settings.member_list(("crf",))] == ["frozen", "lora", "full", "crf", "scratch"]
+    assert [m.name for m in settings.member_list(("tfidf",))] == ["frozen", "lora", "full", "tfidf", "scratch"]
