@@ -83,9 +83,9 @@ def first_sentences(n: int, target: Path) -> Path:
 
 
 def part_compare(out: Path, epochs: float, lr: float) -> dict:
+    from transferlm.config.load import build_config
     from transferlm.experiments.compare import compare
     from transferlm.experiments.config import CompareSettings
-    from transferlm.config.load import build_config
 
     train = first_sentences(SUBSET, out / "subset" / "train.conll")
     config = build_config(base_config(out / "compare", train, epochs, lr))

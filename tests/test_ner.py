@@ -102,7 +102,7 @@ def test_windows_cover_every_word_and_respect_the_budget():
         budget, stride = rng.randint(4, 20), rng.randint(0, 8)
         windows = plan_windows(counts, budget, stride)
         assert windows[0][0] == 0 and windows[-1][1] == len(counts)
-        for (a, b), (c, d) in zip(windows, windows[1:]):
+        for (a, b), (c, _) in zip(windows, windows[1:], strict=False):
             assert a < c <= b, "windows advance and leave no gap"
             assert sum(counts[c:b]) <= stride
         assert all(sum(counts[a:b]) <= budget or b - a == 1 for a, b in windows)

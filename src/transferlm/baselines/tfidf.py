@@ -11,13 +11,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import torch
 
-from transferlm.data.records import Record
 from transferlm.baselines.result import BaselineResult
+from transferlm.data.records import Record
 from transferlm.tasks.base import Task
 
 log = logging.getLogger(__name__)

@@ -120,7 +120,7 @@ def _token_rows(path, rows, lines, data: DataConfig, need_label: bool) -> tuple[
                                         'write each line as {"tokens": ["EU", "rejects"], "tags": ["B-ORG", "O"]}'))
     if missing:
         problems.append(summarise_lines(path, f"have no list of tags in {data.tags_column!r}", missing,
-                                        f"add one tag per token, or set data.tags_column"))
+                                        "add one tag per token, or set data.tags_column"))
     if mismatch:
         problems.append(summarise_lines(path, "have a different number of tokens and tags", mismatch,
                                         "give exactly one tag per token"))
@@ -164,7 +164,7 @@ def _entities(value: Any, text: str, need_label: bool) -> tuple[list[tagging.Spa
         else:
             spans.append(tagging.Span(entity["start"], entity["end"], entity["label"]))
     spans.sort(key=lambda s: s.start)
-    for a, b in zip(spans, spans[1:]):
+    for a, b in zip(spans, spans[1:], strict=False):
         if b.start < a.end:
             problems.append(f"entities overlap: {a.start}..{a.end} ({a.label}) and {b.start}..{b.end} ({b.label}); "
                             "flat NER needs disjoint spans: keep one of them")

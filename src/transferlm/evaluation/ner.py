@@ -22,8 +22,8 @@ def entity_metrics(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[s
         per = precision_recall_fscore_support(gold, predicted, average=None, scheme=IOB2, zero_division=0)
     types = unique_labels(gold, predicted, IOB2)  # the order of seqeval's per-type arrays
     per_class = {
-        t: {"precision": float(per[0][i]), "recall": float(per[1][i]), "f1": float(per[2][i]), "support": int(per[3][i])}
-        for i, t in enumerate(types)
+        t: {"precision": float(p_), "recall": float(r_), "f1": float(f_), "support": int(s_)}
+        for t, p_, r_, f_, s_ in zip(types, *per, strict=True)
     }
     flat_gold = [t for tags in gold for t in tags]
     flat_pred = [t for tags in predicted for t in tags]

@@ -127,7 +127,10 @@ def _compare_intro(prepared, config) -> str:
 
 def _verdicts(rows: list[dict[str, Any]], best: str | None) -> tuple[list[str], list[str]]:
     if best is None:
-        return ["no baseline finished, so transfer cannot be judged; add the task's baseline (tfidf, crf) or scratch to the members"], []
+        return [
+            "no baseline finished, so transfer cannot be judged; add the task's baseline (tfidf, crf) or scratch "
+            "to the members"
+        ], []
     verdicts = [r["verdict"].words for r in rows if "verdict" in r]
     negative = [r["title"] for r in rows if "verdict" in r and r["verdict"].negative]
     if negative:
