@@ -157,15 +157,12 @@ def test_viterbi_only_emits_valid_bio():
     assert tagging.to_bio(path, "bio")[1] == []
 
 
-def test_raw_text_entities_come_back_with_offsets_that_slice_the_text(minilm_tokenizer):
+def test_raw_text_entities_come_back_with_offsets_that_slice_the_text(minilm_tokenizer, tmp_path):
     text = "Angela Merkel met NYC-based reps in Düsseldorf."
     entities = [{"start": 0, "end": 13, "label": "PER"}, {"start": 18, "end": 21, "label": "LOC"},
                 {"start": 36, "end": 46, "label": "LOC"}]
-    line = json.dumps({"text": text, "entities": entities})
-    records = [Record(text, None, None, 1)]
-    from transferlm.data.sequences import _text_rows
-
-    records, problems = _text_rows("f.jsonl", [json.loads(line)], [1], DataConfig(train="x"), True)
+    path = write_jsonl(tmp_path / "spans.jsonl", [{"text": text, "entities": entities}])
+    records, problems = read_sequence_records(path, DataConfig(train=path))
     assert problems == []
     record = records[0]
     assert [text[s:e] for s, e in record.offsets] == list(record.tokens)
