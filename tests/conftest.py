@@ -62,6 +62,22 @@ def ner_rows(n: int, seed: int) -> list[dict]:
     return rows
 
 
+def qa_rows(n: int, seed: int, words: tuple[int, int] = (6, 12)) -> list[dict]:
+    """Question/context/answers rows: the answer is the context's market word, asked about with filler words."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        context_words = [rng.choice(FILLER + POSITIVE) for _ in range(rng.randint(*words))]
+        at = rng.randrange(len(context_words) + 1)
+        answer = rng.choice(MONEY)
+        context_words.insert(at, answer)
+        context = " ".join(context_words)
+        start = len(" ".join(context_words[:at])) + (1 if at else 0)
+        rows.append({"id": f"q{seed}-{i}", "question": " ".join(rng.sample(FILLER, 2)), "context": context,
+                     "answers": [{"text": answer, "answer_start": start}]})
+    return rows
+
+
 def make_tiny_bert(root: Path, dropout: float = 0.1) -> Path:
     """A 2-layer, 32-dim BERT with random weights and a WordPiece vocab covering the fixture words."""
     import torch

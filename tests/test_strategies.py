@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import transferlm
-from conftest import POSITIVE, ner_rows, sentiment_rows, tiny_config, write_jsonl
+from conftest import POSITIVE, ner_rows, qa_rows, sentiment_rows, tiny_config, write_jsonl
 from transferlm.config.schema import DataConfig, StrategyConfig, TaskConfig
 from transferlm.data.records import Record
 from transferlm.errors import ConfigError
@@ -48,7 +48,10 @@ TASK_CASES = {
     "classification-mean-pooling": {"type": "classification", "pooling": "mean"},
     "multi-label": {"type": "classification", "multi_label": True},
     "ner": {"type": "ner"},
+    "qa": {"type": "qa"},
 }
+# what `predict` takes per task (the default: text strings)
+PREDICT_INPUTS = {"qa": [("which price", "the bank was great"), {"question": "a b", "context": "stock market"}]}
 
 
 def test_every_registered_strategy_is_in_the_matrix():
@@ -69,6 +72,9 @@ def multilabel_rows(n: int) -> list[dict]:
 
 
 def data_files(task_case: str, tmp_path) -> dict:
+    if task_case == "qa":
+        return {"train": write_jsonl(tmp_path / "train.jsonl", qa_rows(16, seed=1)),
+                "dev": write_jsonl(tmp_path / "dev.jsonl", qa_rows(8, seed=2))}
     if task_case == "ner":
         rows = ner_rows(16, seed=1)
         return {"train": write_jsonl(tmp_path / "train.jsonl", rows), "dev": write_jsonl(tmp_path / "dev.jsonl",
@@ -88,6 +94,11 @@ def data_files(task_case: str, tmp_path) -> dict:
 
 
 def task_records(task_case: str) -> list[Record]:
+    if task_case == "qa":
+        from transferlm.data.squad import Answer
+
+        return [Record(r["question"], r["context"], tuple(Answer(a["text"], a["answer_start"]) for a in r["answers"]),
+                       i, id=r["id"]) for i, r in enumerate(qa_rows(8, seed=1))]
     if task_case == "ner":
         return [Record(" ".join(r["tokens"]), None, tuple(r["tags"]), i, tuple(r["tokens"]))
                 for i, r in enumerate(ner_rows(8, seed=1))]
@@ -145,7 +156,7 @@ def test_strategy_trains_with_falling_loss_and_reloads_to_identical_outputs(
         run.model.eval()
         tokenizer = run.tokenizer
         with torch.no_grad():
-            before_saving["logits"] = run.model(**tokenizer(texts, padding=True, return_tensors="pt")).logits
+            before_saving["logits"] = run.task.logits(run.model(**tokenizer(texts, padding=True, return_tensors="pt")))
         original(paths, run)
 
     monkeypatch.setattr(train_module, "_write_run", record_outputs)
@@ -159,12 +170,13 @@ def test_strategy_trains_with_falling_loss_and_reloads_to_identical_outputs(
     assert len(losses) == 2 and losses[1] < losses[0]
     predictor = transferlm.load(result.run_dir)
     with torch.no_grad():
-        reloaded = predictor.model(**predictor.tokenizer(texts, padding=True, return_tensors="pt")).logits
+        reloaded = predictor.task.logits(predictor.model(**predictor.tokenizer(texts, padding=True, return_tensors="pt")))
     if strategy_case == "lora-merged":  # merging changes the order of floating-point operations
         torch.testing.assert_close(reloaded, before_saving["logits"], rtol=1e-5, atol=1e-5)
     else:
         assert torch.equal(reloaded, before_saving["logits"])
-    assert len(predictor.predict(texts)) == 3
+    inputs = PREDICT_INPUTS.get(task_case, texts)
+    assert len(predictor.predict(inputs)) == len(inputs)
 
 
 def test_cached_frozen_equals_uncached_frozen(tiny_model_dir, sentiment_files, tmp_path):

@@ -5,9 +5,11 @@ lives in `experiments`."""
 from __future__ import annotations
 
 from transferlm.baselines.crf import run_crf
+from transferlm.baselines.overlap import run_overlap
 from transferlm.baselines.tfidf import run_tfidf
 from transferlm.registry import Registry
 
 BASELINES = Registry("baseline")
 BASELINES.register("tfidf", run_tfidf)
 BASELINES.register("crf", run_crf)
+BASELINES.register("overlap", run_overlap)

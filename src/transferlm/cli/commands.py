@@ -107,9 +107,7 @@ def cmd_predict(args) -> int:
     out: TextIO = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     try:
         for record, prediction in zip(records, predictor.predict_records(records), strict=False):
-            row: dict[str, Any] = {"line": record.line, "text": record.text}
-            if record.text_pair is not None:
-                row["text_pair"] = record.text_pair
+            row: dict[str, Any] = {"line": record.line, **predictor.task.record_row(record, with_label=False)}
             out.write(json.dumps({**row, **prediction}, ensure_ascii=False) + "\n")
     finally:
         if out is not sys.stdout:

@@ -16,7 +16,7 @@ def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
     add_train_arguments(parser, resume=False)
     parser.add_argument(
         "--members",
-        help="Strategies and baselines, comma-separated, e.g. frozen,lora,full,tfidf,scratch (ner: crf for tfidf) "
+        help="Strategies and baselines, comma-separated, e.g. frozen,lora,full,tfidf,scratch (ner: crf, qa: overlap for tfidf) "
         "(options per member go in the YAML).",
     )
     parser.add_argument("--seeds", help="Training seeds, comma-separated, e.g. 0,1,2.")
@@ -26,7 +26,8 @@ def _add_experiment_commands(sub) -> None:
     compare = sub.add_parser(
         "compare",
         help="Train several strategies and baselines on the same split; report which transfer helped.",
-        description="Compare strategies against baselines (TF-IDF + logistic regression, the same model from "
+        description="Compare strategies against baselines (the task's own: TF-IDF + logistic regression, a CRF, a "
+        "word-overlap answer finder; and the same model from "
         "random initialisation) on one split and budget, over seeds. Writes report.md/.html/.json and a chart "
         "into --output. Re-running the same command continues an interrupted comparison.",
     )

@@ -30,7 +30,7 @@ class ModelConfig(Section):
 
 class TaskConfig(Section):
     type: str = Field(
-        "classification", description="Task to transfer to (registered tasks: classification, ner)."
+        "classification", description="Task to transfer to (registered tasks: classification, ner, qa)."
     )
     multi_label: bool = Field(
         False, description="Each example may carry several labels (sigmoid outputs, per-label threshold)."
@@ -45,16 +45,23 @@ class TaskConfig(Section):
         "none",
         description="Loss weights per class: none, auto (inverse train frequency), or a list in label order.",
     )
-    stride: int = Field(
-        32,
+    stride: Optional[int] = Field(
+        None,
         ge=0,
-        description="ner: subword tokens shared by consecutive windows when a sentence is longer than "
-        "model.max_length; every token is predicted from the window where it has the most context.",
+        description="Subword tokens shared by consecutive windows of a long input (ner: a sentence; qa: a "
+        "context, the doc_stride of the SQuAD scripts); null: 32 for ner, 128 for qa. qa caps it at half "
+        "of the context a window holds.",
     )
     label_all_subwords: bool = Field(
         False,
         description="ner: train on every subword of a word (later pieces of a B- word get I-) instead of "
         "only the first; predictions always read the first subword.",
+    )
+    max_answer_length: int = Field(
+        30, gt=0, description="qa: the longest answer predicted, in subword tokens."
+    )
+    n_best: int = Field(
+        20, gt=0, description="qa: start and end positions per window searched for the best legal answer span."
     )
 
 
@@ -64,9 +71,10 @@ class DataConfig(Section):
         None, description="Validation file; if absent, a stratified seeded carve-out of train is used."
     )
     test: Optional[Path] = Field(None, description="Test file, evaluated once after training with the best checkpoint.")
-    format: Literal["auto", "csv", "tsv", "jsonl", "parquet", "conll"] = Field(
+    format: Literal["auto", "csv", "tsv", "jsonl", "parquet", "conll", "squad"] = Field(
         "auto",
-        description="File format; auto uses the file extension (ner: .conll/.iob/.bio/.txt are CoNLL columns).",
+        description="File format; auto uses the file extension (ner: .conll/.iob/.bio/.txt are CoNLL columns; "
+        "qa: .json is SQuAD v1.1/v2.0 JSON).",
     )
     text_column: str = Field("text", description="Column holding the input text.")
     text_pair_column: Optional[str] = Field(None, description="Column holding a second text, for sentence-pair tasks.")
@@ -89,6 +97,14 @@ class DataConfig(Section):
         description="ner, JSONL with raw text: key holding the entities, [{start, end, label}] in characters "
         "(end exclusive).",
     )
+    question_column: str = Field("question", description="qa, JSONL: key holding the question.")
+    context_column: str = Field("context", description="qa, JSONL: key holding the context passage.")
+    answers_column: str = Field(
+        "answers",
+        description="qa, JSONL: key holding the answers, {text: [...], answer_start: [...]} or "
+        "[{text, answer_start}, ...] with character offsets into the context; empty for unanswerable.",
+    )
+    id_column: str = Field("id", description="qa, JSONL: key holding the question id (default: the line number).")
     conll_tag_column: int = Field(
         -1, description="ner, CoNLL: index of the tag column (0 is the token; -1, the last column, by default)."
     )

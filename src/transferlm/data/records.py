@@ -18,7 +18,8 @@ from transferlm.errors import DataError
 class Record:
     """One example. Classification reads ``text`` (and ``text_pair``); sequence labelling reads ``tokens``,
     with ``label`` the tuple of their BIO tags and, for raw text, ``offsets`` the tokens' character spans
-    in ``text``."""
+    in ``text``; question answering reads the question from ``text`` and the context from ``text_pair``,
+    with ``label`` a tuple of ``Answer`` (empty: unanswerable) and ``id`` the question's id."""
 
     text: str
     text_pair: str | None
@@ -26,6 +27,7 @@ class Record:
     line: int
     tokens: tuple[str, ...] | None = None
     offsets: tuple[tuple[int, int], ...] | None = None
+    id: str | None = None
 
 
 def _is_missing(value: Any) -> bool:

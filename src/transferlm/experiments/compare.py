@@ -69,7 +69,7 @@ def prepare(config: RunConfig, settings: ExperimentSettings, kind: str, overwrit
     splits = load_splits(config, task)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(saved, record)
-    files = write_splits(out / "data", splits)
+    files = write_splits(out / "data", splits, task)
     seeds = settings.seeds or ([0, 1, 2] if len(splits.train) < SMALL_DATA else [0])
     return Prepared(task, splits, files, config.train.metric or task.default_metric, seeds, members)
 

@@ -7,17 +7,19 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import Field, ValidationError, field_validator
 
+from transferlm.baselines import BASELINES
 from transferlm.config.load import build_config, format_validation_error, read_yaml, set_dotted
 from transferlm.config.schema import RunConfig, Section
 from transferlm.errors import ConfigError
 
-BASELINE_NAMES = ("tfidf", "crf", "scratch")
+BASELINE_NAMES = (*BASELINES.names(), "scratch")
 
 
 class MemberConfig(Section):
     name: str = Field(
         description="A strategy (full, frozen, last-n, lora, bitfit) or a baseline: tfidf (classification: TF-IDF "
-        "+ logistic regression), crf (ner: a CRF on word features) or scratch (the same architecture from random "
+        "+ logistic regression), crf (ner: a CRF on word features), overlap (qa: a sliding-window word-overlap answer "
+        "finder) or scratch (the same architecture from random "
         "initialisation: no transfer)."
     )
     label: Optional[str] = Field(None, description="Name in the report (default: name); must be unique.")
@@ -43,7 +45,7 @@ class ExperimentSettings(Section):
     members: Optional[Members] = Field(
         None,
         description="Strategies and baselines to run on the same data, split and budget; null: frozen, lora, "
-        "full, the task's baseline (classification: tfidf; ner: crf) and scratch.",
+        "full, the task's baseline (classification: tfidf; ner: crf; qa: overlap) and scratch.",
     )
     seeds: Optional[list[int]] = Field(
         None, description="Training seeds per member; null: 3 seeds below 5,000 training examples, else 1."

@@ -40,7 +40,7 @@ def plan(config: RunConfig, settings: CurveSettings, prepared: Prepared) -> tupl
                 records = nested_subset(train, prepared.task.split_key, size, seed)
                 path = out / "data" / f"train-{size}-per-class-seed-{seed}.jsonl"
                 if not path.is_file():
-                    write_records(path, records)
+                    write_records(path, records, prepared.task)
             for member in prepared.members:
                 job_dir = out / "runs" / slug(member.title) / f"n-{size}" / f"seed-{seed}"
                 jobs.append(Job(member, seed, job_dir, path, len(records), size))

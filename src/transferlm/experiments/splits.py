@@ -10,10 +10,12 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from transferlm.config.schema import RunConfig
 from transferlm.data.records import Record
 from transferlm.runs.prepare import Splits
+from transferlm.tasks.base import Task
 from transferlm.training.checkpoint import atomic_write_text
 
 
@@ -24,29 +26,25 @@ class SplitFiles:
     test: Path | None
     evaluated: str  # the split the experiment reports: test when there is one
     n_eval: int
+    columns: dict[str, Any]  # the data settings under which the task reads these files back
 
 
-def _row(record: Record) -> dict:
-    if record.tokens is not None:  # sequence labelling: tokens and their (already BIO) tags
-        return {"tokens": list(record.tokens), "tags": list(record.label)}
-    return {"text": record.text, "text_pair": record.text_pair, "label": record.label}
-
-
-def write_records(path: Path, records: Sequence[Record]) -> Path:
-    rows = [_row(r) for r in records]
+def write_records(path: Path, records: Sequence[Record], task: Task) -> Path:
+    rows = [task.record_row(r) for r in records]
     atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     return path
 
 
-def write_splits(root: Path, splits: Splits) -> SplitFiles:
+def write_splits(root: Path, splits: Splits, task: Task) -> SplitFiles:
     root.mkdir(parents=True, exist_ok=True)
-    test = write_records(root / "test.jsonl", splits.test) if splits.test is not None else None
+    test = write_records(root / "test.jsonl", splits.test, task) if splits.test is not None else None
     return SplitFiles(
-        write_records(root / "train.jsonl", splits.train),
-        write_records(root / "validation.jsonl", splits.validation),
+        write_records(root / "train.jsonl", splits.train, task),
+        write_records(root / "validation.jsonl", splits.validation, task),
         test,
         "test" if test else "validation",
         len(splits.test if splits.test is not None else splits.validation),
+        task.data_columns(),
     )
 
 
@@ -58,14 +56,9 @@ def data_settings(config: RunConfig, train: Path, files: SplitFiles) -> dict:
         "validation": str(files.validation),
         "test": str(files.test) if files.test else None,
         "format": "jsonl",
-        "text_column": "text",
-        "text_pair_column": "text_pair" if data.text_pair_column else None,
-        "label_column": "label",
         "label_delimiter": data.label_delimiter,
         "drop_empty": data.drop_empty,
-        "tokens_column": "tokens",
-        "tags_column": "tags",
-        "tag_scheme": "bio",  # written after conversion
+        **files.columns,
     }
 
 

@@ -126,7 +126,8 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False) -> T
     def encode(records):
         return task.encode(tokenizer, records, config.model.max_length)
 
-    inputs = _TrainingInputs(model, task, encode(splits.train), encode(splits.validation))
+    validation = encode(splits.validation)
+    inputs = _TrainingInputs(model, task, encode(splits.train), validation)
     if strategy.caches_features:
         inputs = _cached(inputs, config, accelerator, tokenizer.pad_token_id)
     from transferlm.training.loop import TrainingLoop
@@ -138,14 +139,17 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False) -> T
     fitter = Fitter(loop, inputs.validation, config.train, paths, config.train.metric or task.default_metric)
     summary = fitter.run(resume=resume)
 
+    def outputs(features):
+        return run_inference(model, task, features, tokenizer.pad_token_id, device=accelerator.device)
+
+    calibration = task.calibrate(outputs(validation), validation) if task.calibrates else None
     test = None
     if splits.test is not None:
         features = encode(splits.test)
-        test = task.metrics(run_inference(model, task, features, tokenizer.pad_token_id, device=accelerator.device),
-                            features)
+        test = task.metrics(outputs(features), features)
     if accelerator.is_main_process:
-        run = _Finished(config, task, strategy, model, tokenizer, summary, test, params, resolved, started,
-                        inputs.notes)
+        notes = {**inputs.notes, **({"calibration": calibration} if calibration else {})}
+        run = _Finished(config, task, strategy, model, tokenizer, summary, test, params, resolved, started, notes)
         _write_run(paths, run)
     accelerator.wait_for_everyone()
     return TrainResult(paths.root, summary, test)

@@ -111,6 +111,21 @@ class Task(ABC):
             raise DataError(f"input {index}: expected a string, got {type(item).__name__}")
         return Record(item, None, None, index)
 
+    def record_row(self, record: Record, with_label: bool = True) -> dict[str, Any]:
+        """A record as one JSONL row that ``read_records`` reads back with ``data_columns()`` (experiments
+        write their splits this way; ``predict`` echoes inputs with it)."""
+        row: dict[str, Any] = {"text": record.text}
+        if record.text_pair is not None:
+            row["text_pair"] = record.text_pair
+        if with_label:
+            row["label"] = record.label
+        return row
+
+    def data_columns(self) -> dict[str, Any]:
+        """The ``data`` settings under which ``record_row`` rows read back."""
+        return {"text_column": "text", "text_pair_column": "text_pair" if self.data_config.text_pair_column else None,
+                "label_column": "label"}
+
     # --- features, loss, outputs ---
     @abstractmethod
     def encode(
@@ -163,6 +178,13 @@ class Task(ABC):
         self, outputs: Sequence[torch.Tensor], features: Features, records: Sequence[Record]
     ) -> list[dict[str, Any]]:
         """Human-facing predictions, one dict per record."""
+
+    def calibrate(self, outputs: Sequence[torch.Tensor], features: Features) -> dict[str, Any] | None:
+        """Fit decision settings (kept in ``state()``) on the validation outputs of the selected model, before
+        test; returns what was chosen, or None where the task has nothing to fit (the default)."""
+        return None
+
+    calibrates: bool = False  # whether ``calibrate`` does anything (saves an inference pass when not)
 
     def greater_is_better(self, metric: str) -> bool:
         return "loss" not in metric

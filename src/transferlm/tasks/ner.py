@@ -30,6 +30,7 @@ from transferlm.tasks.heads import FeatureHead
 from transferlm.tasks.windows import context, plan_windows
 
 IGNORE = -100  # label of positions outside the loss (special tokens, later subwords)
+DEFAULT_STRIDE = 32
 
 
 class NerTask(Task):
@@ -45,6 +46,7 @@ class NerTask(Task):
         if wrong:
             raise ConfigError(wrong)
         self.labels: list[str] = []
+        self.stride = DEFAULT_STRIDE if task.stride is None else task.stride
 
     # --- data and labels ---
     def read_records(self, path: Path, need_label: bool = True) -> tuple[list[Record], list[str]]:
@@ -62,6 +64,15 @@ class NerTask(Task):
             return Record(" ".join(item), None, None, index, tuple(item))
         raise DataError(f"input {index}: expected a text string or a non-empty list of token strings, "
                         f"got {type(item).__name__}")
+
+    def record_row(self, record: Record, with_label: bool = True) -> dict[str, Any]:
+        row: dict[str, Any] = {"text": record.text, "tokens": list(record.tokens)}
+        if with_label and record.label is not None:
+            row["tags"] = list(record.label)
+        return row
+
+    def data_columns(self) -> dict[str, Any]:
+        return {"tokens_column": "tokens", "tags_column": "tags", "tag_scheme": "bio"}  # written after conversion
 
     def fit_labels(self, train, others, train_name="train") -> list[str]:
         types = sorted({tag[2:] for r in train for tag in r.label if tag != "O"})
@@ -139,7 +150,7 @@ class NerTask(Task):
             else:
                 counts = np.bincount([w for w in whole.word_ids(n) if w is not None], minlength=len(words[n]))
                 pieces = []
-                for a, b in plan_windows(counts.tolist(), budget, self.task_config.stride):
+                for a, b in plan_windows(counts.tolist(), budget, self.stride):
                     enc = tokenizer([words[n][a:b]], is_split_into_words=True, truncation=True, max_length=max_length)
                     pieces.append((enc, 0, a, (a, b)))
             for enc, row, offset, window in pieces:

@@ -1,0 +1,384 @@
+"""Extractive question answering: a start and an end logit per token, the answer is a span of the context.
+
+The question is never truncated. A context too long for one window of ``model.max_length`` becomes
+overlapping windows that share ``task.stride`` tokens; each window keeps the character offsets of its
+context tokens, so any span maps back to the exact text. Training targets the first gold answer that lies
+wholly inside a window, and position 0 (the first token, never a context token) in windows without
+one; unanswerable questions (SQuAD v2.0) target position 0 everywhere.
+
+Decoding searches the ``task.n_best`` best starts and ends of every window of a question for the best
+legal span (end not before start, at most ``task.max_answer_length`` tokens, inside the context). Where
+the training data has unanswerable questions, "no answer" wins when the null score (the lowest position-0
+score over the windows) exceeds the best span's score by more than a threshold tuned on validation.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.modeling_outputs import QuestionAnsweringModelOutput
+
+from transferlm.data.records import Record
+from transferlm.data.squad import Answer, read_qa_records, summarise_ids
+from transferlm.errors import ConfigError, DataError
+from transferlm.evaluation.qa import best_null_threshold, example_scores, squad_metrics
+from transferlm.tasks.base import TASKS, Features, LossTerms, Task
+from transferlm.tasks.heads import FeatureHead
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STRIDE = 128
+MIN_CONTEXT = 8  # context tokens a window must hold, or the question is reported as too long
+NULL = 0  # the position that means "no answer in this window"
+
+
+@dataclass(frozen=True)
+class Span:
+    score: float  # start logit + end logit
+    window: int
+    start: int  # token positions in that window, inclusive
+    end: int
+
+
+def best_span(
+    windows: Sequence[tuple[np.ndarray, np.ndarray, Sequence[tuple[int, int] | None]]],
+    n_best: int,
+    max_answer_length: int,
+) -> Span | None:
+    """The highest-scoring legal span over all windows: each is (start logits, end logits, offsets, None
+    outside the context). Only the ``n_best`` best starts and ends of a window are paired."""
+    best: Span | None = None
+    for w, (start, end, offsets) in enumerate(windows):
+        in_context = np.array([o is not None for o in offsets], dtype=bool)
+        if not in_context.any():
+            continue
+        starts = [int(i) for i in np.argsort(-np.where(in_context, start, -np.inf), kind="stable")[:n_best]
+                  if in_context[i]]
+        ends = [int(i) for i in np.argsort(-np.where(in_context, end, -np.inf), kind="stable")[:n_best]
+                if in_context[i]]
+        for s in starts:
+            for e in ends:
+                if e < s or e - s + 1 > max_answer_length:
+                    continue
+                score = float(start[s] + end[e])
+                if best is None or score > best.score:
+                    best = Span(score, w, s, e)
+    return best
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One question's decoding: its best span (None if no window has a legal one) and the null score."""
+
+    text: str
+    start: int | None  # character offsets into the context
+    end: int | None
+    probability: float  # the span's start x end probability in its window
+    span_score: float
+    null_score: float
+    null_probability: float
+
+    @property
+    def null_margin(self) -> float:
+        return self.null_score - self.span_score
+
+
+class QaTask(Task):
+    name = "qa"
+    default_metric = "f1"
+    baselines = ("overlap",)
+    calibrates = True
+
+    def __init__(self, task, data):
+        super().__init__(task, data)
+        wrong = [f"task.{key}: not used by task qa; remove it" for key, bad in (
+            ("multi_label", task.multi_label), ("pooling", task.pooling != "cls"),
+            ("class_weights", task.class_weights != "none"), ("label_all_subwords", task.label_all_subwords))
+            if bad]
+        if wrong:
+            raise ConfigError(wrong)
+        self.stride = DEFAULT_STRIDE if task.stride is None else task.stride
+        self.allow_null = False  # learned from train: does it have unanswerable questions?
+        self.null_threshold = 0.0
+
+    # --- data ---
+    def read_records(self, path: Path, need_label: bool = True) -> tuple[list[Record], list[str]]:
+        return read_qa_records(path, self.data_config, need_label)
+
+    def input_record(self, item: Any, index: int) -> Record:
+        """A ``{"question": ..., "context": ...}`` dict (an ``id`` is kept) or a ``(question, context)`` pair."""
+        if isinstance(item, dict):
+            question, context, qid = item.get("question"), item.get("context"), item.get("id", index)
+        elif isinstance(item, (tuple, list)) and len(item) == 2:
+            (question, context), qid = item, index
+        else:
+            raise DataError(f"input {index}: expected {{'question': ..., 'context': ...}} or a (question, context) "
+                            f"pair, got {type(item).__name__}")
+        missing = [name for name, value in (("question", question), ("context", context))
+                   if not isinstance(value, str) or not value.strip()]
+        if missing:
+            raise DataError(f"input {index}: no {' and no '.join(missing)}; give both as non-empty strings")
+        return Record(question, context, None, index, id=str(qid))
+
+    def record_row(self, record: Record, with_label: bool = True) -> dict[str, Any]:
+        row: dict[str, Any] = {"id": record.id, "question": record.text, "context": record.text_pair}
+        if with_label and record.label is not None:
+            row["answers"] = [{"text": a.text, "answer_start": a.start} for a in record.label]
+        return row
+
+    def data_columns(self) -> dict[str, Any]:
+        return {"question_column": "question", "context_column": "context", "answers_column": "answers",
+                "id_column": "id"}
+
+    # --- labels ---
+    def fit_labels(self, train, others, train_name="train") -> list[str]:
+        self.allow_null = any(not r.label for r in train)
+        if all(not r.label for r in train):
+            return [f"{train_name}: every question is unanswerable; extractive QA needs answered questions to learn "
+                    "from"]
+        return self.check_labels(others)
+
+    def check_labels(self, splits: dict[str, Sequence[Record]]) -> list[str]:
+        if self.allow_null:
+            return []
+        return [summarise_ids(where, "are unanswerable, but no training question is, so the model never learns "
+                              "to answer 'no answer'", ids, "add unanswerable questions (SQuAD v2.0 style) to train, "
+                              "or leave these out")
+                for where, records in splits.items() if (ids := [r.id for r in records if not r.label])]
+
+    def state(self) -> dict[str, Any]:
+        return {"allow_null": self.allow_null, "null_threshold": self.null_threshold}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.allow_null = bool(state["allow_null"])
+        self.null_threshold = float(state["null_threshold"])
+
+    # --- model ---
+    def build_model(self, path: Path, tokenizer: Any, pretrained: bool = True) -> nn.Module:
+        from transformers import AutoConfig, AutoModelForQuestionAnswering
+
+        if pretrained:
+            model = AutoModelForQuestionAnswering.from_pretrained(path)
+        else:
+            model = AutoModelForQuestionAnswering.from_config(AutoConfig.from_pretrained(path))
+        if model.config.pad_token_id is None:
+            model.config.pad_token_id = tokenizer.pad_token_id
+        return model
+
+    def load_model(self, path: Path) -> nn.Module:
+        from transformers import AutoModelForQuestionAnswering
+
+        return AutoModelForQuestionAnswering.from_pretrained(path)
+
+    def head_parameter_names(self, model: nn.Module) -> set[str]:
+        prefix = f"{model.base_model_prefix}."
+        return {n for n, _ in model.named_parameters() if not n.startswith(prefix)}
+
+    def feature_head(self, model: nn.Module) -> FeatureHead | None:
+        backbone = getattr(model, model.base_model_prefix, None)
+        outputs = getattr(model, "qa_outputs", None)
+        if backbone is None or not isinstance(outputs, nn.Linear):
+            return None
+
+        def states(**inputs):
+            return backbone(**inputs).last_hidden_state
+
+        def head(features):
+            start, end = outputs(features).split(1, dim=-1)
+            return QuestionAnsweringModelOutput(start_logits=start.squeeze(-1), end_logits=end.squeeze(-1))
+
+        return FeatureHead(model, states, head,
+                           collate_features=lambda rows: torch.nn.utils.rnn.pad_sequence(rows, batch_first=True))
+
+    # --- features ---
+    def encode(self, tokenizer, records: Sequence[Record], max_length: int, with_labels: bool = True) -> Features:
+        if not getattr(tokenizer, "is_fast", False):
+            raise ConfigError(f"task qa maps answers to characters with a fast tokenizer's offsets; "
+                              f"{type(tokenizer).__name__} is not one (use a model with a tokenizer.json)")
+        questions = tokenizer([r.text for r in records], add_special_tokens=False)["input_ids"]
+        specials = tokenizer.num_special_tokens_to_add(pair=True)
+        groups: dict[int, list[int]] = defaultdict(list)  # effective stride -> examples
+        too_long = []
+        for n, ids in enumerate(questions):
+            room = max_length - len(ids) - specials
+            if room < MIN_CONTEXT:
+                too_long.append(records[n].id or str(n))
+            else:
+                groups[min(self.stride, room // 2)].append(n)
+        if too_long:
+            raise DataError(summarise_ids("input", f"are too long for model.max_length {max_length} (fewer "
+                                          f"than {MIN_CONTEXT} context tokens would fit beside them)", too_long,
+                                          "raise model.max_length or shorten the questions; questions are never cut"))
+        windows: dict[int, list[dict[str, Any]]] = {}
+        for stride, examples in groups.items():
+            for chunk in range(0, len(examples), 1000):
+                part = examples[chunk:chunk + 1000]
+                enc = tokenizer([records[n].text for n in part], [records[n].text_pair for n in part],
+                                truncation="only_second", max_length=max_length, stride=stride,
+                                return_overflowing_tokens=True, return_offsets_mapping=True)
+                for w, k in enumerate(enc["overflow_to_sample_mapping"]):
+                    windows.setdefault(part[k], []).append(self._window(enc, w, part[k], records[part[k]]))
+        items, unfit = [], []
+        for n, record in enumerate(records):
+            example = windows[n]
+            if with_labels:
+                self._targets(example, record)
+                if record.label and all(item["labels"] == (NULL, NULL) for item in example):
+                    unfit.append(record.id or str(n))
+            items += example
+        if unfit:
+            raise DataError(summarise_ids("input", "have no answer that fits wholly inside one window", unfit,
+                                          "raise model.max_length or task.stride (windows share that many tokens), "
+                                          "or leave these questions out"))
+        return Features(items, [len(item["input_ids"]) for item in items])
+
+    def _window(self, enc, w: int, example: int, record: Record) -> dict[str, Any]:
+        sequence = enc.sequence_ids(w)
+        offsets = [tuple(o) if s == 1 else None for o, s in zip(enc["offset_mapping"][w], sequence, strict=True)]
+        if offsets[NULL] is not None:
+            raise ConfigError("task qa needs the question before the context; this tokenizer puts the context first")
+        item = {"input_ids": enc["input_ids"][w], "example": example, "offsets": offsets, "context": record.text_pair}
+        if "token_type_ids" in enc:
+            item["token_type_ids"] = enc["token_type_ids"][w]
+        return item
+
+    def _targets(self, example: list[dict[str, Any]], record: Record) -> None:
+        """Each window's (start, end) target: the first gold answer wholly inside it, else (NULL, NULL); and
+        the gold answer texts for the metrics."""
+        for item in example:
+            item["answers"] = tuple(a.text for a in record.label)
+            item["labels"] = next((span for a in record.label if (span := _token_span(item["offsets"], a))),
+                                  (NULL, NULL))
+
+    def collate(self, items: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
+        width = max(len(item["input_ids"]) for item in items)
+        ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(items), width), dtype=torch.long)
+        types = torch.zeros((len(items), width), dtype=torch.long)
+        for row, item in enumerate(items):
+            n = len(item["input_ids"])
+            ids[row, :n] = torch.tensor(item["input_ids"])
+            mask[row, :n] = 1
+            if "token_type_ids" in item:
+                types[row, :n] = torch.tensor(item["token_type_ids"])
+        batch = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in items[0]:
+            batch["token_type_ids"] = types
+        if "labels" in items[0]:
+            batch.update(self.collate_targets(items))
+        return batch
+
+    def collate_targets(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        spans = torch.tensor([item["labels"] for item in items], dtype=torch.long)
+        return {"start_positions": spans[:, 0], "end_positions": spans[:, 1]}
+
+    def model_inputs(self, batch):
+        return {k: v for k, v in batch.items() if k not in ("start_positions", "end_positions")}
+
+    def loss(self, outputs, batch) -> LossTerms:
+        start = F.cross_entropy(outputs.start_logits.float(), batch["start_positions"], reduction="sum")
+        end = F.cross_entropy(outputs.end_logits.float(), batch["end_positions"], reduction="sum")
+        return LossTerms((start + end) / 2, len(batch["start_positions"]))
+
+    def logits(self, outputs: Any) -> torch.Tensor:
+        return torch.stack([outputs.start_logits, outputs.end_logits], dim=-1)
+
+    def output_rows(self, output: torch.Tensor, items: Sequence[dict[str, Any]]) -> list[torch.Tensor]:
+        return [output[row, : len(item["input_ids"])] for row, item in enumerate(items)]
+
+    # --- outputs ---
+    def decode(self, outputs: Sequence[torch.Tensor], features: Features) -> list[tuple[Decoded, tuple[str, ...]]]:
+        """Per question, in order: its decoding and its gold answer texts (empty without labels)."""
+        grouped: dict[int, list[tuple[torch.Tensor, dict[str, Any]]]] = defaultdict(list)
+        for row, item in zip(outputs, features.items, strict=True):
+            grouped[item["example"]].append((row, item))
+        result = []
+        for example in sorted(grouped):
+            windows = [(row[:, 0].numpy(), row[:, 1].numpy(), item["offsets"]) for row, item in grouped[example]]
+            result.append((self._decoded(windows, grouped[example]), grouped[example][0][1].get("answers", ())))
+        return result
+
+    def _decoded(self, windows, rows) -> Decoded:
+        nulls = [float(start[NULL] + end[NULL]) for start, end, _ in windows]
+        w_null = int(np.argmin(nulls))
+        null_probability = _probability(*windows[w_null][:2], NULL, NULL)
+        span = best_span(windows, self.task_config.n_best, self.task_config.max_answer_length)
+        if span is None:
+            return Decoded("", None, None, 0.0, float("-inf"), nulls[w_null], null_probability)
+        start, end, offsets = windows[span.window]
+        a, b = offsets[span.start][0], offsets[span.end][1]
+        context = rows[span.window][1]["context"]
+        return Decoded(context[a:b], a, b, _probability(start, end, span.start, span.end), span.score,
+                       nulls[w_null], null_probability)
+
+    def abstains(self, decoded: Decoded) -> bool:
+        if decoded.start is None:
+            return True
+        return self.allow_null and decoded.null_margin > self.null_threshold
+
+    def answer_text(self, decoded: Decoded) -> str:
+        return "" if self.abstains(decoded) else decoded.text
+
+    def metrics(self, outputs: Sequence[torch.Tensor], features: Features) -> dict[str, Any]:
+        decoded = self.decode(outputs, features)
+        result = squad_metrics([self.answer_text(d) for d, _ in decoded], [gold for _, gold in decoded])
+        if self.allow_null:
+            threshold, best = self._best_threshold(decoded)
+            result.update(null_threshold=self.null_threshold, best_f1=best, best_f1_null_threshold=threshold)
+        return result
+
+    def _best_threshold(self, decoded) -> tuple[float, float]:
+        span_f1 = [example_scores(d.text, gold)[1] if d.start is not None else 0.0 for d, gold in decoded]
+        return best_null_threshold([d.null_margin for d, _ in decoded], span_f1, [bool(g) for _, g in decoded])
+
+    def calibrate(self, outputs: Sequence[torch.Tensor], features: Features) -> dict[str, Any] | None:
+        """With unanswerable training questions: the null threshold that maximises validation F1."""
+        if not self.allow_null:
+            return None
+        self.null_threshold, best = self._best_threshold(self.decode(outputs, features))
+        log.info("qa: null threshold %.3f tuned on validation (F1 %.4f)", self.null_threshold, best)
+        return {"null_threshold": self.null_threshold, "validation_f1": best}
+
+    def example_scores(self, outputs: Sequence[torch.Tensor], features: Features) -> list[float] | None:
+        return [example_scores(self.answer_text(d), gold)[1] for d, gold in self.decode(outputs, features)]
+
+    def predictions(self, outputs, features: Features, records: Sequence[Record]) -> list[dict[str, Any]]:
+        out = []
+        for (decoded, _), record in zip(self.decode(outputs, features), records, strict=True):
+            if self.abstains(decoded):
+                out.append({"answer": None, "start": None, "end": None, "score": round(decoded.null_probability, 6),
+                            "no_answer": True})
+            else:
+                out.append({"answer": decoded.text, "start": decoded.start, "end": decoded.end,
+                            "score": round(decoded.probability, 6), "no_answer": False})
+        return out
+
+
+def _token_span(offsets: Sequence[tuple[int, int] | None], answer: Answer) -> tuple[int, int] | None:
+    """The window's token positions (inclusive) covering ``answer``, or None unless it lies wholly inside."""
+    positions = [p for p, o in enumerate(offsets) if o is not None]
+    if not positions or offsets[positions[0]][0] > answer.start or offsets[positions[-1]][1] < answer.end:
+        return None
+    start = next(p for p in positions if offsets[p][1] > answer.start)
+    end = next(p for p in reversed(positions) if offsets[p][0] < answer.end)
+    return (start, end) if start <= end else None
+
+
+def _probability(start: np.ndarray, end: np.ndarray, s: int, e: int) -> float:
+    def log_softmax(x: np.ndarray) -> np.ndarray:
+        x = x.astype(np.float64)
+        return x - (x.max() + np.log(np.exp(x - x.max()).sum()))
+
+    return float(np.exp(log_softmax(start)[s] + log_softmax(end)[e]))
+
+
+TASKS.register("qa", QaTask)
