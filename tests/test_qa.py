@@ -18,8 +18,8 @@ from transferlm.data.squad import Answer
 from transferlm.errors import DataError
 from transferlm.evaluation.qa import (
     best_null_threshold,
-    example_scores,
     exact_match,
+    example_scores,
     normalize_answer,
     squad_metrics,
     token_f1,
@@ -274,3 +274,53 @@ def test_qa_run_learns_saves_and_reloads_to_identical_answers(tiny_model_dir, tm
         assert row["context"][prediction["start"]:prediction["end"]] == prediction["answer"]
     evaluated = transferlm.load(result.run_dir).evaluate(files["dev"])
     assert evaluated["f1"] == pytest.approx(result.summary.validation["f1"])
+
+
+def test_compare_runs_qa_with_the_overlap_baseline(tiny_model_dir, tmp_path):
+    from transferlm.config.load import build_config
+    from transferlm.experiments.compare import compare
+    from transferlm.experiments.config import CompareSettings
+
+    files = {"train": write_jsonl(tmp_path / "train.jsonl", qa_rows(24, seed=1)),
+             "dev": write_jsonl(tmp_path / "dev.jsonl", qa_rows(8, seed=2))}
+    config = tiny_config(tiny_model_dir, files, tmp_path / "compare", epochs=2, lr=5e-3)
+    config["task"] = {"type": "qa", "stride": 4}
+    report = compare(build_config(config), CompareSettings(members=["frozen", "overlap"], seeds=[0]))
+    rows = {r["title"]: r for r in report["members"]}
+    assert rows["overlap"]["kind"] == "baseline" and 0 <= rows["overlap"]["summary"]["mean"] <= 1
+    assert rows["frozen"]["kind"] == "transfer"
+    written = [json.loads(line) for line in (tmp_path / "compare" / "data" / "train.jsonl").read_text().splitlines()]
+    assert written[0] == qa_rows(24, seed=1)[0]  # the split files keep ids, contexts and answer offsets
+    with pytest.raises(Exception, match="baseline 'crf' does not apply to task qa"):
+        compare(build_config({**config, "output": str(tmp_path / "c2")}), CompareSettings(members=["crf"]))
+
+
+def test_cli_predicts_answers_from_jsonl(tiny_model_dir, tmp_path):
+    import subprocess
+    import sys
+
+    files = {"train": write_jsonl(tmp_path / "train.jsonl", qa_rows(16, seed=1)),
+             "dev": write_jsonl(tmp_path / "dev.jsonl", qa_rows(8, seed=2))}
+    cli = [sys.executable, "-m", "transferlm"]
+    run = tmp_path / "run"
+    subprocess.run([*cli, "train", "--model", str(tiny_model_dir), "--task", "qa", "--train", str(files["train"]),
+                    "--validation", str(files["dev"]), "--max-length", "32", "--max-steps", "2", "--no-progress",
+                    "--output", str(run)], check=True, capture_output=True)
+    questions = write_jsonl(tmp_path / "ask.jsonl", [{"id": "k", "question": "the film", "context": "a bank story"},
+                                                     {"question": "plot", "context": "stock"}])
+    out = subprocess.run([*cli, "predict", str(run), "--input", str(questions)], check=True, capture_output=True,
+                         text=True).stdout.splitlines()
+    rows = [json.loads(line) for line in out]
+    assert [r["id"] for r in rows] == ["k", "2"]
+    for row in rows:
+        assert row["context"][row["start"]:row["end"]] == row["answer"]
+    missing = write_jsonl(tmp_path / "bad.jsonl", [{"question": "q"}])
+    failed = subprocess.run([*cli, "predict", str(run), "--input", str(missing)], capture_output=True, text=True)
+    assert failed.returncode != 0 and "no context" in failed.stderr
+
+
+@pytest.mark.slow
+def test_squad_dev_reads_every_question(shared_data):
+    records, problems = read(shared_data / "squad" / "dev-v1.1.json")
+    assert problems == [] and len(records) == 10570
+    assert all(r.text_pair[a.start:a.end] == a.text for r in records for a in r.label)

@@ -16,8 +16,8 @@ def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
     add_train_arguments(parser, resume=False)
     parser.add_argument(
         "--members",
-        help="Strategies and baselines, comma-separated, e.g. frozen,lora,full,tfidf,scratch (ner: crf, qa: overlap for tfidf) "
-        "(options per member go in the YAML).",
+        help="Strategies and baselines, comma-separated, e.g. frozen,lora,full,tfidf,scratch (ner: crf, qa: overlap "
+        "for tfidf) (options per member go in the YAML).",
     )
     parser.add_argument("--seeds", help="Training seeds, comma-separated, e.g. 0,1,2.")
 

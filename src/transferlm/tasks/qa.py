@@ -352,8 +352,11 @@ class QaTask(Task):
         return [example_scores(self.answer_text(d), gold)[1] for d, gold in self.decode(outputs, features)]
 
     def predictions(self, outputs, features: Features, records: Sequence[Record]) -> list[dict[str, Any]]:
+        decoded_all = self.decode(outputs, features)
+        if len(decoded_all) != len(records):
+            raise RuntimeError(f"{len(decoded_all)} decoded questions for {len(records)} records")
         out = []
-        for (decoded, _), record in zip(self.decode(outputs, features), records, strict=True):
+        for decoded, _ in decoded_all:
             if self.abstains(decoded):
                 out.append({"answer": None, "start": None, "end": None, "score": round(decoded.null_probability, 6),
                             "no_answer": True})
