@@ -68,6 +68,7 @@ def test_exact_match_and_f1_on_hand_built_cases():
     assert example_scores("broncos", ["Denver Broncos", "Broncos"]) == (1.0, 1.0)
     assert example_scores("", []) == (1.0, 1.0)
     assert example_scores("something", []) == (0.0, 0.0)
+    assert example_scores("", ["the", "Paris"]) == (0.0, 0.0)  # a gold that normalises to nothing is dropped
 
 
 def test_metrics_break_down_answerable_and_unanswerable():
@@ -203,14 +204,26 @@ def _word_spans(text: str):
         position += len(word) + 1
 
 
-def test_an_answer_no_window_can_hold_is_reported(tiny_model_dir):
+def test_an_answer_no_window_can_hold_is_fatal_in_train_and_a_warning_elsewhere(tiny_model_dir, tmp_path, caplog):
     tokenizer = load_tokenizer(tiny_model_dir)
     context = " ".join(["film"] * 10 + MONEY * 3 + ["film"] * 10)
     answer = " ".join(MONEY * 3)  # 12 tokens; a window holds 11 context tokens at max_length 16
-    bad = Record("the film", context, (Answer(answer, context.index(answer)),), 1, id="toolong")
-    with pytest.raises(DataError) as error:
-        qa_task(stride=2).encode(tokenizer, [bad], max_length=16)
-    assert "toolong" in str(error.value) and "fits wholly inside one window" in str(error.value)
+    bad = {"id": "toolong", "question": "the film", "context": context,
+           "answers": [{"text": answer, "answer_start": context.index(answer)}]}
+    features = qa_task().encode(tokenizer, [record("the film", context, answer, rid="toolong")], max_length=16)
+    assert "toolong" in features.problems[0] and "fits wholly inside one window" in features.problems[0]
+    files = {"train": write_jsonl(tmp_path / "train.jsonl", qa_rows(8, seed=1, words=(3, 5)) + [bad]),
+             "dev": write_jsonl(tmp_path / "dev.jsonl", qa_rows(4, seed=2, words=(3, 5)) + [bad])}
+    config = tiny_config(tiny_model_dir, files, tmp_path / "run", max_steps=1)
+    config["model"]["max_length"] = 16
+    config["task"] = {"type": "qa"}
+    with pytest.raises(DataError, match="train: 1 question.*toolong"):
+        transferlm.train(config)
+    assert not (tmp_path / "run").exists()  # nothing written before the data is known good
+    config["data"]["train"] = str(write_jsonl(tmp_path / "train2.jsonl", qa_rows(8, seed=1, words=(3, 5))))
+    with caplog.at_level(logging.WARNING):
+        transferlm.train(config)
+    assert "validation: 1 question(s) have no answer that fits" in caplog.text
 
 
 def test_a_question_too_long_for_the_window_is_reported_never_cut(tiny_model_dir):
@@ -324,3 +337,9 @@ def test_squad_dev_reads_every_question(shared_data):
     records, problems = read(shared_data / "squad" / "dev-v1.1.json")
     assert problems == [] and len(records) == 10570
     assert all(r.text_pair[a.start:a.end] == a.text for r in records for a in r.label)
+
+
+def test_malformed_squad_json_is_reported_with_its_place(tmp_path):
+    (tmp_path / "bad.json").write_text(json.dumps({"data": [{"paragraphs": ["oops"]}, {"title": "no paragraphs"}]}))
+    records, problems = read(tmp_path / "bad.json")
+    assert records == [] and "data[0].paragraphs[0], data[1]" in problems[0]

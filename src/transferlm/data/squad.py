@@ -78,7 +78,7 @@ def read_qa_records(path: Path, data: DataConfig, need_label: bool = True) -> tu
     return records, problems
 
 
-def _squad_questions(path: Path) -> Iterator[RawQuestion]:
+def _squad_questions(path: Path) -> list[RawQuestion]:
     try:
         document = json.loads(read_text(path))
     except json.JSONDecodeError as e:
@@ -87,16 +87,31 @@ def _squad_questions(path: Path) -> Iterator[RawQuestion]:
     articles = document.get("data") if isinstance(document, dict) else None
     if not isinstance(articles, list):
         raise DataError(f'{path}: not SQuAD JSON: expected {{"data": [{{"paragraphs": [...]}}]}} at the top level')
-    number = 0
+    questions, malformed = [], []
     for a, article in enumerate(articles):
-        for p, paragraph in enumerate(article.get("paragraphs", []) if isinstance(article, dict) else []):
-            context = paragraph.get("context")
-            for q, qa in enumerate(paragraph.get("qas", [])):
-                number += 1
-                answers = qa.get("answers")
-                if qa.get("is_impossible"):
-                    answers = []
-                yield RawQuestion(str(qa.get("id", f"{a}-{p}-{q}")), number, qa.get("question"), context, answers)
+        paragraphs = article.get("paragraphs") if isinstance(article, dict) else None
+        if not isinstance(paragraphs, list):
+            malformed.append(f"data[{a}]")
+            continue
+        for p, paragraph in enumerate(paragraphs):
+            qas = paragraph.get("qas") if isinstance(paragraph, dict) else None
+            if not isinstance(qas, list):
+                malformed.append(f"data[{a}].paragraphs[{p}]")
+                continue
+            for q, qa in enumerate(qas):
+                if not isinstance(qa, dict):
+                    malformed.append(f"data[{a}].paragraphs[{p}].qas[{q}]")
+                    continue
+                answers = [] if qa.get("is_impossible") else qa.get("answers")
+                qid = qa.get("id")
+                questions.append(RawQuestion(f"{a}-{p}-{q}" if qid is None else str(qid), len(questions) + 1,
+                                             qa.get("question"), paragraph.get("context"), answers))
+    if malformed:
+        shown = ", ".join(malformed[:MAX_LISTED]) + (f" and {len(malformed) - MAX_LISTED} more"
+                                                      if len(malformed) > MAX_LISTED else "")
+        raise DataError(f"{path}: {len(malformed)} entries are not SQuAD's shape ({shown}); each article needs a "
+                        'list "paragraphs" of {"context", "qas": [{"id", "question", "answers"}]}')
+    return questions
 
 
 def _jsonl_questions(path: Path, data: DataConfig) -> Iterator[RawQuestion]:
@@ -109,7 +124,8 @@ def _jsonl_questions(path: Path, data: DataConfig) -> Iterator[RawQuestion]:
                 answers = "malformed"
             else:
                 answers = [{"text": t, "answer_start": s} for t, s in zip(texts, starts, strict=True)]
-        yield RawQuestion(str(row.get(data.id_column, line)), line, row.get(data.question_column),
+        qid = row.get(data.id_column)
+        yield RawQuestion(str(line if qid is None else qid), line, row.get(data.question_column),
                           row.get(data.context_column), answers)
 
 

@@ -40,8 +40,9 @@ def token_f1(prediction: str, gold: str) -> float:
 
 
 def example_scores(prediction: str, golds: Sequence[str]) -> tuple[float, float]:
-    """(exact match, F1) of one prediction: the best over its gold answers (``[""]`` if unanswerable)."""
-    golds = list(golds) or [""]
+    """(exact match, F1) of one prediction: the best over its gold answers. Gold answers that normalise to
+    nothing are dropped, as the official v2.0 script does; none left (unanswerable) means ``[""]``."""
+    golds = [g for g in golds if normalize_answer(g)] or [""]
     return max(exact_match(prediction, g) for g in golds), max(token_f1(prediction, g) for g in golds)
 
 

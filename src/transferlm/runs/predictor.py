@@ -82,6 +82,8 @@ class Predictor:
         if problems:
             raise DataError(problems)
         features = self._features(records, with_labels=True)
+        for problem in features.problems:  # scored anyway, e.g. an answer no window holds scores partly
+            log.warning(problem.replace("input:", f"{path}:", 1))
         outputs = self._outputs(features)
         metrics = self.task.metrics(outputs, features)
         if per_example:

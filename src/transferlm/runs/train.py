@@ -14,7 +14,7 @@ import yaml
 
 from transferlm.config.load import config_to_dict
 from transferlm.config.schema import RunConfig
-from transferlm.errors import ConfigError, RegistryError, RunDirError
+from transferlm.errors import ConfigError, DataError, RegistryError, RunDirError
 from transferlm.evaluation.report import write_reports
 from transferlm.models.inference import run_inference
 from transferlm.models.load import load_tokenizer
@@ -113,6 +113,7 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False) -> T
     resolved = resolve_model(config.model.name)
     set_seed(config.train.seed)
     tokenizer = load_tokenizer(resolved.path)
+    encoded = _encode_splits(task, tokenizer, splits, config.model.max_length)  # bad input fails before training
     pretrained = config.model.init == "pretrained"
     model = strategy.apply(task.build_model(resolved.path, tokenizer, pretrained=pretrained), task)
     params = count_parameters(model)
@@ -123,11 +124,8 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False) -> T
         paths.root.mkdir(parents=True, exist_ok=True)
         atomic_write_text(paths.root / layout.CONFIG, yaml.safe_dump(config_to_dict(config), sort_keys=False))
 
-    def encode(records):
-        return task.encode(tokenizer, records, config.model.max_length)
-
-    validation = encode(splits.validation)
-    inputs = _TrainingInputs(model, task, encode(splits.train), validation)
+    validation = encoded["validation"]
+    inputs = _TrainingInputs(model, task, encoded["train"], validation)
     if strategy.caches_features:
         inputs = _cached(inputs, config, accelerator, tokenizer.pad_token_id)
     from transferlm.training.loop import TrainingLoop
@@ -143,16 +141,34 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False) -> T
         return run_inference(model, task, features, tokenizer.pad_token_id, device=accelerator.device)
 
     calibration = task.calibrate(outputs(validation), validation) if task.calibrates else None
+    if calibration:  # the validation metrics under the tuned settings (optimistic: tuned on the same data)
+        summary = replace(summary, validation={**task.metrics(outputs(validation), validation),
+                                               "calibrated_on_this_split": True})
     test = None
-    if splits.test is not None:
-        features = encode(splits.test)
-        test = task.metrics(outputs(features), features)
+    if encoded["test"] is not None:
+        test = task.metrics(outputs(encoded["test"]), encoded["test"])
     if accelerator.is_main_process:
         notes = {**inputs.notes, **({"calibration": calibration} if calibration else {})}
         run = _Finished(config, task, strategy, model, tokenizer, summary, test, params, resolved, started, notes)
         _write_run(paths, run)
     accelerator.wait_for_everyone()
     return TrainResult(paths.root, summary, test)
+
+
+def _encode_splits(task, tokenizer, splits, max_length: int) -> dict[str, Any]:
+    """Every split as model-ready features. Problems found while encoding are fatal in train (it would
+    teach the model something wrong) and warnings elsewhere (those examples are still scored)."""
+    encoded: dict[str, Any] = {}
+    for name, records in (("train", splits.train), ("validation", splits.validation), ("test", splits.test)):
+        encoded[name] = None if records is None else task.encode(tokenizer, records, max_length)
+        if encoded[name] is None:
+            continue
+        problems = [p.replace("input:", f"{name}:", 1) for p in encoded[name].problems]
+        if name == "train" and problems:
+            raise DataError(problems)
+        for problem in problems:
+            log.warning(problem)
+    return encoded
 
 
 def _accelerator(config: RunConfig):

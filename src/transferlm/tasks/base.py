@@ -24,6 +24,9 @@ class Features:
 
     items: list[dict[str, Any]]
     lengths: list[int]
+    # Problems found while encoding labelled data that the caller weighs: fatal for training data, a
+    # warning for data that is only scored (e.g. an answer no window can hold: it can only score partly).
+    problems: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.items)

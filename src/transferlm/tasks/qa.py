@@ -235,11 +235,10 @@ class QaTask(Task):
                 if record.label and all(item["labels"] == (NULL, NULL) for item in example):
                     unfit.append(record.id or str(n))
             items += example
-        if unfit:
-            raise DataError(summarise_ids("input", "have no answer that fits wholly inside one window", unfit,
-                                          "raise model.max_length or task.stride (windows share that many tokens), "
-                                          "or leave these questions out"))
-        return Features(items, [len(item["input_ids"]) for item in items])
+        problems = (summarise_ids("input", "have no answer that fits wholly inside one window", unfit,
+                                  f"raise model.max_length ({max_length} now), or leave these questions out"),
+                    ) if unfit else ()
+        return Features(items, [len(item["input_ids"]) for item in items], problems)
 
     def _window(self, enc, w: int, example: int, record: Record) -> dict[str, Any]:
         sequence = enc.sequence_ids(w)
@@ -337,8 +336,15 @@ class QaTask(Task):
         return result
 
     def _best_threshold(self, decoded) -> tuple[float, float]:
-        span_f1 = [example_scores(d.text, gold)[1] if d.start is not None else 0.0 for d, gold in decoded]
-        return best_null_threshold([d.null_margin for d, _ in decoded], span_f1, [bool(g) for _, g in decoded])
+        """Questions with a legal span decide by the threshold; those without one always abstain."""
+        spans = [(d, gold) for d, gold in decoded if d.start is not None]
+        fixed = sum(1.0 for d, gold in decoded if d.start is None and not gold)
+        if not spans:
+            return self.null_threshold, fixed / max(len(decoded), 1)
+        threshold, f1 = best_null_threshold([d.null_margin for d, _ in spans],
+                                            [example_scores(d.text, gold)[1] for d, gold in spans],
+                                            [bool(gold) for _, gold in spans])
+        return threshold, (f1 * len(spans) + fixed) / len(decoded)
 
     def calibrate(self, outputs: Sequence[torch.Tensor], features: Features) -> dict[str, Any] | None:
         """With unanswerable training questions: the null threshold that maximises validation F1."""
@@ -371,9 +377,11 @@ def _token_span(offsets: Sequence[tuple[int, int] | None], answer: Answer) -> tu
     positions = [p for p, o in enumerate(offsets) if o is not None]
     if not positions or offsets[positions[0]][0] > answer.start or offsets[positions[-1]][1] < answer.end:
         return None
-    start = next(p for p in positions if offsets[p][1] > answer.start)
-    end = next(p for p in reversed(positions) if offsets[p][0] < answer.end)
-    return (start, end) if start <= end else None
+    start = next(i for i, p in enumerate(positions) if offsets[p][1] > answer.start)
+    end = start
+    while end + 1 < len(positions) and offsets[positions[end + 1]][0] < answer.end:
+        end += 1
+    return positions[start], positions[end]
 
 
 def _probability(start: np.ndarray, end: np.ndarray, s: int, e: int) -> float:
