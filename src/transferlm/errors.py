@@ -33,3 +33,7 @@ class RegistryError(TransferLMError):
 
 class ExperimentError(TransferLMError):
     """Some runs of an experiment (compare, curve) failed; the report covers the others."""
+
+
+class ExportError(TransferLMError):
+    """A model cannot be exported faithfully, or the export was asked for wrongly."""

@@ -129,6 +129,24 @@ def _text_lines(stream: TextIO | None, source: str, task) -> list:
     return records
 
 
+def cmd_export(args) -> int:
+    from transferlm.export.onnx import export
+
+    report = export(Path(args.run), Path(args.output), quantize=args.quantize,
+                    check=Path(args.check) if args.check else None, tolerance=args.tolerance, overwrite=args.overwrite)
+    print(f"exported {args.run} -> {report.output} ({report.quantize or 'fp32'}, {report.size_mb} MB, "
+          f"{report.seconds} s)")
+    print(f"largest logit difference to torch: {report.max_abs_logit_diff:.2e} on {report.parity_examples} examples"
+          + (f" (tolerance {report.tolerance:g})" if report.tolerance is not None else ""))
+    if report.metric is not None:
+        print(f"{report.metric} on {report.check_examples} examples: torch fp32 {report.torch_metric:.4f}, "
+              f"onnx {report.quantize} {report.onnx_metric:.4f}")
+    fused = report.optimizer.get("fused")
+    print("onnxruntime transformer optimiser: " + (f"fused {fused}" if report.optimizer.get("applied")
+                                                   else report.optimizer.get("reason", "not applied")))
+    return 0
+
+
 def cmd_models(args) -> int:
     from transferlm.models.resolve import BUNDLED
 

@@ -80,6 +80,22 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=int, default=64, help="Examples per forward pass.")
     predict.set_defaults(func=commands.cmd_predict)
 
+    export = sub.add_parser(
+        "export",
+        help="Export a run to ONNX (optionally int8), checked against torch; loads with transferlm.load.",
+        description="Export a finished run to a self-contained ONNX directory (model.onnx, tokenizer, label map, "
+        "task state, metrics). The fp32 graph must match torch within --tolerance on real inputs; with "
+        "--quantize int8 the task metric on --check data is printed beside torch's.",
+    )
+    export.add_argument("run", help="Run directory written by `transferlm train`.")
+    export.add_argument("--output", required=True, help="Directory to write.")
+    export.add_argument("--quantize", choices=["int8"], help="Dynamic int8 quantisation (per-channel weights).")
+    export.add_argument("--check", help="Labelled file for the checks (default: the run's validation or test file).")
+    export.add_argument("--tolerance", type=float, default=1e-3,
+                        help="Largest allowed absolute logit difference to torch, fp32 (default 1e-3).")
+    export.add_argument("--overwrite", action="store_true", help="Replace an existing --output.")
+    export.set_defaults(func=commands.cmd_export)
+
     models = sub.add_parser("models", help="List bundled model aliases and whether they are installed.")
     models.set_defaults(func=commands.cmd_models)
 

@@ -16,7 +16,7 @@ from transferlm.config.load import format_validation_error
 from transferlm.config.schema import DataConfig, RunConfig, StrategyConfig, TaskConfig
 from transferlm.data.records import Record
 from transferlm.errors import DataError, RunDirError
-from transferlm.models.inference import run_inference
+from transferlm.models.inference import map_batches, run_inference
 from transferlm.models.load import load_tokenizer
 from transferlm.runs import layout
 from transferlm.models.resolve import resolve_model
@@ -44,6 +44,7 @@ class Predictor:
         self.root = Path(root)
         self.manifest = layout.read_manifest(self.root)
         saved = yaml.safe_load((self.root / layout.CONFIG).read_text()) or {}
+        self.saved_config = saved
         self.data_config: DataConfig = _lenient_section(DataConfig, saved.get("data", {}), f"{root}/data")
         task_config: TaskConfig = _lenient_section(TaskConfig, saved.get("task", {}), f"{root}/task")
         self.max_length = int(saved.get("model", {}).get("max_length", 512))
@@ -56,7 +57,15 @@ class Predictor:
         def base():  # only strategies that saved a delta (a LoRA adapter) need the pretrained model again
             return resolve_model(model_name).path, self.tokenizer
 
-        self.model = strategy.load(self.task, self.root, base).eval()
+        self.backend = self.manifest.get("backend", "torch")
+        if self.backend == "onnx":  # an export directory (`transferlm export`): the same task code around ORT
+            from transferlm.export.onnx import MODEL_FILE, OnnxForward
+
+            self.model = None
+            self.forward = OnnxForward(self.root / MODEL_FILE)
+        else:
+            self.model = strategy.load(self.task, self.root, base).eval()
+            self.forward = lambda **inputs: self.task.logits(self.model(**inputs))
         self.batch_size = batch_size
 
     def predict(self, inputs: Sequence[Any]) -> list[dict[str, Any]]:
@@ -94,6 +103,8 @@ class Predictor:
         return self.task.encode(self.tokenizer, records, self.max_length, with_labels=with_labels)
 
     def _outputs(self, features: Features) -> list[torch.Tensor]:
+        if self.model is None:
+            return map_batches(self.forward, self.task, features, self.tokenizer.pad_token_id, self.batch_size)
         return run_inference(self.model, self.task, features, self.tokenizer.pad_token_id, self.batch_size)
 
 

@@ -1,0 +1,1 @@
+"""Shipping a trained model: ONNX export (and, built on it, serving)."""

@@ -1,0 +1,248 @@
+"""`transferlm export`: a run directory as a self-contained ONNX directory, checked against torch.
+
+The graph computes exactly what ``Task.logits`` keeps from the model (class logits, per-token tag
+logits, per-token start/end logits), with dynamic batch and sequence axes. Everything around it
+(tokenisation, windows, offsets, Viterbi and span decoding) is the task's own code, shared with the
+torch path: the export directory loads with ``transferlm.load`` like a run directory, and its
+``model.onnx`` runs on plain onnxruntime.
+
+Steps: ``torch.onnx.export`` (the dynamo exporter) -> ONNX Runtime's transformer optimisations where
+the architecture has them (BERT family) -> optional dynamic int8 quantisation (per-channel weights).
+Parity on real inputs is measured before anything is published: fp32 fails above ``tolerance`` (the
+largest absolute logit difference); int8 reports the task metric on labelled data beside torch's.
+The directory is built under a hidden staging name and renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import shutil
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from transferlm.errors import ExportError, RunDirError
+from transferlm.models.inference import map_batches
+from transferlm.runs import layout
+from transferlm.training.checkpoint import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.onnx"
+PARITY_EXAMPLES = 256
+# Architectures ONNX Runtime's transformer optimiser knows (model_type in the HF config -> its name).
+OPTIMIZER_TYPES = {"bert": "bert", "roberta": "bert", "distilbert": "bert", "xlm-roberta": "bert",
+                   "electra": "bert", "gpt2": "gpt2"}
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    output: str
+    quantize: str | None
+    max_abs_logit_diff: float
+    parity_examples: int
+    tolerance: float | None  # None for int8: judged by the metric instead
+    metric: str | None
+    torch_metric: float | None
+    onnx_metric: float | None
+    check_examples: int | None
+    optimizer: dict[str, Any]
+    size_mb: float
+    seconds: float
+
+
+class _Logits(nn.Module):
+    """The model with the task's output tensor as its only output (what ONNX sees)."""
+
+    def __init__(self, model: nn.Module, task):
+        super().__init__()
+        self.model, self.task = model, task
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
+        return self.task.logits(self.model(**inputs))
+
+
+class OnnxForward:
+    """``forward(**model_inputs) -> tensor`` on an ONNX Runtime session: the drop-in for the torch model."""
+
+    def __init__(self, path: Path, threads: int | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def __call__(self, **inputs: torch.Tensor) -> torch.Tensor:
+        missing = set(self.input_names) - set(inputs)
+        if missing:
+            raise ExportError(f"the ONNX model needs inputs {sorted(missing)} that the task did not give")
+        feed = {name: inputs[name].cpu().numpy() for name in self.input_names}
+        return torch.from_numpy(self.session.run(None, feed)[0])
+
+
+def export(
+    run_dir: Path,
+    output: Path,
+    quantize: str | None = None,
+    check: Path | None = None,
+    tolerance: float = 1e-3,
+    overwrite: bool = False,
+) -> ExportReport:
+    from transferlm.runs.predictor import load
+
+    began = time.perf_counter()
+    run_dir, output = Path(run_dir), Path(output)
+    if quantize not in (None, "int8"):
+        raise ExportError(f"--quantize {quantize!r}: the choices are int8 (or leave it out for fp32)")
+    if output.exists() and any(output.iterdir()) and not overwrite:
+        raise ExportError(f"{output}: already exists and is not empty; choose another --output or pass --overwrite")
+    predictor = load(run_dir)
+    if predictor.backend != "torch":
+        raise ExportError(f"{run_dir}: already an ONNX export; export the run directory it came from")
+    check_path = _check_file(predictor, run_dir, check)
+    labelled = predictor.read(check_path)
+    parity_records = labelled[:PARITY_EXAMPLES]
+    staging = output.parent / f".{output.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        model = _plain_model(predictor.model)
+        features = predictor._features(parity_records, with_labels=False)
+        fp32 = staging / "model.fp32.onnx"
+        _export_graph(model, predictor, features, fp32)
+        optimizer = _optimise(fp32, model)
+        torch_rows = predictor._outputs(features)
+        onnx_rows = _onnx_outputs(fp32, predictor, features)
+        diff = max(float((a - b).abs().max()) for a, b in zip(torch_rows, onnx_rows, strict=True))
+        log.info("fp32 ONNX against torch on %d examples: largest logit difference %.2e", len(features), diff)
+        if diff > tolerance:
+            raise ExportError(f"the ONNX graph disagrees with torch by {diff:.2e} (> tolerance {tolerance:g}) on "
+                              f"{len(parity_records)} examples of {check_path}; this architecture does not export "
+                              "faithfully. Nothing was written.")
+        report_metric: tuple[str | None, float | None, float | None, int | None] = (None, None, None, None)
+        if quantize == "int8":
+            _quantize(fp32, staging / MODEL_FILE)
+            fp32.unlink()
+            diff, report_metric = _int8_check(predictor, labelled, staging / MODEL_FILE)
+        else:
+            fp32.rename(staging / MODEL_FILE)
+        _copy_run_files(predictor, run_dir, staging)
+        report = ExportReport(str(output), quantize, diff, len(features), None if quantize else tolerance,
+                              *report_metric, optimizer, round((staging / MODEL_FILE).stat().st_size / 2**20, 1),
+                              round(time.perf_counter() - began, 1))
+        manifest = {**predictor.manifest, "backend": "onnx", "source_run": str(run_dir.resolve()),
+                    "export": asdict(report)}
+        atomic_write_text(staging / layout.MANIFEST, json.dumps(manifest, indent=2))  # last: complete
+        if output.exists():
+            shutil.rmtree(output)
+        staging.rename(output)
+        return report
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _check_file(predictor, run_dir: Path, check: Path | None) -> Path:
+    if check is not None:
+        return Path(check)
+    data = predictor.saved_config.get("data", {})
+    for key in ("validation", "test"):
+        if data.get(key) and Path(data[key]).is_file():
+            return Path(data[key])
+    raise ExportError(f"{run_dir}: its validation and test files are gone, and the export is checked on real "
+                      "inputs; pass --check FILE (labelled data in the run's format)")
+
+
+def _plain_model(model: nn.Module) -> nn.Module:
+    """A LoRA model with its adapters merged (a copy: the predictor keeps its own), else the model."""
+    if hasattr(model, "merge_and_unload"):
+        return copy.deepcopy(model).merge_and_unload().eval()
+    return model.eval()
+
+
+def _export_graph(model: nn.Module, predictor, features, path: Path) -> None:
+    task = predictor.task
+    batch = task.model_inputs(task.collate(features.items[:2], predictor.tokenizer.pad_token_id))
+    unknown = set(batch) - {"input_ids", "attention_mask", "token_type_ids"}
+    if unknown:
+        raise ExportError(f"task {task.name} feeds the model {sorted(unknown)}, which the exporter does not know")
+    batch_dim, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    dims = {name: {0: batch_dim, 1: sequence} for name in batch}
+    try:
+        with warnings.catch_warnings():
+            # The exporter's internals warn about their own deprecations (with stack levels that point
+            # anywhere); nothing a user can act on, and fatal where warnings are errors.
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.filterwarnings("ignore", message=r".*The axis name: .* will not be used", category=UserWarning)
+            torch.onnx.export(_Logits(model, task).eval(), (), str(path), kwargs=dict(batch),
+                              input_names=list(batch), output_names=["logits"], dynamic_shapes=dims, dynamo=True,
+                              external_data=False, verbose=False)
+    except Exception as e:  # the exporter raises many types; name the architecture and stop
+        raise ExportError(f"torch.onnx.export cannot export {type(model).__name__} ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0][:300]}); nothing was written") from e
+    finally:
+        model.eval()  # exporting leaves wrapped modules in train mode (ENVIRONMENT.md)
+
+
+def _optimise(path: Path, model: nn.Module) -> dict[str, Any]:
+    """ONNX Runtime's transformer fusions (attention, layer norm, GELU) where it knows the architecture."""
+    config = getattr(model, "config", None)
+    model_type = OPTIMIZER_TYPES.get(getattr(config, "model_type", ""))
+    if model_type is None:
+        reason = f"no transformer fusions for model_type {getattr(config, 'model_type', None)!r}"
+        log.info("onnx: %s; the graph keeps ONNX Runtime's generic optimisations", reason)
+        return {"applied": False, "reason": reason}
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    optimised = optimize_model(str(path), model_type=model_type, num_heads=config.num_attention_heads,
+                               hidden_size=config.hidden_size)
+    fused = {k: v for k, v in optimised.get_fused_operator_statistics().items() if v}
+    optimised.save_model_to_file(str(path))
+    log.info("onnx: transformer optimiser (%s) fused %s", model_type, fused or "nothing")
+    return {"applied": True, "model_type": model_type, "fused": fused}
+
+
+def _quantize(source: Path, target: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # Per-channel weight scales: the per-tensor default visibly hurts MiniLM (ENVIRONMENT.md).
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True)
+
+
+def _onnx_outputs(path: Path, predictor, features) -> list[torch.Tensor]:
+    return map_batches(OnnxForward(path), predictor.task, features, predictor.tokenizer.pad_token_id,
+                       predictor.batch_size)
+
+
+def _int8_check(predictor, labelled, path: Path):
+    """int8 is judged by the task metric on labelled data, beside torch's."""
+    features = predictor._features(labelled, with_labels=True)
+    torch_rows, int8_rows = predictor._outputs(features), _onnx_outputs(path, predictor, features)
+    diff = max(float((a - b).abs().max()) for a, b in zip(torch_rows, int8_rows, strict=True))
+    metric = predictor.task.default_metric
+    torch_value = predictor.task.metrics(torch_rows, features)[metric]
+    int8_value = predictor.task.metrics(int8_rows, features)[metric]
+    log.info("int8 ONNX: %s %.4f (torch fp32 %.4f) on %d examples; largest logit difference %.2e", metric,
+             int8_value, torch_value, len(labelled), diff)
+    return diff, (metric, torch_value, int8_value, len(labelled))
+
+
+def _copy_run_files(predictor, run_dir: Path, staging: Path) -> None:
+    predictor.tokenizer.save_pretrained(staging)
+    for name in (layout.CONFIG, layout.TASK_STATE, layout.METRICS, layout.VERSIONS):
+        if not (run_dir / name).is_file():
+            raise RunDirError(f"{run_dir}: {name} is missing; the run directory is damaged")
+        shutil.copy2(run_dir / name, staging / name)

@@ -1,0 +1,96 @@
+"""ONNX export: parity with torch, the export directory loads like a run directory, nothing half-written."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import transferlm
+from conftest import ner_rows, qa_rows, tiny_config, write_jsonl
+from transferlm.errors import ExportError
+from transferlm.export.onnx import MODEL_FILE, OnnxForward, export
+
+pytest.importorskip("onnxruntime")
+
+
+def trained(tiny_model_dir, tmp_path, task: str, **task_settings):
+    if task == "ner":
+        files = {"train": write_jsonl(tmp_path / "train.jsonl", ner_rows(16, seed=1)),
+                 "dev": write_jsonl(tmp_path / "dev.jsonl", ner_rows(8, seed=2))}
+    elif task == "qa":
+        files = {"train": write_jsonl(tmp_path / "train.jsonl", qa_rows(16, seed=1)),
+                 "dev": write_jsonl(tmp_path / "dev.jsonl", qa_rows(8, seed=2))}
+    else:
+        from conftest import sentiment_rows
+
+        files = {"train": write_jsonl(tmp_path / "train.jsonl", sentiment_rows(24, seed=1)),
+                 "dev": write_jsonl(tmp_path / "dev.jsonl", sentiment_rows(12, seed=2))}
+    config = tiny_config(tiny_model_dir, files, tmp_path / f"run-{task}", epochs=2)
+    config["task"] = {"type": task, **task_settings}
+    return transferlm.train(config).run_dir, files
+
+
+INPUTS = {
+    "classification": ["the film was great", "a dull and boring story", "music"],
+    "ner": ["the bank market was a goal", ["team", "and", "stock", "price"]],
+    "qa": [{"question": "the plot", "context": "a great bank story and music"}, ("film", "stock")],
+}
+
+
+@pytest.mark.parametrize("task", ["classification", "ner", "qa"])
+def test_fp32_export_predicts_as_the_run_does(tiny_model_dir, tmp_path, task):
+    run, files = trained(tiny_model_dir, tmp_path, task, **({"pooling": "mean"} if task == "classification" else {}))
+    report = export(run, tmp_path / "export")
+    assert report.max_abs_logit_diff <= 1e-3 and report.parity_examples > 0
+    exported = transferlm.load(tmp_path / "export")
+    assert exported.backend == "onnx" and exported.model is None
+    original = transferlm.load(run)
+    ours, theirs = exported.predict(INPUTS[task]), original.predict(INPUTS[task])
+    assert _same(ours, theirs), (ours, theirs)
+    assert exported.evaluate(files["dev"])[exported.task.default_metric] == pytest.approx(
+        original.evaluate(files["dev"])[original.task.default_metric])
+    manifest = json.loads((tmp_path / "export" / "run.json").read_text())
+    assert manifest["backend"] == "onnx" and manifest["export"]["quantize"] is None
+    # plain onnxruntime runs the graph on its own
+    session = OnnxForward(tmp_path / "export" / MODEL_FILE)
+    ids = torch.tensor([[2, 10, 11, 3], [2, 12, 3, 0]])
+    out = session(input_ids=ids, attention_mask=(ids > 0).long(), token_type_ids=torch.zeros_like(ids))
+    assert out.shape[0] == 2
+
+
+def _same(a, b, tolerance=1e-4) -> bool:
+    """Equal structures; floats (probabilities, scores) within ``tolerance``."""
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k], tolerance) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y, tolerance) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float):
+        return abs(a - b) <= tolerance
+    return a == b
+
+
+def test_int8_export_reports_the_metric_beside_torch(tiny_model_dir, tmp_path):
+    run, files = trained(tiny_model_dir, tmp_path, "classification")
+    report = export(run, tmp_path / "int8", quantize="int8", check=files["dev"])
+    assert report.metric == "accuracy" and report.check_examples == 12
+    assert 0 <= report.onnx_metric <= 1 and 0 <= report.torch_metric <= 1
+    assert len(transferlm.load(tmp_path / "int8").predict(["great film"])) == 1
+
+
+def test_a_failed_parity_check_leaves_nothing_behind(tiny_model_dir, tmp_path):
+    run, _ = trained(tiny_model_dir, tmp_path, "classification")
+    with pytest.raises(ExportError, match="disagrees with torch"):
+        export(run, tmp_path / "export", tolerance=-1.0)  # any difference fails
+    assert not (tmp_path / "export").exists()
+    assert not any(p.name.endswith(".partial") for p in tmp_path.iterdir())
+
+
+def test_export_refuses_to_overwrite_and_to_re_export(tiny_model_dir, tmp_path):
+    run, _ = trained(tiny_model_dir, tmp_path, "classification")
+    export(run, tmp_path / "export")
+    with pytest.raises(ExportError, match="already exists"):
+        export(run, tmp_path / "export")
+    with pytest.raises(ExportError, match="already an ONNX export"):
+        export(tmp_path / "export", tmp_path / "again")
