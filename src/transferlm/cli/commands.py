@@ -147,6 +147,19 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    import os
+
+    from transferlm.serve.app import ServeSettings, serve
+
+    settings = ServeSettings(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                             api_key=args.api_key or os.environ.get("TRANSFERLM_API_KEY") or None,
+                             max_body_bytes=args.max_body_bytes, max_inputs=args.max_inputs, max_chars=args.max_chars,
+                             backend=args.backend)
+    serve(Path(args.run), args.host, args.port, settings)
+    return 0
+
+
 def cmd_models(args) -> int:
     from transferlm.models.resolve import BUNDLED
 

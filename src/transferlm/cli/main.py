@@ -96,6 +96,26 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--overwrite", action="store_true", help="Replace an existing --output.")
     export.set_defaults(func=commands.cmd_export)
 
+    serve = sub.add_parser(
+        "serve",
+        help="Serve a run or export directory over HTTP (micro-batched; playground page at /).",
+        description="POST /v1/predict {\"inputs\": [...]}; GET /health, /ready, /v1/model, /metrics (Prometheus), "
+        "/docs, and / (a playground page). Binds 127.0.0.1 unless --host says otherwise.",
+    )
+    serve.add_argument("run", help="Run directory (`transferlm train`) or export directory (`transferlm export`).")
+    serve.add_argument("--backend", choices=["torch", "onnx"],
+                       help="Check that the directory holds this backend (default: whatever it holds).")
+    serve.add_argument("--host", default="127.0.0.1", help="Address to bind (default 127.0.0.1: this machine only).")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max-batch", type=int, default=32, help="Inputs per model batch (1: no batching).")
+    serve.add_argument("--max-wait-ms", type=float, default=5.0, help="How long a batch waits to fill, in ms.")
+    serve.add_argument("--api-key", help="Require this key (Authorization: Bearer KEY or X-API-Key) on /v1/* and "
+                       "/metrics; default: $TRANSFERLM_API_KEY if set.")
+    serve.add_argument("--max-inputs", type=int, default=256, help="Inputs per request.")
+    serve.add_argument("--max-chars", type=int, default=20_000, help="Characters per input.")
+    serve.add_argument("--max-body-bytes", type=int, default=1_000_000, help="Request body size.")
+    serve.set_defaults(func=commands.cmd_serve)
+
     models = sub.add_parser("models", help="List bundled model aliases and whether they are installed.")
     models.set_defaults(func=commands.cmd_models)
 

@@ -1,0 +1,1 @@
+"""Serving a trained model over HTTP: FastAPI app, micro-batcher, playground page."""

@@ -1,0 +1,149 @@
+"""The HTTP server: every endpoint, each limit, the API key, the micro-batcher, and the playground page."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+
+import pytest
+
+import transferlm
+from conftest import qa_rows, sentiment_rows, tiny_config, write_jsonl
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from transferlm.errors import RunDirError  # noqa: E402
+from transferlm.serve.app import ServeSettings, create_app  # noqa: E402
+from transferlm.serve.batcher import MicroBatcher  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def classifier_run(tiny_model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("serve")
+    files = {"train": write_jsonl(root / "train.jsonl", sentiment_rows(24, seed=1)),
+             "dev": write_jsonl(root / "dev.jsonl", sentiment_rows(8, seed=2))}
+    return transferlm.train(tiny_config(tiny_model_dir, files, root / "run", epochs=2)).run_dir
+
+
+def client(run, **settings) -> TestClient:
+    return TestClient(create_app(run, ServeSettings(**settings)))
+
+
+def test_predict_matches_the_python_api_and_health_ready_model_metrics_answer(classifier_run):
+    texts = ["the film was great", "a dull and boring story"]
+    with client(classifier_run) as http:
+        assert http.get("/health").json() == {"status": "ok"}
+        assert http.get("/ready").json() == {"status": "ready"}
+        response = http.post("/v1/predict", json={"inputs": texts})
+        assert response.status_code == 200
+        assert response.json()["predictions"] == transferlm.load(classifier_run).predict(texts)
+        info = http.get("/v1/model").json()
+        assert info["task"] == "classification" and info["backend"] == "torch"
+        assert set(info["state"]["label_map"]["labels"]) == {"pos", "neg"} and "validation" in info["metrics"]
+        metrics = http.get("/metrics").text
+        assert 'transferlm_requests_total{path="/v1/predict",status="200"} 1.0' in metrics
+        assert "transferlm_batch_size_bucket" in metrics and "transferlm_queue_depth" in metrics
+        assert "/v1/predict" in http.get("/openapi.json").json()["paths"]
+        assert "transferlm playground" in http.get("/").text
+
+
+@pytest.mark.parametrize(
+    ("request_kwargs", "status", "says"),
+    [
+        ({"content": b"{not json"}, 422, "not valid JSON"),
+        ({"json": {"texts": ["a"]}}, 422, 'send {"inputs": [...]}'),
+        ({"json": {"inputs": ["a"] * 5}}, 422, "5 inputs is over the limit of 4"),
+        ({"json": {"inputs": ["x" * 101]}}, 422, "input 1 has 101 characters, over the limit of 100"),
+        ({"json": {"inputs": [["a", "b"]]}}, 422, "input 1: got a 2-item sequence"),
+        ({"content": b'{"inputs": ["' + b"y" * 400 + b'"]}'}, 413, "over the limit of 300"),
+    ],
+)
+def test_each_limit_and_bad_input_gets_a_status_that_says_why(classifier_run, request_kwargs, status, says):
+    with client(classifier_run, max_inputs=4, max_chars=100, max_body_bytes=300) as http:
+        response = http.post("/v1/predict", headers={"content-type": "application/json"}, **request_kwargs)
+        assert response.status_code == status, response.text
+        assert says in response.json()["error"]
+        assert "Traceback" not in response.text
+
+
+def test_the_api_key_guards_the_api_but_not_the_probes(classifier_run):
+    with client(classifier_run, api_key="s3cret") as http:
+        assert http.post("/v1/predict", json={"inputs": ["a"]}).status_code == 401
+        assert http.post("/v1/predict", json={"inputs": ["a"]}, headers={"X-API-Key": "wrong"}).status_code == 401
+        assert http.post("/v1/predict", json={"inputs": ["a"]},
+                         headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert http.get("/metrics").status_code == 401
+        assert http.get("/health").status_code == 200 and http.get("/ready").status_code == 200
+
+
+def test_an_internal_error_never_reaches_the_client_as_a_traceback(classifier_run, monkeypatch):
+    with client(classifier_run) as http:
+        def broken(records):
+            raise RuntimeError("secret internals")
+
+        monkeypatch.setattr(http.app.state.batcher, "run", broken)
+        response = http.post("/v1/predict", json={"inputs": ["a"]})
+        assert response.status_code == 500
+        assert "secret internals" not in response.text and "internal error" in response.json()["error"]
+
+
+def test_serving_refuses_pickled_weights_and_the_wrong_backend(classifier_run, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(classifier_run, copy)
+    (copy / "pytorch_model.bin").write_bytes(b"pickle")
+    with pytest.raises(RunDirError, match="only from safetensors or ONNX"):
+        create_app(copy)
+    with pytest.raises(RunDirError, match="export it first"):
+        create_app(classifier_run, ServeSettings(backend="onnx"))
+
+
+def test_qa_is_served_with_answers_and_offsets(tiny_model_dir, tmp_path):
+    files = {"train": write_jsonl(tmp_path / "train.jsonl", qa_rows(16, seed=1)),
+             "dev": write_jsonl(tmp_path / "dev.jsonl", qa_rows(8, seed=2))}
+    config = tiny_config(tiny_model_dir, files, tmp_path / "run", max_steps=2)
+    config["task"] = {"type": "qa"}
+    run = transferlm.train(config).run_dir
+    question = {"question": "the plot", "context": "a great bank story"}
+    with client(run) as http:
+        answer = http.post("/v1/predict", json={"inputs": [question]}).json()["predictions"][0]
+        assert question["context"][answer["start"]:answer["end"]] == answer["answer"]
+        bad = http.post("/v1/predict", json={"inputs": [{"question": "q"}]})
+        assert bad.status_code == 422 and "no context" in bad.json()["error"]
+
+
+# --- the batcher ---
+def test_batcher_keeps_order_batches_concurrent_requests_and_isolates_a_failure():
+    seen_batches = []
+
+    def run(inputs):
+        seen_batches.append(len(inputs))
+        if "bad" in inputs:
+            raise ValueError("bad input")
+        return [x.upper() for x in inputs]
+
+    async def main():
+        batcher = MicroBatcher(run, max_batch=64, max_wait_ms=50)
+        batcher.start()
+        requests = [[f"r{i}a", f"r{i}b"] for i in range(10)] + [["ok", "bad"]]
+        results = await asyncio.gather(*(batcher.submit(r) for r in requests), return_exceptions=True)
+        await batcher.close()
+        return requests, results
+
+    requests, results = asyncio.run(main())
+    for request, result in zip(requests[:10], results[:10], strict=True):
+        assert result == [x.upper() for x in request]  # each request gets its own results, in order
+    assert isinstance(results[10], ValueError)  # only the bad request fails
+    assert seen_batches[0] == 22  # all eleven requests arrived within the wait: one combined batch
+
+
+def test_batcher_drains_queued_requests_on_close():
+    async def main():
+        batcher = MicroBatcher(lambda xs: [x * 2 for x in xs], max_batch=1, max_wait_ms=0)
+        batcher.start()
+        pending = [asyncio.ensure_future(batcher.submit([i])) for i in range(20)]
+        await asyncio.sleep(0)
+        await batcher.close()
+        return [await p for p in pending]
+
+    assert asyncio.run(main()) == [[i * 2] for i in range(20)]
