@@ -147,3 +147,53 @@ def test_batcher_drains_queued_requests_on_close():
         return [await p for p in pending]
 
     assert asyncio.run(main()) == [[i * 2] for i in range(20)]
+
+
+# --- the playground page, in a real browser against a real server ---
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install chromium); .ci/run installs it")
+def test_playground_page_shows_the_label_in_a_real_browser(classifier_run):
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    playwright = pytest.importorskip("playwright.sync_api")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "transferlm", "serve", str(classifier_run), "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(120):
+            try:
+                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.25)
+        else:
+            pytest.fail("the server did not become ready in 30 s")
+        text = "the film was great"
+        expected = transferlm.load(classifier_run).predict([text])[0]
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            page = browser.new_page()
+            page.goto(base + "/")
+            page.wait_for_function("document.getElementById('about').textContent.startsWith('Task: classification')")
+            page.fill("#text", text)
+            page.click("#run")
+            page.wait_for_function("document.getElementById('prediction').textContent.length > 0")
+            assert page.text_content("#prediction") == expected["label"]
+            shown = page.locator("#bars .bar .name").all_text_contents()
+            assert sorted(shown) == sorted(expected["probabilities"])
+            browser.close()
+    finally:
+        server.terminate()  # SIGTERM: uvicorn shuts down gracefully (then re-raises the signal: exit -15)
+        code = server.wait(timeout=30)
+        log = server.stdout.read().decode()
+        assert code in (0, -15) and "Application shutdown complete" in log, log[-2000:]
