@@ -1,0 +1,223 @@
+"""Shipping benchmark: torch vs ONNX Runtime fp32 vs ORT int8, and the HTTP server under load (not a timed test).
+
+Parts:
+  backends  a MiniLM fine-tuned on SST-2 (``--run``, or trained here on a seeded 5,000-sentence subset of
+            SST-2 train, 1 epoch) exported to ONNX fp32 and int8; for each: samples/s through
+            ``predict`` (tokenise + model + post-processing) at batch 1 and 32 on SST-2 dev, measured in
+            alternating rounds, and dev accuracy.
+  server    ``transferlm serve`` on loopback under a fixed load: CLIENTS concurrent clients, each sending
+            one-sentence requests back to back for DURATION seconds after a warm-up. ``--max-batch 1``
+            against micro-batching, torch and ONNX int8. Requests/s, p50/p95/p99 latency, errors, and the
+            server's peak RSS; the model's own batch-32/batch-1 throughput ratio is printed as the ceiling.
+
+Usage: python bench/serve.py [--parts backends,server] [--run RUN_DIR] [--out DIR]
+Reads ../shared/data/sst2 (or $TRANSFERLM_DATA/sst2); exits 0 with a message when it is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("TRANSFERLM_DATA", ROOT.parent / "shared" / "data")) / "sst2"
+CLIENTS = 32
+DURATION = 20.0
+WARMUP = 3.0
+
+
+def sst2_rows(name: str) -> list[dict]:
+    with (DATA / name).open(newline="", encoding="utf-8") as f:
+        return [{"text": r["sentence"].strip(), "label": r["label"]}
+                for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def model_run(out: Path, run: Path | None) -> Path:
+    if run is not None:
+        return run
+    import transferlm
+
+    rows = sst2_rows("train.tsv")
+    random.Random(0).shuffle(rows)
+    train = write_jsonl(out / "data" / "train.jsonl", rows[:5000])
+    dev = write_jsonl(out / "data" / "dev.jsonl", sst2_rows("dev.tsv"))
+    config = {"model": {"name": "minilm", "max_length": 64}, "task": {"pooling": "mean"},
+              "data": {"train": str(train), "validation": str(dev)},
+              "train": {"epochs": 1, "batch_size": 32, "lr": 1e-4, "progress": False}, "output": str(out / "run")}
+    return transferlm.train(config, overwrite=True).run_dir
+
+
+def part_backends(out: Path, run: Path, rounds: int = 2) -> dict:
+    import transferlm
+    from transferlm.export.onnx import export
+
+    dev = write_jsonl(out / "data" / "dev.jsonl", sst2_rows("dev.tsv"))
+    exports = {}
+    for name, quantize in (("onnx-fp32", None), ("onnx-int8", "int8")):
+        report = export(run, out / name, quantize=quantize, check=dev, overwrite=True)
+        exports[name] = {"dir": out / name, "report": report.__dict__}
+    dirs = {"torch-fp32": run, **{k: v["dir"] for k, v in exports.items()}}
+    texts = [r["text"] for r in sst2_rows("dev.tsv")]
+    results: dict[str, dict] = {name: {"batch_1": [], "batch_32": []} for name in dirs}
+    for _ in range(rounds):  # alternate, so slow phases of a noisy machine hit every backend alike
+        for name, path in dirs.items():
+            for batch in (1, 32):
+                predictor = transferlm.load(path, batch_size=batch)
+                records = [predictor.task.input_record(t, i) for i, t in enumerate(texts)]
+                predictor.predict_records(records[:32])  # warm-up
+                began = time.perf_counter()
+                predictor.predict_records(records if batch == 32 else records[:300])
+                n = len(records) if batch == 32 else 300
+                results[name][f"batch_{batch}"].append(n / (time.perf_counter() - began))
+    table = {}
+    for name, path in dirs.items():
+        accuracy = transferlm.load(path).evaluate(dev)["accuracy"]
+        table[name] = {"accuracy": accuracy, **{k: round(max(v), 1) for k, v in results[name].items()},
+                       "all_rounds": {k: [round(x, 1) for x in v] for k, v in results[name].items()}}
+    base = table["torch-fp32"]
+    for name in table:
+        table[name]["speedup_batch_32"] = round(table[name]["batch_32"] / base["batch_32"], 2)
+        table[name]["accuracy_delta_points"] = round(100 * (table[name]["accuracy"] - base["accuracy"]), 2)
+    return {"part": "backends", "run": str(run), "table": table,
+            "exports": {k: v["report"] for k, v in exports.items()}}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def load_test(base: str, texts: list[str]) -> dict:
+    import httpx
+
+    latencies: list[float] = []
+    errors = 0
+    stop_at = time.perf_counter() + WARMUP + DURATION
+    measure_from = time.perf_counter() + WARMUP
+
+    async def client(k: int, http: httpx.AsyncClient):
+        nonlocal errors
+        i = k
+        while time.perf_counter() < stop_at:
+            began = time.perf_counter()
+            try:
+                response = await http.post(f"{base}/v1/predict", json={"inputs": [texts[i % len(texts)]]})
+                ok = response.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            ended = time.perf_counter()
+            if began >= measure_from and ended <= stop_at:
+                if ok:
+                    latencies.append(ended - began)
+                else:
+                    errors += 1
+            i += CLIENTS
+
+    limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+        await asyncio.gather(*(client(k, http) for k in range(CLIENTS)))
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        return round(1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))], 1) if latencies else None
+
+    return {"requests_per_s": round(len(latencies) / DURATION, 1), "p50_ms": pct(0.50), "p95_ms": pct(0.95),
+            "p99_ms": pct(0.99), "mean_ms": round(1000 * statistics.mean(latencies), 1) if latencies else None,
+            "completed": len(latencies), "errors": errors}
+
+
+def serve_once(path: Path, max_batch: int, texts: list[str]) -> dict:
+    import httpx
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "transferlm", "serve", str(path), "--port", str(port),
+                               "--max-batch", str(max_batch), "--max-wait-ms", "5"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.25)
+        result = asyncio.run(load_test(base, texts))
+        status = Path(f"/proc/{server.pid}/status")
+        if status.is_file():
+            hwm = [line for line in status.read_text().splitlines() if line.startswith("VmHWM")]
+            result["server_peak_rss_mb"] = round(int(hwm[0].split()[1]) / 1024, 1) if hwm else None
+        return result
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def part_server(out: Path, run: Path, ceiling: float | None) -> dict:
+    texts = [r["text"] for r in sst2_rows("dev.tsv")]
+    int8 = out / "onnx-int8"
+    if not (int8 / "run.json").is_file():
+        from transferlm.export.onnx import export
+
+        export(run, int8, quantize="int8", check=write_jsonl(out / "data" / "dev.jsonl", sst2_rows("dev.tsv")),
+               overwrite=True)
+    rows = {}
+    for backend, path in (("torch", run), ("onnx-int8", int8)):
+        for max_batch in (1, 32):
+            rows[f"{backend} max-batch {max_batch}"] = serve_once(path, max_batch, texts)
+            print(f"{backend} max-batch {max_batch}: {json.dumps(rows[f'{backend} max-batch {max_batch}'])}",
+                  flush=True)
+    for backend in ("torch", "onnx-int8"):
+        one, many = rows[f"{backend} max-batch 1"], rows[f"{backend} max-batch 32"]
+        rows[f"{backend} ratio"] = {"requests_per_s": round(many["requests_per_s"] / max(one["requests_per_s"], 1e-9),
+                                                            2),
+                                    "p99_ms_batched_vs_single": [many["p99_ms"], one["p99_ms"]]}
+    return {"part": "server", "clients": CLIENTS, "duration_s": DURATION, "rows": rows,
+            "model_batch32_over_batch1_ceiling": ceiling}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", default="backends,server")
+    parser.add_argument("--run", type=Path, default=None, help="a run dir of a classifier fine-tuned on SST-2")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-serve"))
+    args = parser.parse_args()
+    if not (DATA / "dev.tsv").is_file():
+        print(f"SST-2 not found at {DATA}; set TRANSFERLM_DATA or see ../shared/data/README.md. Skipping.")
+        return 0
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="transferlm: %(message)s")
+    run = model_run(args.out, args.run)
+    results, ceiling = [], None
+    for part in args.parts.split(","):
+        if part == "backends":
+            result = part_backends(args.out, run)
+            torch_row = result["table"]["torch-fp32"]
+            ceiling = round(torch_row["batch_32"] / torch_row["batch_1"], 2)
+        else:
+            result = part_server(args.out, run, ceiling)
+        results.append(result)
+        print(json.dumps(result, indent=2, default=str), flush=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
