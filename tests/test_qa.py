@@ -343,3 +343,20 @@ def test_malformed_squad_json_is_reported_with_its_place(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"data": [{"paragraphs": ["oops"]}, {"title": "no paragraphs"}]}))
     records, problems = read(tmp_path / "bad.json")
     assert records == [] and "data[0].paragraphs[0], data[1]" in problems[0]
+
+
+def test_the_validation_carve_out_never_splits_a_context(tmp_path):
+    from transferlm.config.load import build_config
+    from transferlm.runs.prepare import load_splits
+
+    rows = []
+    for c in range(20):
+        context = f"context {c} bank"
+        rows += [{"id": f"{c}-{q}", "question": f"q{q}", "context": context,
+                  "answers": [{"text": "bank", "answer_start": context.index("bank")}]} for q in range(3)]
+    train = write_jsonl(tmp_path / "train.jsonl", rows)
+    config = build_config({"task": {"type": "qa"}, "data": {"train": str(train), "validation_split": 0.2},
+                           "output": str(tmp_path / "run")})
+    splits = load_splits(config, qa_task())
+    assert len(splits.validation) == 12 and "grouped carve-out" in splits.validation_source
+    assert not {r.text_pair for r in splits.train} & {r.text_pair for r in splits.validation}

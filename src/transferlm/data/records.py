@@ -114,3 +114,23 @@ def stratified_split(
     train = [r for i, r in enumerate(records) if i not in held]
     validation = [r for i, r in enumerate(records) if i in held]
     return train, validation
+
+
+def grouped_split(
+    records: Sequence[Record], group: Callable[[Record], Hashable], fraction: float, seed: int
+) -> tuple[list[Record], list[Record]]:
+    """Seeded split that keeps each group (e.g. all questions about one context) on one side: whole groups,
+    in a seeded order, are held out until ``fraction`` of the records is reached."""
+    members: dict[Hashable, list[int]] = defaultdict(list)
+    for i, record in enumerate(records):
+        members[group(record)].append(i)
+    order = sorted(members, key=repr)
+    random.Random(seed).shuffle(order)
+    held: set[int] = set()
+    for name in order:
+        if len(held) >= fraction * len(records) or len(held) + len(members[name]) == len(records):
+            break
+        held.update(members[name])
+    train = [r for i, r in enumerate(records) if i not in held]
+    validation = [r for i, r in enumerate(records) if i in held]
+    return train, validation

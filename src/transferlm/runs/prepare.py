@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from transferlm.config.schema import RunConfig
-from transferlm.data.records import Record, stratified_split
+from transferlm.data.records import Record, grouped_split, stratified_split
 from transferlm.errors import DataError
 from transferlm.tasks.base import Task
 
@@ -37,9 +37,17 @@ def load_splits(config: RunConfig, task: Task) -> Splits:
 
     validation_source = str(data.validation) if data.validation else ""
     if data.validation is None:
-        train, carved = stratified_split(train, task.split_key, data.validation_split, config.train.seed)
+        grouped = any(task.split_group(r) is not None for r in train[:1])
+        if grouped:
+            train, carved = grouped_split(train, task.split_group, data.validation_split, config.train.seed)
+        else:
+            train, carved = stratified_split(train, task.split_key, data.validation_split, config.train.seed)
+        if not carved:
+            raise DataError(f"{data.train}: the validation carve-out is empty ({len(train)} examples"
+                            + (", all in one group" if grouped else "") + "); pass data.validation (--validation FILE)")
         others = {f"validation carve-out of {data.train}": carved, **others}
-        validation_source = f"{data.validation_split:.0%} stratified carve-out of {data.train} (seed {config.train.seed})"
+        kind = "grouped" if grouped else "stratified"
+        validation_source = f"{data.validation_split:.0%} {kind} carve-out of {data.train} (seed {config.train.seed})"
         log.info("validation: %s, %d examples", validation_source, len(carved))
     problems = task.fit_labels(train, others, train_name=str(data.train))
     if problems:

@@ -73,6 +73,11 @@ class Task(ABC):
         """Key for stratified validation carve-outs."""
         return None
 
+    def split_group(self, record: Record) -> Any:
+        """Records with the same group stay on one side of a validation carve-out (e.g. questions about one
+        context, which would otherwise leak answers into validation); None: split record by record."""
+        return None
+
     # --- model ---
     @abstractmethod
     def build_model(self, path: Path, tokenizer: Any, pretrained: bool = True) -> nn.Module:

@@ -139,6 +139,9 @@ class QaTask(Task):
         return {"question_column": "question", "context_column": "context", "answers_column": "answers",
                 "id_column": "id"}
 
+    def split_group(self, record: Record) -> Any:
+        return record.text_pair  # a context's questions stay together: no context in both train and validation
+
     # --- labels ---
     def fit_labels(self, train, others, train_name="train") -> list[str]:
         self.allow_null = any(not r.label for r in train)
