@@ -94,3 +94,15 @@ def test_export_refuses_to_overwrite_and_to_re_export(tiny_model_dir, tmp_path):
         export(run, tmp_path / "export")
     with pytest.raises(ExportError, match="already an ONNX export"):
         export(tmp_path / "export", tmp_path / "again")
+
+
+def test_overwrite_never_touches_the_run_or_a_foreign_directory(tiny_model_dir, tmp_path):
+    run, _ = trained(tiny_model_dir, tmp_path, "classification")
+    with pytest.raises(ExportError, match="is the run directory"):
+        export(run, run, overwrite=True)
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    with pytest.raises(ExportError, match="not one"):
+        export(run, other, overwrite=True)
+    assert (other / "keep.txt").read_text() == "mine" and (run / "run.json").is_file()

@@ -197,3 +197,48 @@ def test_playground_page_shows_the_label_in_a_real_browser(classifier_run):
         code = server.wait(timeout=30)
         log = server.stdout.read().decode()
         assert code in (0, -15) and "Application shutdown complete" in log, log[-2000:]
+
+
+def test_a_chunked_body_over_the_limit_is_refused_and_the_key_works_in_x_api_key(classifier_run):
+    def chunks():
+        yield b'{"inputs": ["'
+        for _ in range(20):
+            yield b"z" * 50
+        yield b'"]}'
+
+    with client(classifier_run, max_body_bytes=300, api_key="k") as http:
+        response = http.post("/v1/predict", content=chunks(), headers={"X-API-Key": "k",
+                                                                       "content-type": "application/json"})
+        assert response.status_code == 413 and "over the limit of 300 bytes" in response.json()["error"]
+        assert http.post("/v1/predict", json={"inputs": ["fine"]}, headers={"X-API-Key": "k"}).status_code == 200
+
+
+def test_a_model_returning_garbage_answers_with_an_error_instead_of_hanging():
+    async def main():
+        batcher = MicroBatcher(lambda xs: None, max_batch=4, max_wait_ms=1)  # wrong result type
+        batcher.start()
+        answers = await asyncio.gather(batcher.submit([1]), batcher.submit([2, 3]), return_exceptions=True)
+        healthy = batcher.healthy
+        await batcher.close()
+        return answers, healthy
+
+    answers, healthy = asyncio.run(main())
+    assert all(isinstance(a, Exception) for a in answers) and healthy  # answered, and the worker lives on
+
+
+def test_batcher_keeps_batches_within_max_batch():
+    sizes = []
+
+    def run(inputs):
+        sizes.append(len(inputs))
+        return inputs
+
+    async def main():
+        batcher = MicroBatcher(run, max_batch=8, max_wait_ms=50)
+        batcher.start()
+        results = await asyncio.gather(*(batcher.submit([i] * 3) for i in range(10)))
+        await batcher.close()
+        return results
+
+    assert asyncio.run(main()) == [[i] * 3 for i in range(10)]
+    assert max(sizes) <= 8 and sum(sizes) == 30

@@ -107,8 +107,15 @@ def export(
     run_dir, output = Path(run_dir), Path(output)
     if quantize not in (None, "int8"):
         raise ExportError(f"--quantize {quantize!r}: the choices are int8 (or leave it out for fp32)")
-    if output.exists() and any(output.iterdir()) and not overwrite:
-        raise ExportError(f"{output}: already exists and is not empty; choose another --output or pass --overwrite")
+    if output.resolve() == run_dir.resolve() or output.resolve() in run_dir.resolve().parents:
+        raise ExportError(f"--output {output} is the run directory or holds it; export somewhere else")
+    if output.exists() and any(output.iterdir()):
+        if not overwrite:
+            raise ExportError(f"{output}: already exists and is not empty; choose another --output or pass "
+                              "--overwrite")
+        if not _is_export(output):
+            raise ExportError(f"{output}: --overwrite replaces only an earlier export, and this directory is not "
+                              "one; choose another --output")
     predictor = load(run_dir)
     if predictor.backend != "torch":
         raise ExportError(f"{run_dir}: already an ONNX export; export the run directory it came from")
@@ -146,12 +153,32 @@ def export(
         manifest = {**predictor.manifest, "backend": "onnx", "source_run": str(run_dir.resolve()),
                     "export": asdict(report)}
         atomic_write_text(staging / layout.MANIFEST, json.dumps(manifest, indent=2))  # last: complete
-        if output.exists():
-            shutil.rmtree(output)
-        staging.rename(output)
+        _publish(staging, output)
         return report
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _is_export(path: Path) -> bool:
+    try:
+        return json.loads((path / layout.MANIFEST).read_text()).get("backend") == "onnx"
+    except (OSError, ValueError):
+        return False
+
+
+def _publish(staging: Path, output: Path) -> None:
+    """Move the finished export into place; an earlier export is set aside first and removed only after."""
+    old = output.parent / f".{output.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if output.exists():
+        output.rename(old)
+    try:
+        staging.rename(output)
+    except OSError:
+        if old.exists():
+            old.rename(output)  # put the earlier export back
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _check_file(predictor, run_dir: Path, check: Path | None) -> Path:
@@ -174,7 +201,10 @@ def _plain_model(model: nn.Module) -> nn.Module:
 
 def _export_graph(model: nn.Module, predictor, features, path: Path) -> None:
     task = predictor.task
-    batch = task.model_inputs(task.collate(features.items[:2], predictor.tokenizer.pad_token_id))
+    # Two items of different lengths where there are: export must not specialise batch or length to 1.
+    sample = sorted(features.items, key=lambda item: len(item["input_ids"]))
+    sample = [sample[0], sample[-1]] if len(sample) > 1 else sample * 2
+    batch = task.model_inputs(task.collate(sample, predictor.tokenizer.pad_token_id))
     unknown = set(batch) - {"input_ids", "attention_mask", "token_type_ids"}
     if unknown:
         raise ExportError(f"task {task.name} feeds the model {sorted(unknown)}, which the exporter does not know")

@@ -13,6 +13,7 @@ malformed JSON is a 422 with the reason; no traceback reaches a client; shutdown
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
@@ -62,7 +63,7 @@ def check_weights(root: Path, backend: str | None) -> str:
 
 
 def create_app(root: Path, settings: ServeSettings = ServeSettings()):
-    from fastapi import FastAPI
+    from fastapi import Depends, FastAPI
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse, Response
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -118,12 +119,6 @@ def create_app(root: Path, settings: ServeSettings = ServeSettings()):
         return response
 
     async def _guarded(request: Request, call_next):
-        if settings.api_key and request.url.path.startswith(("/v1/", "/metrics")):
-            given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix(
-                "Bearer ")
-            if not hmac.compare_digest(given.encode(), settings.api_key.encode()):
-                return problem(401, "missing or wrong API key: send it as 'Authorization: Bearer KEY' or "
-                               "'X-API-Key: KEY'", "auth")
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > settings.max_body_bytes:
             return problem(413, f"request body of {declared} bytes is over the limit of {settings.max_body_bytes}",
@@ -133,6 +128,24 @@ def create_app(root: Path, settings: ServeSettings = ServeSettings()):
         except Exception:  # never a traceback to the client; the server log has it
             log.exception("unhandled error on %s", request.url.path)
             return problem(500, "internal error; the server log has the details", "internal")
+
+    wanted = hashlib.sha256(settings.api_key.encode()).digest() if settings.api_key else None
+
+    async def require_key(request: Request) -> None:
+        """On /v1/* and /metrics (a route dependency, so no path prefix can slip past it)."""
+        if wanted is None:
+            return
+        given = request.headers.get("x-api-key")
+        if given is None:
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            given = token.strip() if scheme.lower() == "bearer" else ""
+        # Digests of equal length, compared in constant time: neither the key nor its length leaks.
+        if not hmac.compare_digest(hashlib.sha256(given.encode()).digest(), wanted):
+            errors.labels("auth").inc()
+            raise HTTPException(401, "missing or wrong API key: send it as 'Authorization: Bearer KEY' or "
+                                "'X-API-Key: KEY'")
+
+    guarded = [Depends(require_key)]
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError):
@@ -149,11 +162,11 @@ def create_app(root: Path, settings: ServeSettings = ServeSettings()):
 
     @app.get("/ready")
     async def ready():
-        if not state["ready"]:
+        if not state["ready"] or not batcher.healthy:
             return JSONResponse({"status": "not ready"}, status_code=503)
         return {"status": "ready"}
 
-    @app.get("/v1/model")
+    @app.get("/v1/model", dependencies=guarded)
     async def model_info():
         metrics_file = root / layout.METRICS
         return {
@@ -168,16 +181,20 @@ def create_app(root: Path, settings: ServeSettings = ServeSettings()):
                        "max_body_bytes": settings.max_body_bytes},
         }
 
-    @app.post("/v1/predict")
+    @app.post("/v1/predict", dependencies=guarded)
     async def predict(request: Request):
-        body = await request.body()
-        if len(body) > settings.max_body_bytes:
-            return problem(413, f"request body of {len(body)} bytes is over the limit of {settings.max_body_bytes}",
-                           "too_large")
+        body = bytearray()
+        async for chunk in request.stream():  # counted as it arrives: a chunked upload cannot exhaust memory
+            body += chunk
+            if len(body) > settings.max_body_bytes:
+                return problem(413, f"request body is over the limit of {settings.max_body_bytes} bytes",
+                               "too_large")
         try:
             payload = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             return problem(422, f"the body is not valid JSON ({e}); send {{\"inputs\": [...]}}", "invalid")
+        except RecursionError:
+            return problem(422, "the body nests too deeply; send {\"inputs\": [...]}", "invalid")
         inputs = payload.get("inputs") if isinstance(payload, dict) else None
         if not isinstance(inputs, list) or not inputs:
             return problem(422, 'send {"inputs": [...]}: a non-empty list of inputs', "invalid")
@@ -195,13 +212,13 @@ def create_app(root: Path, settings: ServeSettings = ServeSettings()):
             return problem(422, "; ".join(e.problems), "invalid")
         try:
             predictions = await batcher.submit(records)
-        except BatcherClosed:
-            return problem(503, "the server is shutting down; retry on another instance", "closed")
+        except BatcherClosed as e:
+            return problem(503, f"{e}; retry on another instance", "closed")
         except DataError as e:
             return problem(422, "; ".join(e.problems), "invalid")
         return {"predictions": predictions}
 
-    @app.get("/metrics")
+    @app.get("/metrics", dependencies=guarded)
     async def metrics():
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
