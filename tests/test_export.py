@@ -8,14 +8,14 @@ import pytest
 import torch
 
 import transferlm
-from conftest import ner_rows, qa_rows, tiny_config, write_jsonl
+from conftest import ner_rows, qa_rows, sentiment_rows, tiny_config, write_jsonl
 from transferlm.errors import ExportError
 from transferlm.export.onnx import MODEL_FILE, OnnxForward, export
 
 pytest.importorskip("onnxruntime")
 
 
-def trained(tiny_model_dir, tmp_path, task: str, **task_settings):
+def trained(tiny_model_dir, tmp_path, task: str, strategy: dict | None = None, **task_settings):
     if task == "ner":
         files = {"train": write_jsonl(tmp_path / "train.jsonl", ner_rows(16, seed=1)),
                  "dev": write_jsonl(tmp_path / "dev.jsonl", ner_rows(8, seed=2))}
@@ -23,12 +23,15 @@ def trained(tiny_model_dir, tmp_path, task: str, **task_settings):
         files = {"train": write_jsonl(tmp_path / "train.jsonl", qa_rows(16, seed=1)),
                  "dev": write_jsonl(tmp_path / "dev.jsonl", qa_rows(8, seed=2))}
     else:
-        from conftest import sentiment_rows
-
         files = {"train": write_jsonl(tmp_path / "train.jsonl", sentiment_rows(24, seed=1)),
                  "dev": write_jsonl(tmp_path / "dev.jsonl", sentiment_rows(12, seed=2))}
+    if task_settings.get("multi_label"):
+        rows = [{"text": r["text"], "label": [r["label"], "any"]} for r in sentiment_rows(24, seed=1)]
+        files = {"train": write_jsonl(tmp_path / "train.jsonl", rows), "dev": write_jsonl(tmp_path / "dev.jsonl", rows)}
     config = tiny_config(tiny_model_dir, files, tmp_path / f"run-{task}", epochs=2)
     config["task"] = {"type": task, **task_settings}
+    if strategy:
+        config["strategy"] = strategy
     return transferlm.train(config).run_dir, files
 
 
@@ -39,9 +42,18 @@ INPUTS = {
 }
 
 
-@pytest.mark.parametrize("task", ["classification", "ner", "qa"])
-def test_fp32_export_predicts_as_the_run_does(tiny_model_dir, tmp_path, task):
-    run, files = trained(tiny_model_dir, tmp_path, task, **({"pooling": "mean"} if task == "classification" else {}))
+CASES = {  # case -> (task, task settings, strategy)
+    "classification-mean": ("classification", {"pooling": "mean"}, None),
+    "multi-label-lora": ("classification", {"multi_label": True}, {"name": "lora", "lora": {"r": 2}}),
+    "ner": ("ner", {}, None),
+    "qa": ("qa", {}, None),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_fp32_export_predicts_as_the_run_does(tiny_model_dir, tmp_path, case):
+    task, settings, strategy = CASES[case]
+    run, files = trained(tiny_model_dir, tmp_path, task, strategy, **settings)
     report = export(run, tmp_path / "export")
     assert report.max_abs_logit_diff <= 1e-3 and report.parity_examples > 0
     exported = transferlm.load(tmp_path / "export")
@@ -106,3 +118,18 @@ def test_overwrite_never_touches_the_run_or_a_foreign_directory(tiny_model_dir, 
     with pytest.raises(ExportError, match="not one"):
         export(run, other, overwrite=True)
     assert (other / "keep.txt").read_text() == "mine" and (run / "run.json").is_file()
+
+
+@pytest.mark.slow
+def test_bundled_minilm_exports_with_fused_attention_and_int8_keeps_its_predictions(tmp_path):
+    rows = sentiment_rows(24, seed=1)
+    files = {"train": write_jsonl(tmp_path / "train.jsonl", rows),
+             "dev": write_jsonl(tmp_path / "dev.jsonl", sentiment_rows(12, seed=2))}
+    config = tiny_config("minilm", files, tmp_path / "run", max_steps=4, lr=1e-4)
+    run = transferlm.train(config).run_dir
+    fp32 = export(run, tmp_path / "fp32")
+    assert fp32.max_abs_logit_diff <= 1e-3 and fp32.optimizer["applied"]
+    assert fp32.optimizer["fused"], "onnxruntime's BERT fusions should apply to MiniLM"
+    int8 = export(run, tmp_path / "int8", quantize="int8")
+    assert abs(int8.onnx_metric - int8.torch_metric) <= 1 / 12 + 1e-9  # at most one of 12 examples flips
+    assert int8.size_mb < fp32.size_mb / 2
