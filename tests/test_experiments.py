@@ -139,7 +139,8 @@ def test_compare_reports_all_member_problems_before_training(tiny_model_dir, tmp
     config = experiment_config(tiny_model_dir, tmp_path)
     with pytest.raises(ConfigError) as error:
         compare(config, CompareSettings(members=["fulll"]))
-    assert "unknown 'fulll'" in error.value.problems[0] and "baselines crf, overlap, tfidf, scratch" in error.value.problems[0]
+    problem = error.value.problems[0]
+    assert "unknown 'fulll'" in problem and "baselines crf, overlap, tfidf, scratch" in problem
     bad = CompareSettings(
         members=[{"name": "last-n", "set": {"strategy.layerz": 2}}, {"name": "full", "set": {"strategy.layers": 1}}],
         seeds=[0],
