@@ -194,9 +194,9 @@ def test_playground_page_shows_the_label_in_a_real_browser(classifier_run):
             browser.close()
     finally:
         server.terminate()  # SIGTERM: uvicorn shuts down gracefully (then re-raises the signal: exit -15)
-        code = server.wait(timeout=30)
-        log = server.stdout.read().decode()
-        assert code in (0, -15) and "Application shutdown complete" in log, log[-2000:]
+        output, _ = server.communicate(timeout=30)  # reads and closes the pipe
+        log = output.decode()
+        assert server.returncode in (0, -15) and "Application shutdown complete" in log, log[-2000:]
 
 
 def test_a_chunked_body_over_the_limit_is_refused_and_the_key_works_in_x_api_key(classifier_run):
