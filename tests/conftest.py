@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny random BERT saved as a local HF directory, and small data files."""
+"""Shared fixtures: tiny random models (BERT, Llama, GPT-2) saved as local HF directories, and small data files."""
 
 from __future__ import annotations
 
@@ -99,6 +99,59 @@ def make_tiny_bert(root: Path, dropout: float = 0.1) -> Path:
     torch.manual_seed(0)
     BertModel(config).save_pretrained(root)
     return root
+
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }} {{ m['content'] }}<|im_end|> {% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant {% endif %}"
+)
+
+
+def make_tiny_decoder(root: Path, arch: str, dropout: float = 0.0, chat_template: bool = True) -> Path:
+    """A 2-layer, 32-dim causal LM with random weights (``llama`` or ``gpt2``) and a word-level tokenizer over
+    the fixture words, with ChatML-style special tokens and no pad token (as most decoders ship)."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    root.mkdir(parents=True, exist_ok=True)
+    special = ["<unk>", "<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    words = special + sorted(set(POSITIVE + NEGATIVE + FILLER + SPORT + MONEY + ["user", "assistant", "system"]))
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, unk_token="<unk>", eos_token="<|im_end|>" if chat_template else "<|endoftext|>",
+        bos_token="<|endoftext|>", additional_special_tokens=special[2:],
+        model_input_names=["input_ids", "attention_mask"],
+    )
+    if chat_template:
+        tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(root)
+    torch.manual_seed(0)
+    eos = tokenizer.eos_token_id
+    if arch == "llama":
+        config = LlamaConfig(vocab_size=len(words), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                             tie_word_embeddings=True, bos_token_id=1, eos_token_id=eos, attention_dropout=dropout)
+        LlamaForCausalLM(config).save_pretrained(root)
+    elif arch == "gpt2":
+        config = GPT2Config(vocab_size=len(words), n_embd=32, n_layer=2, n_head=2, n_positions=128,
+                            bos_token_id=1, eos_token_id=eos, resid_pdrop=dropout, embd_pdrop=dropout,
+                            attn_pdrop=dropout)
+        GPT2LMHeadModel(config).save_pretrained(root)
+    else:
+        raise ValueError(arch)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory) -> Path:
+    return make_tiny_decoder(tmp_path_factory.mktemp("tiny-llama"), "llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(tmp_path_factory) -> Path:
+    return make_tiny_decoder(tmp_path_factory.mktemp("tiny-gpt2"), "gpt2")
 
 
 @pytest.fixture(scope="session")

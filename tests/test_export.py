@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 import torch
@@ -129,7 +130,12 @@ def test_bundled_minilm_exports_with_fused_attention_and_int8_keeps_its_predicti
     run = transferlm.train(config).run_dir
     fp32 = export(run, tmp_path / "fp32")
     assert fp32.max_abs_logit_diff <= 1e-3 and fp32.optimizer["applied"]
-    assert fp32.optimizer["fused"], "onnxruntime's BERT fusions should apply to MiniLM"
+    assert fp32.optimizer["exporter"] == "torchscript"
+    assert fp32.optimizer["fused"].get("Attention") == 6, fp32.optimizer  # one per layer
     int8 = export(run, tmp_path / "int8", quantize="int8")
+    import onnx
+
+    ops = Counter(node.op_type for node in onnx.load(str(tmp_path / "int8" / "model.onnx")).graph.node)
+    assert ops["QAttention"] == 6 and ops["Attention"] == 0, ops
     assert abs(int8.onnx_metric - int8.torch_metric) <= 1 / 12 + 1e-9  # at most one of 12 examples flips
     assert int8.size_mb < fp32.size_mb / 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 
 import pytest
 import torch
@@ -22,34 +23,82 @@ from transferlm.tasks import TASKS, build_task
 LAYER = re.compile(r"encoder\.layer\.(\d+)\.")
 
 
-def _in_head(name: str) -> bool:
-    plain = name.replace("base_model.model.", "")
-    return not plain.startswith(("bert.", "backbone.")) or ".pooler." in plain
+@dataclass(frozen=True)
+class Arch:
+    """Where a tiny test backbone keeps its parameters, written out by hand (not asked of the code under test)."""
+
+    fixture: str  # the conftest fixture giving its directory (dropout 0 where a run must be deterministic)
+    deterministic_fixture: str
+    backbone: tuple[str, ...]  # name prefixes of backbone parameters
+    layer: str  # name infix of transformer layer {i}
+    above: tuple[str, ...]  # backbone parameters above the layer stack (a final norm)
+    embeddings: tuple[str, ...]
 
 
-# strategy case -> (strategy config, predicate over (parameter name) for what must train)
+ARCHS = {
+    "bert": Arch("tiny_model_dir", "tiny_model_no_dropout", ("bert.", "backbone."), "encoder.layer.{}.", (),
+                 ("embeddings.",)),
+    "llama": Arch("tiny_llama_dir", "tiny_llama_dir", ("model.",), "model.layers.{}.", ("model.norm.",),
+                  ("embed_tokens.",)),
+    "gpt2": Arch("tiny_gpt2_dir", "tiny_gpt2_dir", ("transformer.",), "transformer.h.{}.", ("transformer.ln_f.",),
+                 (".wte.", ".wpe.")),
+}
+
+
+def _plain(name: str) -> str:
+    return name.replace("base_model.model.", "")
+
+
+def _in_head(name: str, arch: Arch = ARCHS["bert"]) -> bool:
+    plain = _plain(name)
+    return not plain.startswith(arch.backbone) or ".pooler." in plain
+
+
+# strategy case -> (strategy config, predicate over (parameter name, arch) for what must train)
 STRATEGY_CASES = {
-    "full": ({"name": "full"}, lambda n: True),
+    "full": ({"name": "full"}, lambda n, a: True),
     "frozen": ({"name": "frozen"}, _in_head),
     "frozen-uncached": ({"name": "frozen", "cache_features": False}, _in_head),
-    "last-n": ({"name": "last-n", "layers": 1}, lambda n: _in_head(n) or "encoder.layer.1." in n),
-    "lora": ({"name": "lora", "lora": {"r": 2}}, lambda n: "lora_" in n or ".modules_to_save." in n),
+    "last-n": (
+        {"name": "last-n", "layers": 1},
+        lambda n, a: _in_head(n, a) or a.layer.format(1) in n or _plain(n).startswith(a.above),
+    ),
+    "lora": ({"name": "lora", "lora": {"r": 2}}, lambda n, a: "lora_" in n or ".modules_to_save." in n),
     "lora-merged": (
         {"name": "lora", "lora": {"r": 2, "merge": True}},
-        lambda n: "lora_" in n or ".modules_to_save." in n,
+        lambda n, a: "lora_" in n or ".modules_to_save." in n,
     ),
-    "bitfit": ({"name": "bitfit"}, lambda n: _in_head(n) or n.endswith(".bias")),
-    "full+layer-lr-decay": ({"name": "full", "layer_lr_decay": 0.5}, lambda n: True),
-    "last-n+gradual": ({"name": "last-n", "layers": 2, "gradual_unfreeze": True}, lambda n: "embeddings" not in n),
+    "bitfit": ({"name": "bitfit"}, lambda n, a: _in_head(n, a) or n.endswith(".bias")),
+    "full+layer-lr-decay": ({"name": "full", "layer_lr_decay": 0.5}, lambda n, a: True),
+    "last-n+gradual": (
+        {"name": "last-n", "layers": 2, "gradual_unfreeze": True},
+        lambda n, a: not any(e in "." + n for e in a.embeddings),
+    ),
 }
-# task case -> task config (and multi-label data)
+# task case -> task config (and multi-label data); "backbone" picks the tiny model (default bert)
 TASK_CASES = {
     "classification": {"type": "classification"},
     "classification-mean-pooling": {"type": "classification", "pooling": "mean"},
     "multi-label": {"type": "classification", "multi_label": True},
     "ner": {"type": "ner"},
     "qa": {"type": "qa"},
+    "classification-llama": {"type": "classification", "backbone": "llama"},
+    "classification-gpt2": {"type": "classification", "backbone": "gpt2"},
 }
+# (task case, strategy case) -> the error a strategy that cannot apply must give
+REFUSED = {
+    ("classification-llama", "bitfit"): "has no bias parameters in its backbone",
+}
+
+
+def task_config(task_case: str) -> dict:
+    return {k: v for k, v in TASK_CASES[task_case].items() if k != "backbone"}
+
+
+def arch_of(task_case: str) -> Arch:
+    return ARCHS[TASK_CASES[task_case].get("backbone", "bert")]
+
+
 # what `predict` takes per task (the default: text strings)
 PREDICT_INPUTS = {"qa": [("which price", "the bank was great"), {"question": "a b", "context": "stock market"}]}
 
@@ -60,6 +109,10 @@ def test_every_registered_strategy_is_in_the_matrix():
 
 def test_every_registered_task_is_in_the_matrix():
     assert {case["type"] for case in TASK_CASES.values()} == set(TASKS.names())
+
+
+def test_every_backbone_architecture_is_in_the_matrix():
+    assert {case.get("backbone", "bert") for case in TASK_CASES.values()} == set(ARCHS)
 
 
 def multilabel_rows(n: int) -> list[dict]:
@@ -107,21 +160,28 @@ def task_records(task_case: str) -> list[Record]:
 
 
 def built_task(task_case: str, records):
-    task = build_task(TaskConfig(**TASK_CASES[task_case]), DataConfig(train="x"))
+    task = build_task(TaskConfig(**task_config(task_case)), DataConfig(train="x"))
     assert task.fit_labels(records, {}) == []
     return task
 
 
 @pytest.mark.parametrize("task_case", TASK_CASES)
 @pytest.mark.parametrize("strategy_case", STRATEGY_CASES)
-def test_strategy_freezes_exactly_what_it_says(tiny_model_dir, task_case, strategy_case, tmp_path):
+def test_strategy_freezes_exactly_what_it_says(request, task_case, strategy_case, tmp_path):
+    arch = arch_of(task_case)
+    model_dir = request.getfixturevalue(arch.fixture)
     task = built_task(task_case, task_records(task_case))
     settings, should_train = STRATEGY_CASES[strategy_case]
     strategy = build_strategy(StrategyConfig(**settings))
-    model = strategy.apply(task.build_model(tiny_model_dir, load_tokenizer(tiny_model_dir)), task)
+    model = task.build_model(model_dir, load_tokenizer(model_dir))
+    if (task_case, strategy_case) in REFUSED:
+        with pytest.raises(ConfigError, match=REFUSED[task_case, strategy_case]):
+            strategy.apply(model, task)
+        return
+    model = strategy.apply(model, task)
     named = dict(model.named_parameters())
     trainable = {n for n, p in named.items() if p.requires_grad}
-    assert trainable == {n for n in named if should_train(n)}
+    assert trainable == {n for n in named if should_train(n, arch)}
     assert trainable, "every strategy trains something"
     count = count_parameters(model)
     assert count.trainable == sum(named[n].numel() for n in trainable)
@@ -131,13 +191,16 @@ def test_strategy_freezes_exactly_what_it_says(tiny_model_dir, task_case, strate
 @pytest.mark.parametrize("task_case", TASK_CASES)
 @pytest.mark.parametrize("strategy_case", STRATEGY_CASES)
 def test_strategy_trains_with_falling_loss_and_reloads_to_identical_outputs(
-    tiny_model_no_dropout, task_case, strategy_case, tmp_path, monkeypatch
+    request, task_case, strategy_case, tmp_path, monkeypatch
 ):
+    if (task_case, strategy_case) in REFUSED:
+        pytest.skip(f"{strategy_case} does not apply to {task_case}; the refusal is tested above")
+    model_dir = request.getfixturevalue(arch_of(task_case).deterministic_fixture)
     files = data_files(task_case, tmp_path)
     # One batch holds all the data and nothing is random (no dropout), so both steps see the same
     # examples and a small enough step must lower the loss.
     config = tiny_config(
-        tiny_model_no_dropout,
+        model_dir,
         files,
         tmp_path / "run",
         batch_size=64,
@@ -146,7 +209,7 @@ def test_strategy_trains_with_falling_loss_and_reloads_to_identical_outputs(
         log_every=1,
         lr=1e-3,
     )
-    config["task"] = TASK_CASES[task_case]
+    config["task"] = task_config(task_case)
     config["strategy"] = STRATEGY_CASES[strategy_case][0]
     texts = ["the film was great", "a dull and boring story", "music"]
     before_saving = {}

@@ -1,7 +1,9 @@
 """Where a model's transformer layers are, so strategies can freeze, decay or unfreeze by depth.
 
 Depth 0 is the embeddings, 1..L the transformer layers bottom-up, L+1 the task head. Parameters of the
-backbone that sit above the layers (a final norm) count as the top layer. The map is built on the
+backbone outside the layers are placed by where the model registers them: before the layer stack
+(embeddings: BERT's ``embeddings``, Llama's ``embed_tokens``, GPT-2's ``wte``/``wpe``) at depth 0, after
+it (a final norm) in the top layer. The map is built on the
 plain model and also reads names of the same model wrapped by peft.
 """
 
@@ -45,11 +47,17 @@ class LayerMap:
     layers_path: str
     num_layers: int
     head: frozenset[str]  # plain names of the task head's parameters
+    below: frozenset[str]  # plain names of the parameters registered before the layer stack
 
     @classmethod
     def of(cls, model: nn.Module, head: set[str]) -> LayerMap:
         path, count = find_layer_stack(model)
-        return cls(path, count, frozenset(head))
+        below = []
+        for name, _ in model.named_parameters():
+            if name.startswith(f"{path}."):
+                break
+            below.append(plain_name(name))
+        return cls(path, count, frozenset(head), frozenset(below) - frozenset(head))
 
     @property
     def head_depth(self) -> int:
@@ -62,7 +70,7 @@ class LayerMap:
         match = re.search(rf"(?:^|\.){re.escape(self.layers_path)}\.(\d+)\.", plain)
         if match:
             return int(match.group(1)) + 1
-        if "embed" in plain:
+        if plain in self.below:
             return 0
         return self.num_layers  # e.g. a final norm above the last layer
 

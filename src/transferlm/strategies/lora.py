@@ -34,13 +34,26 @@ def _quiet_peft() -> Iterator[None]:
 
 
 def _linear_names(model: nn.Module, prefix: str) -> list[str]:
-    """Leaf names of the backbone's linear layers: what target_modules can name."""
+    """Leaf names of the backbone's linear layers (GPT-2's Conv1D is one, transposed): what target_modules
+    can name."""
+    from transformers.pytorch_utils import Conv1D
+
     return sorted(
         {
             name.rsplit(".", 1)[-1]
             for name, m in model.named_modules()
-            if isinstance(m, nn.Linear) and name.startswith(prefix)
+            if isinstance(m, (nn.Linear, Conv1D)) and name.startswith(prefix)
         }
+    )
+
+
+def _targets_conv1d(model: nn.Module, prefix: str, targets: list[str]) -> bool:
+    """Whether the targets are GPT-2-style Conv1D layers, which store their weight transposed."""
+    from transformers.pytorch_utils import Conv1D
+
+    return any(
+        isinstance(m, Conv1D) for name, m in model.named_modules()
+        if name.startswith(prefix) and name.rsplit(".", 1)[-1] in targets
     )
 
 
@@ -97,6 +110,7 @@ class LoraStrategy(Strategy):
             target_modules=self.targets,
             modules_to_save=head_modules(head),
             bias="none",
+            fan_in_fan_out=_targets_conv1d(model, prefix, self.targets),
         )
         for param in model.parameters():
             param.requires_grad_(False)

@@ -1,0 +1,167 @@
+"""Language-model data: plain-text documents, chat conversations, prompt/completion pairs.
+
+Three kinds of file, told apart by their content, each becoming ``Record``s:
+
+- plain text (``.txt``, ``.raw``, ``.text``, ``.md``, or ``data.format: text``): documents are the
+  paragraphs between blank lines (``data.documents: lines`` makes every line one, ``file`` the whole
+  file). ``text`` holds the document.
+- JSONL/CSV/Parquet rows with ``data.messages_column`` (default ``messages``): a list of
+  ``{"role", "content"}`` turns, kept in ``label`` as a tuple of ``Turn``.
+- rows with ``data.prompt_column`` and ``data.completion_column``: ``text`` is the prompt and
+  ``text_pair`` the completion.
+- rows with only ``data.text_column``: one document per row.
+
+Every problem in a file is reported at once with its line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from transferlm.config.schema import DataConfig
+from transferlm.data.readers import read_table, read_text, summarise_lines
+from transferlm.data.records import Record
+from transferlm.errors import DataError
+
+ROLES = ("system", "user", "assistant", "tool")
+TEXT_SUFFIXES = (".txt", ".raw", ".text", ".md")
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: str
+    content: str
+
+
+def is_chat(record: Record) -> bool:
+    return isinstance(record.label, tuple) and all(isinstance(t, Turn) for t in record.label)
+
+
+def is_prompt_completion(record: Record) -> bool:
+    return not is_chat(record) and record.text_pair is not None
+
+
+def read_lm_records(path: Path, data: DataConfig) -> tuple[list[Record], list[str]]:
+    path = Path(path)
+    fmt = data.format
+    if fmt == "auto" and path.suffix.lower() in TEXT_SUFFIXES:
+        fmt = "text"
+    if fmt == "text":
+        if not path.is_file():
+            raise DataError(f"{path}: file not found; check the path (relative paths start at {Path.cwd()})")
+        records = text_documents(read_text(path), data.documents)
+        return records, [] if records else [f"{path}: no text (the file is empty or only whitespace)"]
+    table = read_table(path, fmt)
+    if not table.rows:
+        return [], [f"{path}: no rows; the file is empty"]
+    if data.messages_column in table.columns:
+        return _chat_records(table.path, table.rows, table.lines, data.messages_column)
+    if data.prompt_column in table.columns or data.completion_column in table.columns:
+        return _pair_records(table.path, table.rows, table.lines, data)
+    if data.text_column in table.columns:
+        return _document_rows(table.path, table.rows, table.lines, data.text_column)
+    columns = ", ".join(repr(c) for c in table.columns)
+    return [], [f"{path}: causal-lm data needs a {data.messages_column!r} column (chat), {data.prompt_column!r} and "
+                f"{data.completion_column!r} (pairs) or {data.text_column!r} (documents); the columns are {columns}. "
+                "Set data.messages_column, data.prompt_column/completion_column or data.text_column"]
+
+
+def text_documents(text: str, documents: str) -> list[Record]:
+    """Documents of a plain-text file with the line each starts on."""
+    if documents == "file":
+        return [Record(text, None, None, 1)] if text.strip() else []
+    records, line = [], 1
+    if documents == "lines":
+        for number, content in enumerate(text.splitlines(), start=1):
+            if content.strip():
+                records.append(Record(content, None, None, number))
+        return records
+    # paragraphs: split at blank lines (whitespace-only lines count as blank), keeping inner newlines
+    for block in re.split(r"(\n[ \t]*\n)", text):
+        if block.strip() and not re.fullmatch(r"\n[ \t]*\n", block):
+            records.append(Record(block.strip("\n"), None, None, line + len(block) - len(block.lstrip("\n"))))
+        line += block.count("\n")
+    return records
+
+
+def _document_rows(path: Path, rows: list[dict], lines: list[int], column: str) -> tuple[list[Record], list[str]]:
+    records, empty = [], []
+    for row, line in zip(rows, lines, strict=True):
+        value = row.get(column)
+        if not isinstance(value, str) or not value.strip():
+            empty.append(line)
+        else:
+            records.append(Record(value, None, None, line))
+    problems = [summarise_lines(path, f"have no text in {column!r}", empty, "fill or remove them")] if empty else []
+    return records, problems
+
+
+def _pair_records(path: Path, rows: list[dict], lines: list[int], data: DataConfig) -> tuple[list[Record], list[str]]:
+    records, bad = [], []
+    for row, line in zip(rows, lines, strict=True):
+        prompt, completion = row.get(data.prompt_column), row.get(data.completion_column)
+        if not isinstance(prompt, str) or not isinstance(completion, str) or not completion.strip():
+            bad.append(line)
+        else:
+            records.append(Record(prompt, completion, None, line))
+    problems = []
+    if bad:
+        problems.append(summarise_lines(path, f"lack a string {data.prompt_column!r} or a non-empty "
+                                              f"{data.completion_column!r}", bad, "give both on every line"))
+    return records, problems
+
+
+def _chat_records(path: Path, rows: list[dict], lines: list[int], column: str) -> tuple[list[Record], list[str]]:
+    records: list[Record] = []
+    missing, malformed, no_assistant = [], [], []
+    unknown: dict[str, list[int]] = {}
+    for row, line in zip(rows, lines, strict=True):
+        messages = row.get(column)
+        if not isinstance(messages, list) or not messages:
+            missing.append(line)
+            continue
+        turns = parse_turns(messages)
+        if turns is None:
+            malformed.append(line)
+            continue
+        odd = [t.role for t in turns if t.role not in ROLES]
+        for role in odd:
+            unknown.setdefault(role, []).append(line)
+        if odd:
+            continue
+        if not any(t.role == "assistant" for t in turns):
+            no_assistant.append(line)
+            continue
+        records.append(Record("", None, tuple(turns), line))
+    problems = []
+    if missing:
+        example = f'{{"{column}": [{{"role": "user", "content": ...}}, ...]}}'
+        problems.append(summarise_lines(path, f"have no {column!r} list", missing, f"write each line as {example}"))
+    if malformed:
+        problems.append(summarise_lines(path, "have a turn that is not {\"role\": str, \"content\": str}", malformed,
+                                        "give every turn a role and a string content"))
+    for role, role_lines in unknown.items():
+        problems.append(summarise_lines(path, f"have the unknown role {role!r}", role_lines,
+                                        f"roles are {', '.join(ROLES)}"))
+    if no_assistant:
+        problems.append(summarise_lines(path, "have no assistant turn, so nothing to learn from", no_assistant,
+                                        "add the assistant's reply or remove them"))
+    return records, problems
+
+
+def parse_turns(messages: Any) -> list[Turn] | None:
+    """Turns of a ``messages`` list, or None if a turn is not ``{"role": str, "content": str}``."""
+    if not isinstance(messages, list):
+        return None
+    turns = []
+    for message in messages:
+        if not isinstance(message, dict):
+            return None
+        role, content = message.get("role"), message.get("content")
+        if not isinstance(role, str) or not isinstance(content, str):
+            return None
+        turns.append(Turn(role, content))
+    return turns
