@@ -84,10 +84,15 @@ TASK_CASES = {
     "qa": {"type": "qa"},
     "classification-llama": {"type": "classification", "backbone": "llama"},
     "classification-gpt2": {"type": "classification", "backbone": "gpt2"},
+    "causal-lm": {"type": "causal-lm", "backbone": "llama"},  # chat data
+    "causal-lm-gpt2": {"type": "causal-lm", "backbone": "gpt2"},  # plain text, packed
 }
 # (task case, strategy case) -> the error a strategy that cannot apply must give
 REFUSED = {
     ("classification-llama", "bitfit"): "has no bias parameters in its backbone",
+    ("causal-lm", "bitfit"): "has no bias parameters in its backbone",
+    **{(case, frozen): "frozen trains only a new task head, and causal-lm adds none"
+       for case in ("causal-lm", "causal-lm-gpt2") for frozen in ("frozen", "frozen-uncached")},
 }
 
 
@@ -124,7 +129,22 @@ def multilabel_rows(n: int) -> list[dict]:
     ]
 
 
+def lm_chat_rows(n: int) -> list[dict]:
+    rows = sentiment_rows(n, seed=1)
+    return [{"messages": [{"role": "user", "content": r["text"]}, {"role": "assistant", "content": r["label"]}]}
+            for r in rows]
+
+
 def data_files(task_case: str, tmp_path) -> dict:
+    if task_case == "causal-lm":
+        rows = lm_chat_rows(24)
+        return {"train": write_jsonl(tmp_path / "train.jsonl", rows[:16]),
+                "dev": write_jsonl(tmp_path / "dev.jsonl", rows[16:])}
+    if task_case == "causal-lm-gpt2":
+        for name, seed in (("train", 1), ("dev", 2)):
+            text = "\n\n".join(r["text"] for r in sentiment_rows(24, seed=seed))
+            (tmp_path / f"{name}.txt").write_text(text, encoding="utf-8")
+        return {"train": tmp_path / "train.txt", "dev": tmp_path / "dev.txt"}
     if task_case == "qa":
         return {"train": write_jsonl(tmp_path / "train.jsonl", qa_rows(16, seed=1)),
                 "dev": write_jsonl(tmp_path / "dev.jsonl", qa_rows(8, seed=2))}
@@ -147,6 +167,11 @@ def data_files(task_case: str, tmp_path) -> dict:
 
 
 def task_records(task_case: str) -> list[Record]:
+    if task_case.startswith("causal-lm"):
+        from transferlm.data.lm import Turn
+
+        return [Record("", None, (Turn("user", r["text"]), Turn("assistant", "pos")), i)
+                for i, r in enumerate(sentiment_rows(8, seed=1))]
     if task_case == "qa":
         from transferlm.data.squad import Answer
 

@@ -129,6 +129,84 @@ def _text_lines(stream: TextIO | None, source: str, task) -> list:
     return records
 
 
+def cmd_generate(args) -> int:
+    from transferlm.generation import GenerationSettings, Generator
+
+    settings = GenerationSettings(args.max_new_tokens, args.temperature, args.top_p, tuple(args.stop or ()), args.seed)
+    settings.check()
+    if (args.prompt is None) == (args.input is None):
+        raise DataError("give exactly one of --prompt TEXT or --input FILE")
+    generator = Generator.from_model(args.model)
+    if args.prompt is not None:  # one prompt: stream the text to the terminal as it comes
+        def show(_, piece: str) -> None:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+
+        result = generator.generate([args.prompt], settings, chat=args.chat, on_text=show)[0]
+        sys.stdout.write("\n")
+        print(f"transferlm: {result['tokens']} tokens, finished by {result['finish_reason']}", file=sys.stderr)
+        return 0
+    prompts = _prompts(Path(args.input), args.chat)
+    out: TextIO = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    try:
+        for line, prompt in prompts:  # one at a time, so results appear as they are ready
+            result = generator.generate([prompt], settings, chat=args.chat)[0]
+            shown = prompt if isinstance(prompt, str) else {"messages": prompt}
+            out.write(json.dumps({"line": line, "prompt": shown, **result}, ensure_ascii=False) + "\n")
+            out.flush()
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 0
+
+
+def _prompts(path: Path, chat: bool) -> list[tuple[int, Any]]:
+    """(line, prompt) from a .txt file (one prompt per line) or JSONL with "prompt" or "messages" per line."""
+    from transferlm.data.lm import ROLES, parse_turns
+    from transferlm.data.readers import read_jsonl, read_text
+
+    if path.suffix.lower() != ".jsonl":
+        lines = [(i, line.strip()) for i, line in enumerate(read_text(path).splitlines(), start=1) if line.strip()]
+        if not lines:
+            raise DataError(f"{path}: no prompts; give one per line")
+        return lines
+    table, prompts, problems = read_jsonl(path), [], []
+    for row, line in zip(table.rows, table.lines, strict=True):
+        if "messages" in row:
+            turns = parse_turns(row["messages"])
+            if not turns:
+                problems.append(f"{path} line {line}: 'messages' must be a list of {{'role', 'content'}} turns")
+                continue
+            unknown = sorted({t.role for t in turns} - set(ROLES))
+            if unknown:
+                problems.append(f"{path} line {line}: unknown role {', '.join(map(repr, unknown))}; roles are "
+                                f"{', '.join(ROLES)}")
+                continue
+            prompts.append((line, row["messages"]))
+        elif isinstance(row.get("prompt"), str):
+            prompts.append((line, row["prompt"]))
+        else:
+            problems.append(f"{path} line {line}: no 'prompt' string and no 'messages' list")
+    if problems or not prompts:
+        raise DataError(problems or [f"{path}: no prompts"])
+    return prompts
+
+
+def cmd_perplexity(args) -> int:
+    from transferlm.data.readers import read_text
+    from transferlm.evaluation.perplexity import perplexity
+    from transferlm.generation import load_causal_lm
+
+    model, tokenizer = load_causal_lm(args.model)
+    result = perplexity(model, tokenizer, read_text(Path(args.data)), args.context, args.stride, args.batch_size)
+    if args.json:
+        print(json.dumps({"model": args.model, "data": args.data, **result.to_dict()}, indent=2))
+    else:
+        print(f"model       {args.model}\ndata        {args.data}\nprotocol    {result.protocol()}")
+        print(f"perplexity  {result.perplexity:.3f}  (mean NLL {result.nll:.4f} nats/token, {result.seconds} s)")
+    return 0
+
+
 def cmd_export(args) -> int:
     from transferlm.export.onnx import export
 

@@ -80,6 +80,36 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=int, default=64, help="Examples per forward pass.")
     predict.set_defaults(func=commands.cmd_predict)
 
+    generate = sub.add_parser(
+        "generate", help="Generate text with a causal-lm run or a causal LM (greedy or sampled, streamed).",
+        description="Continue --prompt (streamed to the terminal) or every prompt of --input (a .txt file, one per "
+        "line, or JSONL with \"prompt\" or \"messages\" per line; results as JSONL).")
+    generate.add_argument("model", help="A causal-lm run directory, or a model: bundled alias (smollm2), directory "
+                          "or hub id.")
+    generate.add_argument("--prompt", help="One prompt.")
+    generate.add_argument("--input", help="Prompts: .txt (one per line) or .jsonl (prompt or messages per line).")
+    generate.add_argument("--chat", action="store_true",
+                          help="Render each prompt as a user turn with the model's chat template.")
+    generate.add_argument("--max-new-tokens", type=int, default=128)
+    generate.add_argument("--temperature", type=float, default=0.0, help="0: greedy (default); > 0: sampling.")
+    generate.add_argument("--top-p", type=float, default=1.0, help="Nucleus sampling mass (with --temperature).")
+    generate.add_argument("--stop", action="append", help="Stop at this string (repeatable); not included.")
+    generate.add_argument("--seed", type=int, help="Seed for sampling.")
+    generate.add_argument("--output", help="Write the JSONL here instead of stdout (with --input).")
+    generate.set_defaults(func=commands.cmd_generate)
+
+    ppl = sub.add_parser("perplexity", help="Perplexity of a causal LM on a text file, with its protocol.",
+                         description="Sliding-window perplexity: windows of --context tokens, each scoring the next "
+                         "--stride tokens; every token after the first is scored once. The protocol is printed so "
+                         "two figures can be compared.")
+    ppl.add_argument("model", help="A causal-lm run directory, or a model: bundled alias, directory or hub id.")
+    ppl.add_argument("--data", required=True, help="A text file (read whole, as one sequence).")
+    ppl.add_argument("--context", type=int, default=512, help="Tokens per window (default 512).")
+    ppl.add_argument("--stride", type=int, default=256, help="New tokens scored per window (default 256).")
+    ppl.add_argument("--batch-size", type=int, default=4, help="Windows per forward pass.")
+    ppl.add_argument("--json", action="store_true", help="Print the result as JSON.")
+    ppl.set_defaults(func=commands.cmd_perplexity)
+
     export = sub.add_parser(
         "export",
         help="Export a run to ONNX (optionally int8), checked against torch; loads with transferlm.load.",

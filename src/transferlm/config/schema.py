@@ -71,10 +71,10 @@ class DataConfig(Section):
         None, description="Validation file; if absent, a stratified seeded carve-out of train is used."
     )
     test: Optional[Path] = Field(None, description="Test file, evaluated once after training with the best checkpoint.")
-    format: Literal["auto", "csv", "tsv", "jsonl", "parquet", "conll", "squad"] = Field(
+    format: Literal["auto", "csv", "tsv", "jsonl", "parquet", "conll", "squad", "text"] = Field(
         "auto",
         description="File format; auto uses the file extension (ner: .conll/.iob/.bio/.txt are CoNLL columns; "
-        "qa: .json is SQuAD v1.1/v2.0 JSON).",
+        "qa: .json is SQuAD v1.1/v2.0 JSON; causal-lm: .txt/.raw/.text/.md are plain text).",
     )
     text_column: str = Field("text", description="Column holding the input text.")
     text_pair_column: Optional[str] = Field(None, description="Column holding a second text, for sentence-pair tasks.")
@@ -105,6 +105,18 @@ class DataConfig(Section):
         "[{text, answer_start}, ...] with character offsets into the context; empty for unanswerable.",
     )
     id_column: str = Field("id", description="qa, JSONL: key holding the question id (default: the line number).")
+    messages_column: str = Field(
+        "messages", description="causal-lm: key holding a chat as [{role, content}, ...] (loss on assistant turns)."
+    )
+    prompt_column: str = Field("prompt", description="causal-lm: key holding the prompt of a prompt/completion pair.")
+    completion_column: str = Field(
+        "completion", description="causal-lm: key holding the completion (the only part with a loss)."
+    )
+    documents: Literal["paragraphs", "lines", "file"] = Field(
+        "paragraphs",
+        description="causal-lm, plain text: what one document is (documents are joined with the end-of-sequence "
+        "token and packed into blocks of model.max_length): paragraphs between blank lines, lines, or the file.",
+    )
     conll_tag_column: int = Field(
         -1, description="ner, CoNLL: index of the tag column (0 is the token; -1, the last column, by default)."
     )
@@ -183,6 +195,9 @@ class TrainConfig(Section):
     )
     group_by_length: bool = Field(True, description="Batch examples of similar length together (far less padding).")
     bf16: bool = Field(False, description="bfloat16 autocast for forward/backward.")
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward pass: less memory, about a third more compute."
+    )
     seed: int = Field(42, description="Seed for initialisation, data order, dropout and the validation carve-out.")
     log_every: int = Field(50, gt=0, description="Write the training loss to the JSONL log every N steps.")
     progress: bool = Field(True, description="Show a progress bar on a terminal.")

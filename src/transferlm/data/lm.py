@@ -16,7 +16,6 @@ Every problem in a file is reported at once with its line.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,17 +72,25 @@ def text_documents(text: str, documents: str) -> list[Record]:
     """Documents of a plain-text file with the line each starts on."""
     if documents == "file":
         return [Record(text, None, None, 1)] if text.strip() else []
-    records, line = [], 1
+    records: list[Record] = []
+    line = 1
     if documents == "lines":
         for number, content in enumerate(text.splitlines(), start=1):
             if content.strip():
                 records.append(Record(content, None, None, number))
         return records
-    # paragraphs: split at blank lines (whitespace-only lines count as blank), keeping inner newlines
-    for block in re.split(r"(\n[ \t]*\n)", text):
-        if block.strip() and not re.fullmatch(r"\n[ \t]*\n", block):
-            records.append(Record(block.strip("\n"), None, None, line + len(block) - len(block.lstrip("\n"))))
-        line += block.count("\n")
+    # paragraphs: runs of non-blank lines (whitespace-only lines count as blank), inner newlines kept
+    current: list[str] = []
+    for number, content in enumerate(text.splitlines(), start=1):
+        if content.strip():
+            if not current:
+                line = number
+            current.append(content)
+        elif current:
+            records.append(Record("\n".join(current), None, None, line))
+            current = []
+    if current:
+        records.append(Record("\n".join(current), None, None, line))
     return records
 
 

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from transferlm.config.load import format_validation_error
 from transferlm.config.schema import DataConfig, RunConfig, StrategyConfig, TaskConfig
 from transferlm.data.records import Record
-from transferlm.errors import DataError, RunDirError
+from transferlm.errors import ConfigError, DataError, RunDirError
 from transferlm.models.inference import map_batches, run_inference
 from transferlm.models.load import load_tokenizer
 from transferlm.runs import layout
@@ -74,8 +74,21 @@ class Predictor:
         return self.predict_records([self.task.input_record(item, i) for i, item in enumerate(inputs, start=1)])
 
     def predict_records(self, records: Sequence[Record]) -> list[dict[str, Any]]:
+        if self.task.generates:  # language models predict by generating (default settings: greedy)
+            return self.generate(records)
         features = self._features(records, with_labels=False)
         return self.task.predictions(self._outputs(features), features, records)
+
+    def generate(self, prompts: Sequence[Any], settings=None, chat: bool = False, on_text=None) -> list[dict[str, Any]]:
+        """Continuations of prompts (strings, chats as lists of turns, or records) by a causal-lm run; see
+        ``transferlm.generation.Generator.generate``."""
+        from transferlm.generation import GenerationSettings, Generator
+
+        if not self.task.generates:
+            raise ConfigError(f"{self.root}: a {self.task.name} model does not generate text; use predict")
+        if self.model is None:
+            raise ConfigError(f"{self.root}: an ONNX export cannot generate; use the run directory it came from")
+        return Generator(self.model, self.tokenizer).generate(prompts, settings or GenerationSettings(), chat, on_text)
 
     def read(self, path: Path, need_label: bool = True) -> list[Record]:
         records, problems = self.task.read_records(Path(path), need_label)

@@ -99,6 +99,19 @@ def _build_registered(config: RunConfig):
     return task, strategy
 
 
+def _gradient_checkpointing(model) -> None:
+    """Turn on activation recomputation in every Hugging Face model inside ``model`` (a task head or a peft
+    wrapper around one)."""
+    from transformers import PreTrainedModel
+
+    found = [m for m in model.modules() if isinstance(m, PreTrainedModel) and m.supports_gradient_checkpointing]
+    if not found:
+        raise ConfigError(f"train.gradient_checkpointing: {type(model).__name__} does not support it; turn it off")
+    for module in found:
+        # Non-reentrant: works when the inputs need no gradient (frozen embeddings, LoRA).
+        module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def train(config: RunConfig, resume: bool = False, overwrite: bool = False) -> TrainResult:
     from accelerate.utils import set_seed
 
@@ -116,6 +129,8 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False) -> T
     encoded = _encode_splits(task, tokenizer, splits, config.model.max_length)  # bad input fails before training
     pretrained = config.model.init == "pretrained"
     model = strategy.apply(task.build_model(resolved.path, tokenizer, pretrained=pretrained), task)
+    if config.train.gradient_checkpointing:
+        _gradient_checkpointing(model)
     params = count_parameters(model)
     log.info("model %s (%s%s) on %s; strategy %s; %s", config.model.name, resolved.source,
              "" if pretrained else ", randomly initialised", accelerator.device, strategy.name, params.describe())

@@ -96,7 +96,7 @@ class Strategy(ABC):
     def inspect(self, model: nn.Module, task: Task) -> set[str]:
         """The head's parameter names (there must be some); maps the layers when anything needs depth."""
         head = task.head_parameter_names(model)
-        if not head:
+        if not head and task.has_new_head:
             raise ConfigError(f"strategy {self.name}: found no task-head parameters in {type(model).__name__}")
         if self.uses_depth or self.needs_layers:
             self.layer_map = LayerMap.of(model, head)
@@ -110,7 +110,9 @@ class Strategy(ABC):
         """Gradual unfreezing: in epoch e the head and the e layer groups below it train."""
         if not self.config.gradual_unfreeze:
             return
-        lowest = self.layer_map.head_depth - epoch
+        # Epoch 0 opens the head; a task without a new head (language modelling) starts at the top layer.
+        top = self.layer_map.head_depth if self.layer_map.head else self.layer_map.num_layers
+        lowest = top - epoch
         opened = 0
         for name, param in model.named_parameters():
             if name in self.chosen:

@@ -27,6 +27,11 @@ class FrozenBackbone(Strategy):
     takes_modifiers = False
 
     def trainable(self, model: nn.Module, task: Task) -> set[str]:
+        if not task.has_new_head:
+            raise ConfigError(
+                f"strategy frozen trains only a new task head, and {task.name} adds none (it trains the model's "
+                "own pretrained head); use lora, last-n or full"
+            )
         return task.head_parameter_names(model)
 
     def on_train_mode(self, model: nn.Module) -> None:

@@ -108,7 +108,7 @@ class LoraStrategy(Strategy):
             lora_alpha=settings.alpha,
             lora_dropout=settings.dropout,
             target_modules=self.targets,
-            modules_to_save=head_modules(head),
+            modules_to_save=head_modules(head) or None,
             bias="none",
             fan_in_fan_out=_targets_conv1d(model, prefix, self.targets),
         )

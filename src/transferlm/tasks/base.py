@@ -44,6 +44,8 @@ class Task(ABC):
     name: str
     default_metric: str
     baselines: tuple[str, ...] = ()  # the no-transfer baselines of `compare` that apply (besides scratch)
+    has_new_head: bool = True  # False: the model's own pretrained head is trained (language modelling)
+    generates: bool = False  # True: predictions are generated text (``Predictor.generate``), not read off outputs
 
     def __init__(self, task: TaskConfig, data: DataConfig):
         self.task_config = task
