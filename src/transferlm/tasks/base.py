@@ -32,6 +32,24 @@ class Features:
         return len(self.items)
 
 
+def pad_inputs(items: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded ``input_ids``, ``attention_mask`` (and ``token_type_ids`` where the items have them)."""
+    width = max(len(item["input_ids"]) for item in items)
+    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(items), width), dtype=torch.long)
+    types = torch.zeros((len(items), width), dtype=torch.long) if "token_type_ids" in items[0] else None
+    for row, item in enumerate(items):
+        n = len(item["input_ids"])
+        ids[row, :n] = torch.tensor(item["input_ids"])
+        mask[row, :n] = 1
+        if types is not None:
+            types[row, : len(item["token_type_ids"])] = torch.tensor(item["token_type_ids"])
+    batch = {"input_ids": ids, "attention_mask": mask}
+    if types is not None:
+        batch["token_type_ids"] = types
+    return batch
+
+
 @dataclass(frozen=True)
 class LossTerms:
     """Un-normalised loss and the number of units it sums over, so accumulation can normalise exactly."""

@@ -27,7 +27,7 @@ from torch import nn
 from transferlm.data.lm import ROLES, Turn, is_chat, is_prompt_completion, parse_turns, read_lm_records
 from transferlm.data.records import Record
 from transferlm.errors import ConfigError, DataError, ModelSpecError
-from transferlm.tasks.base import TASKS, Features, LossTerms, Task
+from transferlm.tasks.base import TASKS, Features, LossTerms, Task, pad_inputs
 
 IGNORE = -100
 # Encoder families: their checkpoints have no causal language-model head to fine-tune.
@@ -221,14 +221,7 @@ class CausalLmTask(Task):
         return [{"input_ids": stream[i:i + block], "labels": stream[i:i + block]} for i in range(0, len(stream), block)]
 
     def collate(self, items: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
-        width = max(len(item["input_ids"]) for item in items)
-        ids = torch.full((len(items), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(items), width), dtype=torch.long)
-        for row, item in enumerate(items):
-            n = len(item["input_ids"])
-            ids[row, :n] = torch.tensor(item["input_ids"])
-            mask[row, :n] = 1
-        batch = {"input_ids": ids, "attention_mask": mask}
+        batch = pad_inputs(items, pad_id)
         if "labels" in items[0]:
             batch.update(self.collate_targets(items))
         return batch

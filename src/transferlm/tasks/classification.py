@@ -16,7 +16,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from transferlm.data.readers import summarise_lines
 from transferlm.data.records import Record
 from transferlm.evaluation.classification import multi_label_metrics, single_label_metrics
-from transferlm.tasks.base import TASKS, Features, LossTerms, Task
+from transferlm.tasks.base import TASKS, Features, LossTerms, Task, pad_inputs
 from transferlm.tasks.heads import FeatureHead
 from transferlm.tasks.labels import LabelMap, split_labels
 from transferlm.tasks.pooling import MeanPoolingClassifier
@@ -212,19 +212,7 @@ class ClassificationTask(Task):
         return target
 
     def collate(self, items: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
-        width = max(len(item["input_ids"]) for item in items)
-        ids = torch.full((len(items), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(items), width), dtype=torch.long)
-        for row, item in enumerate(items):
-            n = len(item["input_ids"])
-            ids[row, :n] = torch.tensor(item["input_ids"])
-            mask[row, :n] = 1
-        batch = {"input_ids": ids, "attention_mask": mask}
-        if "token_type_ids" in items[0]:
-            types = torch.zeros_like(ids)
-            for row, item in enumerate(items):
-                types[row, : len(item["token_type_ids"])] = torch.tensor(item["token_type_ids"])
-            batch["token_type_ids"] = types
+        batch = pad_inputs(items, pad_id)
         if "labels" in items[0]:
             batch.update(self.collate_targets(items))
         return batch
