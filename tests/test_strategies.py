@@ -86,6 +86,7 @@ TASK_CASES = {
     "classification-gpt2": {"type": "classification", "backbone": "gpt2"},
     "causal-lm": {"type": "causal-lm", "backbone": "llama"},  # chat data
     "causal-lm-gpt2": {"type": "causal-lm", "backbone": "gpt2"},  # plain text, packed
+    "masked-lm": {"type": "masked-lm"},  # plain text; the tiny BERT has no masked-LM head: a new one
 }
 # (task case, strategy case) -> the error a strategy that cannot apply must give
 REFUSED = {
@@ -93,7 +94,11 @@ REFUSED = {
     ("causal-lm", "bitfit"): "has no bias parameters in its backbone",
     **{(case, frozen): "frozen trains only a new task head, and causal-lm adds none"
        for case in ("causal-lm", "causal-lm-gpt2") for frozen in ("frozen", "frozen-uncached")},
+    **{("masked-lm", frozen): "frozen trains only a new task head, and masked-lm adds none"
+       for frozen in ("frozen", "frozen-uncached")},
 }
+# tasks whose runs are models to build on rather than predictors
+NOT_PREDICTORS = {"masked-lm": "a masked-lm run is an adapted model, not a predictor"}
 
 
 def task_config(task_case: str) -> dict:
@@ -140,7 +145,7 @@ def data_files(task_case: str, tmp_path) -> dict:
         rows = lm_chat_rows(24)
         return {"train": write_jsonl(tmp_path / "train.jsonl", rows[:16]),
                 "dev": write_jsonl(tmp_path / "dev.jsonl", rows[16:])}
-    if task_case == "causal-lm-gpt2":
+    if task_case in ("causal-lm-gpt2", "masked-lm"):
         for name, seed in (("train", 1), ("dev", 2)):
             text = "\n\n".join(r["text"] for r in sentiment_rows(24, seed=seed))
             (tmp_path / f"{name}.txt").write_text(text, encoding="utf-8")
@@ -172,6 +177,8 @@ def task_records(task_case: str) -> list[Record]:
 
         return [Record("", None, (Turn("user", r["text"]), Turn("assistant", "pos")), i)
                 for i, r in enumerate(sentiment_rows(8, seed=1))]
+    if task_case == "masked-lm":
+        return [Record(r["text"], None, None, i) for i, r in enumerate(sentiment_rows(8, seed=1))]
     if task_case == "qa":
         from transferlm.data.squad import Answer
 
@@ -265,6 +272,10 @@ def test_strategy_trains_with_falling_loss_and_reloads_to_identical_outputs(
     else:
         assert torch.equal(reloaded, before_saving["logits"])
     inputs = PREDICT_INPUTS.get(task_case, texts)
+    if task_case in NOT_PREDICTORS:
+        with pytest.raises(ConfigError, match=NOT_PREDICTORS[task_case]):
+            predictor.predict(inputs)
+        return
     assert len(predictor.predict(inputs)) == len(inputs)
 
 

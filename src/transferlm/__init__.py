@@ -29,4 +29,14 @@ def train(config: RunConfig | dict, resume: bool = False, overwrite: bool = Fals
     return _train(config, resume=resume, overwrite=overwrite)
 
 
-__all__ = ["__version__", "load", "train"]
+def adapt(config: RunConfig | dict, resume: bool = False, overwrite: bool = False) -> TrainResult:
+    """Domain-adaptive pretraining (``transferlm adapt``): ``config`` as for ``train``, with ``task.type`` chosen
+    from the model (masked-lm or causal-lm) when absent; the run directory is a model for ``train``."""
+    from transferlm.runs.adapt import adapt_config
+    from transferlm.runs.train import train as _train
+
+    data = config if isinstance(config, dict) else config.model_dump(exclude_unset=True, mode="json")
+    return _train(adapt_config(data), resume=resume, overwrite=overwrite)
+
+
+__all__ = ["__version__", "adapt", "load", "train"]

@@ -16,13 +16,35 @@ def cmd_train(args) -> int:
     from accelerate import PartialState
 
     from transferlm.cli.train_args import config_from_args
-    from transferlm.evaluation.report import summary_lines
     from transferlm.runs.train import train
 
     config = config_from_args(args)
     result = train(config, resume=args.resume, overwrite=args.overwrite)
-    if not PartialState().is_main_process:  # under torchrun, report once
-        return 0
+    if PartialState().is_main_process:  # under torchrun, report once
+        _print_trained(result)
+    return 0
+
+
+def cmd_adapt(args) -> int:
+    from accelerate import PartialState
+
+    from transferlm.cli.train_args import base_from_args, overrides_from_args
+    from transferlm.runs.adapt import adapt_config
+    from transferlm.runs.train import train
+
+    overrides = overrides_from_args(args)
+    config = adapt_config(base_from_args(args, overrides), overrides)
+    result = train(config, resume=args.resume, overwrite=args.overwrite)
+    if PartialState().is_main_process:
+        _print_trained(result)
+        print(f"\nadapted ({config.task.type}, strategy {config.strategy.name}); fine-tune it for your task with:\n"
+              f"  transferlm train --model {result.run_dir} --train LABELLED_FILE --output RUN_DIR")
+    return 0
+
+
+def _print_trained(result) -> None:
+    from transferlm.evaluation.report import summary_lines
+
     s = result.summary
     print(f"validation (best step {s.best_step} of {s.steps}, selected on {s.metric}):")
     print("\n".join(summary_lines(s.validation)))
@@ -33,7 +55,6 @@ def cmd_train(args) -> int:
         f"\ntraining: {s.train_seconds:.0f} s, {s.train_samples_per_s:.1f} samples/s, peak RSS {s.peak_rss_mb:.0f} MB"
     )
     print(f"run directory: {result.run_dir}")
-    return 0
 
 
 def _experiment(args, section: str, settings_cls, extra: dict[str, str]):

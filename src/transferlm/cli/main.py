@@ -59,6 +59,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_arguments(train)
     train.set_defaults(func=commands.cmd_train)
 
+    adapt = sub.add_parser(
+        "adapt",
+        help="Continue pretraining on unlabelled text (domain adaptation); the output is a model for train --model.",
+        description="Domain-adaptive pretraining: masked-LM (task.mlm_probability, --whole-word-mask) for encoders, "
+        "causal-LM for decoders, picked from the model unless --task names one. Takes train's settings: --train is "
+        "the unlabelled text (.txt: paragraphs, or --documents lines; or a table's --text-column); --strategy lora "
+        "is merged on save. The run directory is a plain model directory.",
+    )
+    add_train_arguments(adapt)
+    adapt.set_defaults(func=commands.cmd_adapt)
+
     _add_experiment_commands(sub)
 
     evaluate = sub.add_parser("evaluate", help="Score a finished run on a labelled file.")

@@ -36,6 +36,8 @@ FLAGS: list[tuple[str, str]] = [
     ("--label-all-subwords", "task.label_all_subwords=true"),
     ("--max-answer-length", "task.max_answer_length"),
     ("--n-best", "task.n_best"),
+    ("--mlm-probability", "task.mlm_probability"),
+    ("--whole-word-mask", "task.whole_word_mask=true"),
     ("--question-column", "data.question_column"),
     ("--context-column", "data.context_column"),
     ("--answers-column", "data.answers_column"),
@@ -112,13 +114,16 @@ def _is_text(dotted: str) -> bool:
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """YAML (or, for --resume without one, the interrupted run's saved config) < flags < --set."""
     overrides = overrides_from_args(args)
+    return build_config(base_from_args(args, overrides), overrides)
+
+
+def base_from_args(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> dict[str, Any]:
+    """What the flags override: the YAML, the interrupted run's saved config for --resume, or nothing."""
     if args.config:
-        base = read_yaml(args.config)
-    elif args.resume:
-        base = _saved_config(dict(overrides).get("output"))
-    else:
-        base = {}
-    return build_config(base, overrides)
+        return read_yaml(args.config)
+    if args.resume:
+        return _saved_config(dict(overrides).get("output"))
+    return {}
 
 
 def overrides_from_args(args: argparse.Namespace) -> list[tuple[str, Any]]:

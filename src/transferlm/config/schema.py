@@ -30,7 +30,9 @@ class ModelConfig(Section):
 
 class TaskConfig(Section):
     type: str = Field(
-        "classification", description="Task to transfer to (registered tasks: classification, ner, qa)."
+        "classification",
+        description="Task to transfer to (registered tasks: classification, ner, qa, causal-lm, masked-lm; "
+        "`transferlm adapt` picks masked-lm or causal-lm from the model).",
     )
     multi_label: bool = Field(
         False, description="Each example may carry several labels (sigmoid outputs, per-label threshold)."
@@ -62,6 +64,14 @@ class TaskConfig(Section):
     )
     n_best: int = Field(
         20, gt=0, description="qa: start and end positions per window searched for the best legal answer span."
+    )
+    mlm_probability: float = Field(
+        0.15, gt=0, lt=1,
+        description="masked-lm: share of tokens predicted per block (of those, 80% become the mask token, 10% a "
+        "random token, 10% stay).",
+    )
+    whole_word_mask: bool = Field(
+        False, description="masked-lm: choose whole words to mask (all their subword pieces together)."
     )
 
 
@@ -114,8 +124,9 @@ class DataConfig(Section):
     )
     documents: Literal["paragraphs", "lines", "file"] = Field(
         "paragraphs",
-        description="causal-lm, plain text: what one document is (documents are joined with the end-of-sequence "
-        "token and packed into blocks of model.max_length): paragraphs between blank lines, lines, or the file.",
+        description="causal-lm and masked-lm, plain text: what one document is (documents are joined with the "
+        "end-of-sequence (masked-lm: separator) token and packed into blocks of model.max_length): paragraphs "
+        "between blank lines, lines, or the file.",
     )
     conll_tag_column: int = Field(
         -1, description="ner, CoNLL: index of the tag column (0 is the token; -1, the last column, by default)."

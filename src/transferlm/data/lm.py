@@ -43,17 +43,38 @@ def is_prompt_completion(record: Record) -> bool:
     return not is_chat(record) and record.text_pair is not None
 
 
+def _is_text_file(path: Path, data: DataConfig) -> bool:
+    return data.format == "text" or (data.format == "auto" and path.suffix.lower() in TEXT_SUFFIXES)
+
+
+def _read_text_file(path: Path, data: DataConfig) -> tuple[list[Record], list[str]]:
+    if not path.is_file():
+        raise DataError(f"{path}: file not found; check the path (relative paths start at {Path.cwd()})")
+    records = text_documents(read_text(path), data.documents)
+    return records, [] if records else [f"{path}: no text (the file is empty or only whitespace)"]
+
+
+def read_documents(path: Path, data: DataConfig) -> tuple[list[Record], list[str]]:
+    """Unlabelled documents only: a plain-text file, or the ``data.text_column`` of a table (other columns,
+    labels included, are ignored)."""
+    path = Path(path)
+    if _is_text_file(path, data):
+        return _read_text_file(path, data)
+    table = read_table(path, data.format)
+    if not table.rows:
+        return [], [f"{path}: no rows; the file is empty"]
+    if data.text_column not in table.columns:
+        columns = ", ".join(repr(c) for c in table.columns)
+        return [], [f"{path}: no {data.text_column!r} column to read text from (the columns are {columns}); set "
+                    "data.text_column"]
+    return _document_rows(table.path, table.rows, table.lines, data.text_column)
+
+
 def read_lm_records(path: Path, data: DataConfig) -> tuple[list[Record], list[str]]:
     path = Path(path)
-    fmt = data.format
-    if fmt == "auto" and path.suffix.lower() in TEXT_SUFFIXES:
-        fmt = "text"
-    if fmt == "text":
-        if not path.is_file():
-            raise DataError(f"{path}: file not found; check the path (relative paths start at {Path.cwd()})")
-        records = text_documents(read_text(path), data.documents)
-        return records, [] if records else [f"{path}: no text (the file is empty or only whitespace)"]
-    table = read_table(path, fmt)
+    if _is_text_file(path, data):
+        return _read_text_file(path, data)
+    table = read_table(path, data.format)
     if not table.rows:
         return [], [f"{path}: no rows; the file is empty"]
     if data.messages_column in table.columns:

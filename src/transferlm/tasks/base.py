@@ -165,6 +165,11 @@ class Task(ABC):
     @abstractmethod
     def collate(self, items: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]: ...
 
+    def training_collate(self, items: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
+        """A training batch: ``collate`` unless the task draws something afresh each time (masked-lm's masks);
+        evaluation always uses ``collate``, which must be deterministic."""
+        return self.collate(items, pad_id)
+
     def collate_targets(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """Only the targets of a batch (training on cached features needs no inputs); override to skip
         collating the inputs."""

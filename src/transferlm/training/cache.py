@@ -35,6 +35,8 @@ class CachedFeatureTask:
         batch["features"] = self.head.collate_features([item["features"] for item in items])
         return batch
 
+    training_collate = collate  # (not the task's: that one collates the backbone's inputs)
+
     def model_inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {"features": batch["features"]}
 

@@ -112,7 +112,8 @@ class TrainingLoop:
         loss_sum = torch.zeros((), device=self.accelerator.device)
         for i, global_batch in enumerate(window):
             items = [self.features.items[j] for j in shard(global_batch, rank, world)]
-            batch = {k: v.to(self.accelerator.device) for k, v in self.task.collate(items, self.pad_id).items()}
+            collated = self.task.training_collate(items, self.pad_id)
+            batch = {k: v.to(self.accelerator.device) for k, v in collated.items()}
             sync = i == len(window) - 1
             with nullcontext() if sync else self.accelerator.no_sync(self.model), self.accelerator.autocast():
                 terms = self.task.loss(self.model(**self.task.model_inputs(batch)), batch)

@@ -1,0 +1,260 @@
+"""Masked language modelling: continue an encoder's pretraining on the user's unlabelled text.
+
+This is the encoder half of domain-adaptive pretraining (Gururangan et al., 2020, "Don't Stop Pretraining");
+`transferlm adapt` runs it for BERT-family models (and causal-lm for decoders), and its run directory is a
+plain Hugging Face model that ``train --model`` fine-tunes.
+
+- Text: documents (``data.documents``) are tokenised, joined by the separator token and cut into blocks of
+  ``model.max_length`` (the classifier token and a separator around each), so no token is dropped.
+- Masking as in BERT (Devlin et al., 2019, section 3.1): ``task.mlm_probability`` (15 %) of a block's tokens
+  are predicted; of those 80 % are replaced by the mask token, 10 % by a random token, 10 % kept. The number
+  predicted per block is fixed, round(15 % of its tokens), as in the original ``create_pretraining_data``,
+  so the loss normalises exactly over accumulation and processes. ``task.whole_word_mask`` picks whole words
+  (every subword piece of a chosen word) until that number is reached, as Google's whole-word-masking
+  release of BERT did.
+- Training masks afresh for every batch (dynamic masking, Liu et al., 2019, RoBERTa); validation and test
+  use one mask per block fixed at encoding, so their loss is comparable between evaluations and runs.
+
+Metrics over the predicted tokens: ``loss`` (mean negative log-likelihood), ``perplexity`` = exp(loss),
+and ``accuracy`` (the original token ranked first).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from transferlm.data.lm import read_documents
+from transferlm.data.records import Record
+from transferlm.errors import ConfigError, ModelSpecError
+from transferlm.tasks.base import TASKS, Features, LossTerms, Task, pad_inputs
+
+log = logging.getLogger(__name__)
+IGNORE = -100
+SPECIAL = -1  # word key of special tokens: never masked
+
+
+def check_masked_lm(path: Path) -> None:
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    config = AutoConfig.from_pretrained(path)
+    if config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        raise ModelSpecError(
+            f"{path}: a {config.model_type} model has no masked-language-model form; masked-lm is for encoders of "
+            "the BERT family. To adapt a GPT-style decoder use task.type causal-lm (`transferlm adapt` picks it "
+            "for decoders)"
+        )
+
+
+def mask_block(
+    ids: Sequence[int],
+    words: Sequence[int],
+    rng: np.random.Generator,
+    probability: float,
+    whole_word: bool,
+    mask_id: int,
+    vocab_size: int,
+) -> tuple[list[int], list[int]]:
+    """One block's masked input ids and labels (the original id where a token is predicted, IGNORE elsewhere).
+
+    ``words`` gives each token's word key (SPECIAL for special tokens); the number predicted is
+    ``target_count(words, probability)``, or fewer when whole words cannot add up to it exactly."""
+    wanted = target_count(words, probability)
+    candidates = [i for i, w in enumerate(words) if w != SPECIAL]
+    if whole_word:
+        groups: dict[int, list[int]] = {}
+        for i in candidates:
+            groups.setdefault(words[i], []).append(i)
+        chosen: list[int] = []
+        for key in rng.permutation(list(groups)):
+            group = groups[int(key)]
+            if len(chosen) + len(group) <= wanted:
+                chosen += group
+            if len(chosen) == wanted:
+                break
+    else:
+        chosen = [candidates[i] for i in rng.permutation(len(candidates))[:wanted]]
+    masked, labels = list(ids), [IGNORE] * len(ids)
+    for i in chosen:
+        labels[i] = ids[i]
+        draw = rng.random()
+        if draw < 0.8:
+            masked[i] = mask_id
+        elif draw < 0.9:
+            masked[i] = int(rng.integers(vocab_size))
+    return masked, labels
+
+
+def target_count(words: Sequence[int], probability: float) -> int:
+    """How many tokens of a block are predicted: round(probability * maskable tokens), at least one."""
+    maskable = sum(1 for w in words if w != SPECIAL)
+    return max(1, round(probability * maskable)) if maskable else 0
+
+
+class MaskedLmTask(Task):
+    name = "masked-lm"
+    default_metric = "perplexity"
+    # The objective is the model's own pretraining one: nothing new to train alone (frozen is refused). A
+    # checkpoint saved without its masked-LM head (sentence-embedding models such as minilm) gets a new one,
+    # reported and listed by head_parameter_names.
+    has_new_head = False
+
+    def __init__(self, task, data):
+        super().__init__(task, data)
+        self.new_head: set[str] = set()
+        self._mask_id: int | None = None  # the tokenizer's, learned in encode for training_collate
+        self._vocab = 0
+
+    # --- labels: none ---
+    def fit_labels(self, train, others, train_name: str = "train") -> list[str]:
+        return self.check_labels({train_name: train, **others})
+
+    def check_labels(self, splits: dict[str, Sequence[Record]]) -> list[str]:
+        return [f"{where}: no text" for where, records in splits.items() if not records]
+
+    def state(self) -> dict[str, Any]:
+        return {}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def greater_is_better(self, metric: str) -> bool:
+        return metric == "accuracy"
+
+    # --- model ---
+    def build_model(self, path: Path, tokenizer: Any, pretrained: bool = True) -> nn.Module:
+        from transformers import AutoConfig, AutoModelForMaskedLM
+
+        check_masked_lm(path)
+        if tokenizer.mask_token_id is None:
+            raise ConfigError(f"{path}: the tokenizer has no mask token, so masked-lm cannot hide tokens from it")
+        if not pretrained:
+            return AutoModelForMaskedLM.from_config(AutoConfig.from_pretrained(path))
+        model, info = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True)
+        names = {name for name, _ in model.named_parameters()}
+        self.new_head = {key for key in info["missing_keys"] if key in names}
+        if self.new_head:
+            log.warning("%s has no masked-LM head (%d tensors missing, e.g. %s); adaptation starts with a new, "
+                        "randomly initialised one", path, len(self.new_head), sorted(self.new_head)[0])
+        return model
+
+    def load_model(self, path: Path) -> nn.Module:
+        from transformers import AutoModelForMaskedLM
+
+        return AutoModelForMaskedLM.from_pretrained(path)
+
+    def head_parameter_names(self, model: nn.Module) -> set[str]:
+        """A new masked-LM head's transform (LoRA trains it in full). Its output bias stays out: it sits on the
+        module that also holds the decoder tied to the word embeddings, which LoRA must not copy."""
+        return {name for name, _ in model.named_parameters()  # (endswith: peft-wrapped names have a prefix)
+                if ".transform." in name and any(name.endswith(new) for new in self.new_head)}
+
+    # --- data ---
+    def read_records(self, path: Path, need_label: bool = True) -> tuple[list[Record], list[str]]:
+        return read_documents(path, self.data_config)
+
+    def predictions(self, outputs, features: Features, records: Sequence[Record]) -> list[dict[str, Any]]:
+        raise ConfigError("a masked-lm run is an adapted model, not a predictor; fine-tune it for a task with "
+                          "`transferlm train --model RUN_DIR`")
+
+    def input_record(self, item: Any, index: int) -> Record:
+        return self.predictions([], Features([], []), [])  # type: ignore[return-value]  (always raises)
+
+    # --- features ---
+    def encode(self, tokenizer, records: Sequence[Record], max_length: int, with_labels: bool = True) -> Features:
+        for needed in ("cls_token_id", "sep_token_id", "mask_token_id"):
+            if getattr(tokenizer, needed) is None:
+                raise ConfigError(f"the tokenizer has no {needed[:-3]}, which masked-lm blocks need")
+        encoded = tokenizer([r.text for r in records], add_special_tokens=False)
+        ids: list[int] = []
+        words: list[int] = []
+        next_word = 0
+        for i in range(len(records)):
+            word_ids = encoded.word_ids(i)
+            ids += encoded["input_ids"][i] + [tokenizer.sep_token_id]
+            words += [next_word + (w if w is not None else 0) for w in word_ids] + [SPECIAL]
+            next_word += (max((w for w in word_ids if w is not None), default=-1) + 1)
+        ids, words = ids[:-1], words[:-1]  # the last separator is the block's own
+        body = max_length - 2
+        items = []
+        for number, start in enumerate(range(0, len(ids), body)):
+            block = [tokenizer.cls_token_id, *ids[start:start + body], tokenizer.sep_token_id]
+            keys = [SPECIAL, *words[start:start + body], SPECIAL]
+            masked, labels = mask_block(block, keys, np.random.default_rng(number), self.task_config.mlm_probability,
+                                        self.task_config.whole_word_mask, tokenizer.mask_token_id, len(tokenizer))
+            items.append({"input_ids": block, "words": keys, "masked_ids": masked, "labels": labels,
+                          "units": target_count(keys, self.task_config.mlm_probability)})
+        self._mask_id, self._vocab = tokenizer.mask_token_id, len(tokenizer)
+        return Features(items, [len(item["input_ids"]) for item in items])
+
+    def training_collate(self, items: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
+        """A fresh mask per block and batch, drawn from torch's seeded generator (reproducible, resumable)."""
+        if self._mask_id is None:
+            raise RuntimeError("masked-lm: encode() the training data before collating it")
+        rng = np.random.default_rng(int(torch.randint(2**62, ())))
+        remasked = []
+        for item in items:
+            masked, labels = mask_block(item["input_ids"], item["words"], rng, self.task_config.mlm_probability,
+                                        self.task_config.whole_word_mask, self._mask_id, self._vocab)
+            remasked.append({**item, "masked_ids": masked, "labels": labels})
+        return self.collate(remasked, pad_id)
+
+    def collate(self, items: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
+        batch = pad_inputs([{"input_ids": item["masked_ids"]} for item in items], pad_id)
+        batch.update(self.collate_targets(items))
+        return batch
+
+    def collate_targets(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        width = max(len(item["labels"]) for item in items)
+        labels = torch.full((len(items), width), IGNORE, dtype=torch.long)
+        for row, item in enumerate(items):
+            labels[row, : len(item["labels"])] = torch.tensor(item["labels"])
+        return {"labels": labels, "units": torch.tensor([item["units"] for item in items], dtype=torch.float32)}
+
+    def model_inputs(self, batch):
+        return {k: v for k, v in batch.items() if k not in ("labels", "units")}
+
+    def loss_units(self, items: Sequence[dict[str, Any]]) -> int:
+        return sum(item["units"] for item in items)
+
+    def loss(self, outputs, batch) -> LossTerms:
+        """Summed NLL of the predicted tokens; a block whose whole words fell short of its count is scaled up to
+        it, so every block weighs its ``units`` and the loop's normalisation is exact."""
+        logits, labels = outputs.logits.float(), batch["labels"]
+        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE,
+                              reduction="none").view(labels.shape).sum(dim=1)
+        predicted = (labels != IGNORE).sum(dim=1).clamp(min=1)
+        total = (nll * batch["units"] / predicted).sum()
+        return LossTerms(total, int(batch["units"].sum()))
+
+    def output_rows(self, output: torch.Tensor, items: Sequence[dict[str, Any]]) -> list[torch.Tensor]:
+        """Per block: (summed NLL, predicted tokens, correctly ranked first) under its fixed mask."""
+        rows = []
+        for logits, item in zip(output, items, strict=True):
+            labels = torch.tensor(item["labels"])
+            keep = labels != IGNORE
+            scores, targets = logits[: len(labels)][keep].float(), labels[keep]
+            nll = F.cross_entropy(scores, targets, reduction="sum") if len(targets) else torch.zeros(())
+            correct = (scores.argmax(dim=-1) == targets).sum() if len(targets) else 0
+            rows.append(torch.tensor([float(nll), float(len(targets)), float(correct)], dtype=torch.float64))
+        return rows
+
+    def metrics(self, outputs: Sequence[torch.Tensor], features: Features) -> dict[str, Any]:
+        total = sum(float(row[0]) for row in outputs)
+        tokens = int(sum(float(row[1]) for row in outputs))
+        correct = sum(float(row[2]) for row in outputs)
+        loss = total / tokens if tokens else float("nan")
+        return {"loss": loss, "perplexity": math.exp(loss) if tokens else float("nan"),
+                "accuracy": correct / tokens if tokens else float("nan"), "tokens": tokens, "n": len(outputs)}
+
+
+TASKS.register("masked-lm", MaskedLmTask)
