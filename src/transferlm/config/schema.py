@@ -205,7 +205,11 @@ class TrainConfig(Section):
         None, gt=0, description="Stop after this many evaluations without improvement."
     )
     group_by_length: bool = Field(True, description="Batch examples of similar length together (far less padding).")
-    bf16: bool = Field(False, description="bfloat16 autocast for forward/backward.")
+    bf16: bool = Field(
+        False,
+        description="bfloat16 autocast for forward/backward (GPUs, or CPUs with native bfloat16: AVX512-BF16/AMX; "
+        "elsewhere it is emulated and far slower, and train warns).",
+    )
     gradient_checkpointing: bool = Field(
         False, description="Recompute activations in the backward pass: less memory, about a third more compute."
     )

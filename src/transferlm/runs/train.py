@@ -196,12 +196,23 @@ def _accelerator(config: RunConfig):
     # (e.g. a bf16 run after an fp32 one in the same notebook or search). Reset that part only; the
     # distributed state (process group) is kept.
     AcceleratorState._reset_state(reset_partial_state=False)
+    if config.train.bf16 and not torch.cuda.is_available() and not _native_cpu_bf16():
+        log.warning("train.bf16 on a CPU without native bfloat16 (AVX512-BF16 or AMX): autocast is emulated and "
+                    "slow (SmolLM2 LoRA: 30x slower than fp32 on an AVX2 CPU); turn train.bf16 off here")
     # Gradual unfreezing leaves parameters without gradients in early epochs, which DDP must be told of.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=config.strategy.gradual_unfreeze)
     # cpu=True is what makes accelerate join a gloo process group under torchrun on a CPU-only
     # machine; without it each process trains alone. The device is logged by train().
     return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="bf16" if config.train.bf16 else "no",
                        kwargs_handlers=[ddp])
+
+
+def _native_cpu_bf16() -> bool:
+    import torch
+
+    check = getattr(torch.cpu, "_is_avx512_bf16_supported", None)  # private, hence the guard
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(check and check()) or bool(amx and amx())
 
 
 @dataclass
