@@ -41,11 +41,14 @@ def test_summary_and_verdict_words():
     member, baseline = Summary.of([0.90, 0.92, 0.91]), Summary.of([0.80, 0.81, 0.79])
     assert member.mean == pytest.approx(0.91) and member.std == pytest.approx(0.01)
     clear = verdict("lora", member, "tfidf", baseline, 500, True)
-    assert not clear.negative and clear.words.startswith("lora beats tfidf +11.00")
+    assert clear.outcome == "gain" and clear.words.startswith("lora beats tfidf +11.00")
     close = verdict("frozen", Summary.of([0.81, 0.80, 0.805]), "tfidf", baseline, 500, True)
-    assert close.negative and "not better than tfidf beyond seed noise" in close.words
+    assert close.outcome == "tie" and not close.negative  # a tie is no gain, not negative transfer
+    assert close.words.startswith("no gain from transfer: frozen ties with tfidf within the noise +0.50")
+    below = verdict("frozen", Summary.of([0.795, 0.80, 0.79]), "tfidf", baseline, 500, True)
+    assert below.outcome == "tie" and below.difference < 0  # worse, but within the noise: still a tie
     worse = verdict("full", Summary.of([0.7]), "tfidf", Summary.of([0.8]), 400, True)
-    assert worse.negative and "worse than tfidf -10.00" in worse.words
+    assert worse.negative and "negative transfer: full is worse than tfidf beyond the noise -10.00" in worse.words
     # one seed: the noise is the sampling error of the two accuracies on 400 examples
     assert worse.noise == pytest.approx(2 * math.sqrt(0.7 * 0.3 / 400 + 0.8 * 0.2 / 400))
 
@@ -58,8 +61,8 @@ def test_one_seed_verdicts_pair_the_examples():
     assert paired == pytest.approx(math.sqrt((6 / 400 - (6 / 400) ** 2) * 400 / 399 / 400))
     one, other = Summary.of([306 / 400]), Summary.of([300 / 400])
     unpaired = verdict("full", one, "tfidf", other, 400, True)
-    assert unpaired.negative  # independent sampling errors swamp a 1.5-point gain ...
-    assert not verdict("full", one, "tfidf", other, 400, True, paired_se=paired).negative  # ... pairing does not
+    assert unpaired.outcome == "tie"  # independent sampling errors swamp a 1.5-point gain ...
+    assert verdict("full", one, "tfidf", other, 400, True, paired_se=paired).outcome == "gain"  # ... pairing does not
 
 
 def test_labels_needed_interpolates_in_log_space():
@@ -217,3 +220,23 @@ def test_default_members_take_the_task_s_own_baseline():
     settings = CompareSettings()
     assert [m.name for m in settings.member_list(("crf",))] == ["frozen", "lora", "full", "crf", "scratch"]
     assert [m.name for m in settings.member_list(("tfidf",))] == ["frozen", "lora", "full", "tfidf", "scratch"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["tiny_llama_dir", "tiny_gpt2_dir"])
+def test_decoders_join_compare_and_curve_like_encoders(request, arch, tmp_path):
+    """A decoder classifier (LoRA and full) beside the baselines: the same reports, splits and verdicts."""
+    model_dir = request.getfixturevalue(arch)
+    config = experiment_config(model_dir, tmp_path)
+    report = compare(config, CompareSettings(members=["lora", "full", "tfidf"], seeds=[0]))
+    rows = {m["title"]: m for m in report["members"]}
+    assert set(rows) == {"lora", "full", "tfidf"} and report["best_baseline"] == "tfidf"
+    assert rows["lora"]["trainable"] < rows["full"]["trainable"] == rows["full"]["total"]
+    assert all(len(rows[m]["runs"][0]["example_scores"]["validation"]) == 16 for m in ("lora", "full"))
+    specs = [json.loads(p.read_text()) for p in config.output.glob("runs/*/seed-0/job.json")]
+    assert specs and {s["config"]["model"]["name"] for s in specs} == {str(model_dir)}
+    (tmp_path / "curve").mkdir()
+    curve_config = experiment_config(model_dir, tmp_path / "curve")
+    curved = curve(curve_config, CurveSettings(members=["lora", "tfidf"], seeds=[0], sizes=[4, "all"], min_steps=2))
+    assert [p["n_train"] for p in curved["curves"]["lora"]] == [8, 40]
+    assert (curve_config.output / "curve.png").stat().st_size > 0

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from transferlm.experiments.stats import NOISE_SE
 from transferlm.training.checkpoint import atomic_write_text
 
 CHART = "chart.png"
@@ -66,7 +67,9 @@ def html_table(table: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def bar_chart(rows: list[dict[str, Any]], metric: str, split: str, path: Path) -> None:
+def bar_chart(rows: list[dict[str, Any]], metric: str, split: str, path: Path, n_eval: int, proportion: bool) -> None:
+    """Means with the noise the verdicts use: 2 standard errors (over seeds; with one seed, the sampling error
+    on the n_eval examples)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -75,14 +78,14 @@ def bar_chart(rows: list[dict[str, Any]], metric: str, split: str, path: Path) -
     shown = [r for r in rows if "summary" in r]
     fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(shown) + 1), 3.6))
     means = [100 * r["summary"].mean for r in shown]
-    errors = [100 * (r["summary"].std or 0) for r in shown]
+    errors = [100 * NOISE_SE * r["summary"].standard_error(n_eval, proportion) for r in shown]
     colors = ["#9e9e9e" if r["kind"] == "baseline" else "#1f77b4" for r in shown]
     ax.bar(range(len(shown)), means, yerr=errors, color=colors, capsize=4)
     ax.set_xticks(range(len(shown)), [r["title"] for r in shown], rotation=20, ha="right")
     low = min(m - e for m, e in zip(means, errors, strict=True)) if means else 0
     ax.set_ylim(max(0, low - 5), min(100, max(m + e for m, e in zip(means, errors, strict=True)) + 2))
     ax.set_ylabel(f"{metric} on {split} (%)")
-    ax.set_title("transfer (blue) vs baselines (grey); error bars: std over seeds")
+    ax.set_title(f"transfer (blue), baselines (grey); bars: ±{NOISE_SE:g} standard errors", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -98,6 +101,7 @@ def _json_row(row: dict[str, Any]) -> dict[str, Any]:
         out["verdict"] = {
             "difference": v.difference,
             "noise": v.noise,
+            "outcome": v.outcome,
             "negative_transfer": v.negative,
             "words": v.words,
         }
@@ -125,19 +129,23 @@ def _compare_intro(prepared, config) -> str:
     )
 
 
-def _verdicts(rows: list[dict[str, Any]], best: str | None) -> tuple[list[str], list[str]]:
+def _verdicts(rows: list[dict[str, Any]], best: str | None) -> tuple[list[str], dict[str, list[str]]]:
+    """The verdict lines, headed by who lost to the best baseline and who only tied with it."""
     if best is None:
         return [
             "no baseline finished, so transfer cannot be judged; add the task's baseline (tfidf, crf) or scratch "
             "to the members"
-        ], []
-    verdicts = [r["verdict"].words for r in rows if "verdict" in r]
-    negative = [r["title"] for r in rows if "verdict" in r and r["verdict"].negative]
-    if negative:
-        verdicts.insert(
-            0, f"NEGATIVE TRANSFER: {', '.join(negative)} did not beat the best baseline ({best}) beyond seed noise."
-        )
-    return verdicts, negative
+        ], {"negative": [], "tie": []}
+    judged = [r for r in rows if "verdict" in r]
+    verdicts = [r["verdict"].words for r in judged]
+    outcomes = {kind: [r["title"] for r in judged if r["verdict"].outcome == kind] for kind in ("negative", "tie")}
+    if outcomes["tie"]:
+        verdicts.insert(0, f"NO GAIN FROM TRANSFER: {', '.join(outcomes['tie'])} did not beat the best baseline "
+                           f"({best}) beyond the noise, nor lose to it.")
+    if outcomes["negative"]:
+        verdicts.insert(0, f"NEGATIVE TRANSFER: {', '.join(outcomes['negative'])} did worse than the best baseline "
+                           f"({best}) beyond the noise.")
+    return verdicts, outcomes
 
 
 def _html_page(intro: str, table: list[list[str]], chart: Path, verdicts: list[str]) -> str:
@@ -154,10 +162,11 @@ def _html_page(intro: str, table: list[list[str]], chart: Path, verdicts: list[s
 
 
 def write_compare_report(out: Path, rows: list[dict[str, Any]], best: str | None, prepared, config) -> dict[str, Any]:
-    bar_chart(rows, prepared.metric, prepared.files.evaluated, out / CHART)
+    bar_chart(rows, prepared.metric, prepared.files.evaluated, out / CHART, prepared.files.n_eval,
+              "loss" not in prepared.metric)
     table = compare_table(rows, best)
     intro = _compare_intro(prepared, config)
-    verdicts, negative = _verdicts(rows, best)
+    verdicts, outcomes = _verdicts(rows, best)
     sections = [
         "# transferlm compare",
         intro,
@@ -175,7 +184,8 @@ def write_compare_report(out: Path, rows: list[dict[str, Any]], best: str | None
         "n_train": len(prepared.splits.train),
         "seeds": prepared.seeds,
         "best_baseline": best,
-        "negative_transfer": negative,
+        "negative_transfer": outcomes["negative"],
+        "no_gain": outcomes["tie"],
         "verdicts": verdicts,
         "members": [_json_row(r) for r in rows],
     }

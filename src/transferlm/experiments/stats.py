@@ -43,8 +43,13 @@ class Summary:
 class Verdict:
     difference: float  # member mean - best baseline mean
     noise: float  # NOISE_SE standard errors of that difference
-    negative: bool
+    outcome: str  # "gain" (better beyond the noise), "tie" (within it: no gain from transfer), "negative" (worse)
     words: str
+
+    @property
+    def negative(self) -> bool:
+        """Negative transfer: worse than the baseline beyond the noise (a tie is no gain, not negative)."""
+        return self.outcome == "negative"
 
 
 def paired_standard_error(a: Sequence[float], b: Sequence[float]) -> float:
@@ -72,13 +77,12 @@ def verdict(
         se = math.sqrt(summary.standard_error(n_eval, proportion) ** 2 + base.standard_error(n_eval, proportion) ** 2)
     diff, noise = summary.mean - base.mean, NOISE_SE * se
     delta = f"{scale * diff:+.2f} (noise ±{scale * noise:.2f})"
-    if diff < 0:
-        return Verdict(diff, noise, True, f"negative transfer: {member} is worse than {baseline} {delta}")
-    if diff <= noise:
-        return Verdict(
-            diff, noise, True, f"negative transfer: {member} is not better than {baseline} beyond seed noise {delta}"
-        )
-    return Verdict(diff, noise, False, f"{member} beats {baseline} {delta}")
+    if diff > noise:
+        return Verdict(diff, noise, "gain", f"{member} beats {baseline} {delta}")
+    if diff < -noise:
+        return Verdict(diff, noise, "negative",
+                       f"negative transfer: {member} is worse than {baseline} beyond the noise {delta}")
+    return Verdict(diff, noise, "tie", f"no gain from transfer: {member} ties with {baseline} within the noise {delta}")
 
 
 def labels_needed(curve: Sequence[tuple[int, float]], target: float) -> float | None:
