@@ -177,3 +177,35 @@ def test_jsonl_reader_keeps_line_numbers_across_blank_lines(tmp_path):
     path = tmp_path / "t.jsonl"
     path.write_text(json.dumps({"text": "a", "label": 1}) + "\n\n" + json.dumps({"text": "b", "label": 2}) + "\n")
     assert read_table(path).lines == [1, 3]
+
+
+def test_headerless_csv_with_columns_by_position_and_joined_text(tmp_path):
+    """AG News style: no header, the class index first, then a title and a description to join."""
+    path = tmp_path / "news.csv"
+    path.write_text('"3","Wall St. Bears Claw Back","Short-sellers are seeing green again."\n'
+                    '"4","New chip",""\n\n"1","Talks end","Leaders met on Monday."\n', encoding="utf-8")
+    config = config_for(tmp_path, path, header=False, text_column=[1, 2], label_column=0)
+    records, problems = read_records(path, config.data)
+    assert problems == []
+    assert [(r.text, r.label, r.line) for r in records] == [
+        ("Wall St. Bears Claw Back Short-sellers are seeing green again.", "3", 1),
+        ("New chip", "4", 2),  # an empty description: the title alone
+        ("Talks end Leaders met on Monday.", "1", 4),
+    ]
+
+
+def test_headerless_problems_name_positions_and_formats(tmp_path):
+    path = tmp_path / "news.csv"
+    path.write_text('"3","title","text"\n"4","only two"\n', encoding="utf-8")
+    config = config_for(tmp_path, path, header=False, text_column=[1, 5], label_column=0)
+    _, problems = read_records(path, config.data)
+    assert any("(lines 2)" in p and "the first row's 3" in p for p in problems), problems
+    path.write_text('"3","title","text"\n', encoding="utf-8")
+    _, problems = read_records(path, config.data)
+    assert any("column '5' (data.text_column) not found; columns are '0', '1', '2' (data.header is false: "
+               "columns are named by position from 0)" in p for p in problems), problems
+    jsonl = write_jsonl(tmp_path / "rows.jsonl", [{"text": "a", "label": "b"}])
+    _, problems = read_records(jsonl, config_for(tmp_path, jsonl, header=False).data)
+    assert any("data.header: false applies to csv and tsv files only" in p for p in problems), problems
+    with pytest.raises(Exception, match="an empty list names no column"):
+        config_for(tmp_path, path, text_column=[])

@@ -86,11 +86,30 @@ class DataConfig(Section):
         description="File format; auto uses the file extension (ner: .conll/.iob/.bio/.txt are CoNLL columns; "
         "qa: .json is SQuAD v1.1/v2.0 JSON; causal-lm: .txt/.raw/.text/.md are plain text).",
     )
-    text_column: str = Field("text", description="Column holding the input text.")
+    header: bool = Field(
+        True,
+        description="csv/tsv: the first row names the columns; false: there is no header row and columns are named "
+        "by position from 0 (AG News: header: false, text_column: [1, 2], label_column: 0).",
+    )
+    text_column: Union[str, list[str]] = Field(
+        "text",
+        description="Column holding the input text; a list of columns is joined with a space (e.g. a title and a "
+        "description).",
+    )
     text_pair_column: Optional[str] = Field(None, description="Column holding a second text, for sentence-pair tasks.")
     label_column: str = Field(
         "label", description="Column holding the label (a list or delimited string for multi-label)."
     )
+
+    @field_validator("text_column", "text_pair_column", "label_column", mode="before")
+    @classmethod
+    def _positions_are_names(cls, v):
+        """Column positions (header: false) may be written as numbers; columns are named by strings."""
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("an empty list names no column; give one column or several")
+            return [str(c) if isinstance(c, int) and not isinstance(c, bool) else c for c in v]
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
     label_delimiter: Optional[str] = Field(
         None, description="Splits a string label column into several labels (multi-label), e.g. '|'."
     )

@@ -22,7 +22,7 @@ from typing import Any
 
 from transferlm.config.schema import DataConfig
 from transferlm.data.readers import read_table, read_text, summarise_lines
-from transferlm.data.records import Record
+from transferlm.data.records import Record, row_text, text_columns
 from transferlm.errors import DataError
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -60,29 +60,30 @@ def read_documents(path: Path, data: DataConfig) -> tuple[list[Record], list[str
     path = Path(path)
     if _is_text_file(path, data):
         return _read_text_file(path, data)
-    table = read_table(path, data.format)
+    table = read_table(path, data.format, data.header)
     if not table.rows:
         return [], [f"{path}: no rows; the file is empty"]
-    if data.text_column not in table.columns:
+    wanted = text_columns(data)
+    if any(c not in table.columns for c in wanted):
         columns = ", ".join(repr(c) for c in table.columns)
         return [], [f"{path}: no {data.text_column!r} column to read text from (the columns are {columns}); set "
                     "data.text_column"]
-    return _document_rows(table.path, table.rows, table.lines, data.text_column)
+    return _document_rows(table.path, table.rows, table.lines, wanted)
 
 
 def read_lm_records(path: Path, data: DataConfig) -> tuple[list[Record], list[str]]:
     path = Path(path)
     if _is_text_file(path, data):
         return _read_text_file(path, data)
-    table = read_table(path, data.format)
+    table = read_table(path, data.format, data.header)
     if not table.rows:
         return [], [f"{path}: no rows; the file is empty"]
     if data.messages_column in table.columns:
         return _chat_records(table.path, table.rows, table.lines, data.messages_column)
     if data.prompt_column in table.columns or data.completion_column in table.columns:
         return _pair_records(table.path, table.rows, table.lines, data)
-    if data.text_column in table.columns:
-        return _document_rows(table.path, table.rows, table.lines, data.text_column)
+    if all(c in table.columns for c in text_columns(data)):
+        return _document_rows(table.path, table.rows, table.lines, text_columns(data))
     columns = ", ".join(repr(c) for c in table.columns)
     return [], [f"{path}: causal-lm data needs a {data.messages_column!r} column (chat), {data.prompt_column!r} and "
                 f"{data.completion_column!r} (pairs) or {data.text_column!r} (documents); the columns are {columns}. "
@@ -115,15 +116,18 @@ def text_documents(text: str, documents: str) -> list[Record]:
     return records
 
 
-def _document_rows(path: Path, rows: list[dict], lines: list[int], column: str) -> tuple[list[Record], list[str]]:
+def _document_rows(
+    path: Path, rows: list[dict], lines: list[int], columns: list[str]
+) -> tuple[list[Record], list[str]]:
     records, empty = [], []
     for row, line in zip(rows, lines, strict=True):
-        value = row.get(column)
+        value = row_text(row, columns)
         if not isinstance(value, str) or not value.strip():
             empty.append(line)
         else:
             records.append(Record(value, None, None, line))
-    problems = [summarise_lines(path, f"have no text in {column!r}", empty, "fill or remove them")] if empty else []
+    named = ", ".join(map(repr, columns))
+    problems = [summarise_lines(path, f"have no text in {named}", empty, "fill or remove them")] if empty else []
     return records, problems
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +30,11 @@ READERS: Registry[Reader] = Registry("data format")
 EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 
 
-def read_table(path: Path, fmt: str = "auto") -> Table:
+DELIMITED = ("csv", "tsv")  # the formats with an optional header row
+
+
+def read_table(path: Path, fmt: str = "auto", header: bool = True) -> Table:
+    """Rows of a table file; ``header=False`` (csv/tsv only): no header row, columns named "0", "1", ..."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found; check the path (relative paths start at {Path.cwd()})")
@@ -40,6 +45,11 @@ def read_table(path: Path, fmt: str = "auto") -> Table:
                 f"{path}: cannot tell the format from the extension {path.suffix!r}; "
                 f"rename it to one of {', '.join(EXTENSIONS)} or set data.format"
             )
+    if fmt in DELIMITED:
+        return READERS.get(fmt)(path, header=header)
+    if not header:
+        raise DataError(f"{path}: data.header: false applies to csv and tsv files only; this is {fmt}, whose "
+                        "columns always have names")
     return READERS.get(fmt)(path)
 
 
@@ -61,15 +71,17 @@ def summarise_lines(where: str | Path, what: str, lines: list[int], fix: str) ->
     return f"{where}: {len(lines)} row(s) {what} (lines {shown}{more}); {fix}"
 
 
-def _read_delimited(path: Path, delimiter: str, quoting: int) -> Table:
+def _read_delimited(path: Path, delimiter: str, quoting: int, has_header: bool = True) -> Table:
     reader = csv.reader(io.StringIO(read_text(path), newline=""), delimiter=delimiter, quoting=quoting)
     try:
-        header = next(reader)
+        first = next(reader)
     except StopIteration:
-        raise DataError(f"{path}: the file is empty; it needs a header row and data rows") from None
-    header = [h.strip() for h in header]
+        needs = "a header row and data rows" if has_header else "data rows"
+        raise DataError(f"{path}: the file is empty; it needs {needs}") from None
+    header = [h.strip() for h in first] if has_header else [str(i) for i in range(len(first))]
     rows, lines, ragged = [], [], []
-    for record in reader:
+    # Without a header the first row is data; chained lazily, so reader.line_num stays each row's line.
+    for record in reader if has_header else itertools.chain([first], reader):
         if not record or record == [""]:
             continue  # blank line
         if len(record) != len(header):
@@ -82,7 +94,7 @@ def _read_delimited(path: Path, delimiter: str, quoting: int) -> Table:
         raise DataError(
             summarise_lines(
                 path,
-                f"with a field count different from the header's {len(header)}",
+                f"with a field count different from the {'header' if has_header else 'first row'}'s {len(header)}",
                 ragged,
                 f"check the {sep} separators and quoting on those lines",
             )
@@ -90,13 +102,13 @@ def _read_delimited(path: Path, delimiter: str, quoting: int) -> Table:
     return Table(path, header, rows, lines)
 
 
-def read_csv(path: Path) -> Table:
-    return _read_delimited(path, ",", csv.QUOTE_MINIMAL)
+def read_csv(path: Path, header: bool = True) -> Table:
+    return _read_delimited(path, ",", csv.QUOTE_MINIMAL, header)
 
 
-def read_tsv(path: Path) -> Table:
+def read_tsv(path: Path, header: bool = True) -> Table:
     # TSV (as in GLUE) does not quote fields; a literal `"` is text.
-    return _read_delimited(path, "\t", csv.QUOTE_NONE)
+    return _read_delimited(path, "\t", csv.QUOTE_NONE, header)
 
 
 def read_jsonl(path: Path) -> Table:

@@ -36,15 +36,29 @@ def _is_missing(value: Any) -> bool:
     )
 
 
+def text_columns(data: DataConfig) -> list[str]:
+    return [data.text_column] if isinstance(data.text_column, str) else list(data.text_column)
+
+
+def row_text(row: dict[str, Any], columns: list[str]) -> Any:
+    """The text of a row: one column's value, or several columns' non-empty values joined by a space (missing
+    when all of them are)."""
+    if len(columns) == 1:
+        return row[columns[0]]
+    parts = [str(row[c]).strip() for c in columns if not _is_missing(row[c])]
+    return " ".join(parts) if parts else None
+
+
 def check_columns(table: Table, data: DataConfig, need_label: bool) -> list[str]:
-    wanted = [("text_column", data.text_column, "--text-column")]
+    wanted = [("text_column", name, "--text-column") for name in text_columns(data)]
     if data.text_pair_column:
         wanted.append(("text_pair_column", data.text_pair_column, "--text-pair-column"))
     if need_label:
         wanted.append(("label_column", data.label_column, "--label-column"))
     existing = ", ".join(repr(c) for c in table.columns) or "(none)"
+    positions = " (data.header is false: columns are named by position from 0)" if not data.header else ""
     return [
-        f"{table.path}: column {name!r} (data.{key}) not found; columns are {existing}; pass {flag} NAME"
+        f"{table.path}: column {name!r} (data.{key}) not found; columns are {existing}{positions}; pass {flag} NAME"
         for key, name, flag in wanted
         if name not in table.columns
     ]
@@ -55,8 +69,9 @@ def records_from_table(table: Table, data: DataConfig, need_label: bool) -> tupl
     if problems:
         return [], problems
     records, empty_text, empty_label = [], [], []
+    columns = text_columns(data)
     for row, line in zip(table.rows, table.lines, strict=False):
-        text, pair = row[data.text_column], row.get(data.text_pair_column) if data.text_pair_column else None
+        text, pair = row_text(row, columns), row.get(data.text_pair_column) if data.text_pair_column else None
         if _is_missing(text) or (data.text_pair_column and _is_missing(pair)):
             empty_text.append(line)
             continue
@@ -91,7 +106,7 @@ def records_from_table(table: Table, data: DataConfig, need_label: bool) -> tupl
 def read_records(path: Path, data: DataConfig, need_label: bool = True) -> tuple[list[Record], list[str]]:
     """Read one file; returns records and problems instead of raising, so callers can report all files at once."""
     try:
-        table = read_table(path, data.format)
+        table = read_table(path, data.format, data.header)
     except DataError as e:
         return [], e.problems
     return records_from_table(table, data, need_label)
