@@ -42,28 +42,50 @@ QA_INSTRUCTION = "Answer the question with a short phrase copied from the contex
 
 
 def peak_rss_mb() -> float:
-    import resource
+    """This process's peak resident set (VmHWM): unlike ru_maxrss it starts afresh at exec, so a spawned child
+    does not inherit its parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource  # (not Linux: the rusage figure, an upper bound)
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _child(queue, function, kwargs) -> None:
     import logging
+    import traceback
 
     logging.basicConfig(level=logging.INFO, format="transferlm: %(message)s")
     began = time.perf_counter()
-    result = function(**kwargs)
+    try:
+        result = function(**kwargs)
+    except BaseException:
+        queue.put({"error": traceback.format_exc()})
+        raise
     queue.put({**result, "wall_s": round(time.perf_counter() - began, 1), "peak_rss_mb": round(peak_rss_mb(), 1)})
 
 
 def isolated(function, **kwargs) -> dict[str, Any]:
-    """``function(**kwargs)`` in a fresh process: its own peak RSS, and no memory carried between runs."""
+    """``function(**kwargs)`` in a fresh process: its own peak RSS, and no memory carried between runs. A
+    failure in the child (an exception, or a kill such as the OOM killer's) stops the benchmark with it."""
+    import queue as queues
+
     context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=_child, args=(queue, function, kwargs))
+    channel = context.Queue()
+    process = context.Process(target=_child, args=(channel, function, kwargs))
     process.start()
-    result = queue.get()
+    while True:
+        try:
+            result = channel.get(timeout=5)
+            break
+        except queues.Empty:
+            if not process.is_alive():
+                died = f"{function.__name__}: the child process died (exit code {process.exitcode})"
+                raise SystemExit(died) from None
     process.join()
+    if "error" in result:
+        raise SystemExit(f"{function.__name__} failed in its child process:\n{result['error']}")
     return result
 
 

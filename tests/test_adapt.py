@@ -97,6 +97,24 @@ def test_training_masks_are_drawn_afresh_from_the_seeded_generator(tiny_model_di
     assert torch.equal(task.collate(items, 0)["labels"], task.collate(items, 0)["labels"])
 
 
+def test_blocks_with_the_same_tokens_get_their_own_masks(tiny_model_dir):
+    """Processes of a distributed run share torch's seed: a block's own number must make its mask differ."""
+    tokenizer = load_tokenizer(tiny_model_dir)
+    text = " ".join(r["text"] for r in sentiment_rows(6, seed=4))
+    task = mlm_task()
+    items = task.encode(tokenizer, [Record(text, None, None, 0), Record(text, None, None, 1)], max_length=64).items
+    twins = [dict(items[0], block=0), dict(items[0], block=1)]
+    torch.manual_seed(0)
+    batch = task.training_collate(twins, 0)
+    assert not torch.equal(batch["labels"][0], batch["labels"][1])
+
+
+def test_whole_word_masking_predicts_something_even_in_a_block_of_long_words():
+    words = [SPECIAL] + [0] * 5 + [1] * 5 + [SPECIAL]  # 10 maskable tokens: 15 % is 2, every word has 5
+    _, labels = mask_block(list(range(12)), words, np.random.default_rng(0), 0.15, True, MASK, VOCAB)
+    assert sum(label != IGNORE for label in labels) == 5
+
+
 def test_loss_weighs_each_block_by_its_count_even_when_whole_words_fall_short():
     """Uniform logits make every predicted token cost ln V, so the loss is ln V per unit of every block."""
     task = mlm_task(whole_word_mask=True)
@@ -148,6 +166,22 @@ def test_adapted_encoder_trains_as_a_classifier(tiny_model_no_dropout, tmp_path,
     original = load_file(tiny_model_no_dropout / "model.safetensors")
     assert not torch.equal(original["embeddings.word_embeddings.weight"],
                            trained["bert.embeddings.word_embeddings.weight"])
+
+
+def test_adapted_encoder_with_lora_trains_the_new_head_and_merges(tiny_model_no_dropout, tmp_path):
+    train = text_file(tmp_path / "domain.txt", 200, seed=1)
+    adapted = tmp_path / "adapted"
+    assert cli(["adapt", "--model", str(tiny_model_no_dropout), "--train", str(train), "--documents", "lines",
+                "--max-length", "32", "--strategy", "lora", "--lr", "1e-2", "--max-steps", "4", "--batch-size", "8",
+                "--no-progress", "--output", str(adapted)]) == 0
+    assert not (adapted / "adapter_config.json").exists()
+    weights = load_file(adapted / "model.safetensors")
+    # the new head's transform trained in full (modules_to_save), then merged back under its plain name
+    assert "cls.predictions.transform.dense.weight" in weights
+    assert not any("lora_" in k or "modules_to_save" in k for k in weights)
+    original = load_file(tiny_model_no_dropout / "model.safetensors")
+    assert not torch.equal(weights["bert.encoder.layer.0.attention.self.query.weight"],
+                           original["encoder.layer.0.attention.self.query.weight"])  # LoRA merged into the query
 
 
 def test_adapted_decoder_with_lora_is_merged_into_a_plain_model(tiny_llama_dir, tmp_path):

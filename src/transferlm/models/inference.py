@@ -29,9 +29,11 @@ def map_batches(
         items = [features.items[i] for i in indices]
         inputs = {k: v.to(device) for k, v in task.model_inputs(task.collate(items, pad_id)).items()}
         with autocast():
-            result = forward(**inputs).float().cpu()
+            result = forward(**inputs).float()
+        # Rows are cut (or reduced: a language model's per-token losses) where the output is, then moved: a
+        # batch's full-vocabulary logits never travel to the CPU.
         for i, row in zip(indices, task.output_rows(result, items), strict=True):
-            rows[i] = row
+            rows[i] = row.cpu()
     return rows
 
 

@@ -35,7 +35,9 @@ def read_manifest(root: Path) -> dict[str, Any]:
         raise RunDirError(f"{root}: not a finished transferlm run (no {MANIFEST}).{hint}")
     manifest = json.loads((root / MANIFEST).read_text())
     if manifest.get("format_version", 0) > FORMAT_VERSION:
-        raise RunDirError(f"{root}: written by a newer transferlm (format {manifest['format_version']}); upgrade transferlm")
+        raise RunDirError(
+            f"{root}: written by a newer transferlm (format {manifest['format_version']}); upgrade transferlm"
+        )
     return manifest
 
 

@@ -5,21 +5,22 @@ from __future__ import annotations
 import json
 import logging
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import yaml
 from pydantic import ValidationError
 
 from transferlm.config.load import format_validation_error
-from transferlm.config.schema import DataConfig, RunConfig, StrategyConfig, TaskConfig
+from transferlm.config.schema import DataConfig, StrategyConfig, TaskConfig
 from transferlm.data.records import Record
 from transferlm.errors import ConfigError, DataError, RunDirError
 from transferlm.models.inference import map_batches, run_inference
 from transferlm.models.load import load_tokenizer
-from transferlm.runs import layout
 from transferlm.models.resolve import resolve_model
+from transferlm.runs import layout
 from transferlm.strategies import build_strategy
 from transferlm.tasks import build_task
 from transferlm.tasks.base import Features

@@ -255,7 +255,7 @@ class CausalLmTask(Task):
                 rows.append(torch.zeros(2, dtype=torch.float64))
                 continue
             n = len(labels)
-            targets = torch.tensor(labels[1:n])
+            targets = torch.tensor(labels[1:n], device=logits.device)
             nll = F.cross_entropy(logits[: n - 1].float(), targets, ignore_index=IGNORE, reduction="sum")
             rows.append(torch.tensor([float(nll), float((targets != IGNORE).sum())], dtype=torch.float64))
         return rows

@@ -67,7 +67,8 @@ def mask_block(
     """One block's masked input ids and labels (the original id where a token is predicted, IGNORE elsewhere).
 
     ``words`` gives each token's word key (SPECIAL for special tokens); the number predicted is
-    ``target_count(words, probability)``, or fewer when whole words cannot add up to it exactly."""
+    ``target_count(words, probability)``; with whole words, fewer when they cannot add up to it exactly (more
+    only when the first word chosen is already longer)."""
     wanted = target_count(words, probability)
     candidates = [i for i, w in enumerate(words) if w != SPECIAL]
     if whole_word:
@@ -77,9 +78,9 @@ def mask_block(
         chosen: list[int] = []
         for key in rng.permutation(list(groups)):
             group = groups[int(key)]
-            if len(chosen) + len(group) <= wanted:
-                chosen += group
-            if len(chosen) == wanted:
+            if len(chosen) + len(group) <= wanted or not chosen:  # (the first word always: a block of long
+                chosen += group                                   # words still predicts something)
+            if len(chosen) >= wanted:
                 break
     else:
         chosen = [candidates[i] for i in rng.permutation(len(candidates))[:wanted]]
@@ -153,10 +154,13 @@ class MaskedLmTask(Task):
         return AutoModelForMaskedLM.from_pretrained(path)
 
     def head_parameter_names(self, model: nn.Module) -> set[str]:
-        """A new masked-LM head's transform (LoRA trains it in full). Its output bias stays out: it sits on the
-        module that also holds the decoder tied to the word embeddings, which LoRA must not copy."""
-        return {name for name, _ in model.named_parameters()  # (endswith: peft-wrapped names have a prefix)
-                if ".transform." in name and any(name.endswith(new) for new in self.new_head)}
+        """A new masked-LM head's own layers (its transform: dense and norm), which LoRA trains in full. Left out:
+        the output projection and its bias, which sit on the decoder tied to the word embeddings (LoRA must not
+        copy it); the bias starts at zero and trains under full, last-n and bitfit."""
+        output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        tied = {id(p) for p in output.parameters()} if output is not None else set()
+        return {name for name, param in model.named_parameters()  # (endswith: peft-wrapped names have a prefix)
+                if id(param) not in tied and any(name.endswith(new) for new in self.new_head)}
 
     # --- data ---
     def read_records(self, path: Path, need_label: bool = True) -> tuple[list[Record], list[str]]:
@@ -175,14 +179,28 @@ class MaskedLmTask(Task):
             if getattr(tokenizer, needed) is None:
                 raise ConfigError(f"the tokenizer has no {needed[:-3]}, which masked-lm blocks need")
         encoded = tokenizer([r.text for r in records], add_special_tokens=False)
+        whole_word = self.task_config.whole_word_mask
+        if whole_word and not getattr(tokenizer, "is_fast", False):
+            raise ConfigError("task.whole_word_mask needs a fast (Rust) tokenizer, which knows each token's word; "
+                              "this model's is a slow one: turn whole_word_mask off")
         ids: list[int] = []
-        words: list[int] = []
-        next_word = 0
+        words: list[int] = []  # a key per token: its word (whole-word masking) or itself
+        next_key = 0
         for i in range(len(records)):
-            word_ids = encoded.word_ids(i)
-            ids += encoded["input_ids"][i] + [tokenizer.sep_token_id]
-            words += [next_word + (w if w is not None else 0) for w in word_ids] + [SPECIAL]
-            next_word += (max((w for w in word_ids if w is not None), default=-1) + 1)
+            tokens = encoded["input_ids"][i]
+            word_ids = encoded.word_ids(i) if whole_word else range(len(tokens))
+            keys, seen = [], {}
+            for w in word_ids:
+                if w is None:  # a token outside any word stands alone
+                    keys.append(next_key)
+                    next_key += 1
+                    continue
+                if w not in seen:
+                    seen[w] = next_key
+                    next_key += 1
+                keys.append(seen[w])
+            ids += tokens + [tokenizer.sep_token_id]
+            words += keys + [SPECIAL]
         ids, words = ids[:-1], words[:-1]  # the last separator is the block's own
         body = max_length - 2
         items = []
@@ -191,18 +209,20 @@ class MaskedLmTask(Task):
             keys = [SPECIAL, *words[start:start + body], SPECIAL]
             masked, labels = mask_block(block, keys, np.random.default_rng(number), self.task_config.mlm_probability,
                                         self.task_config.whole_word_mask, tokenizer.mask_token_id, len(tokenizer))
-            items.append({"input_ids": block, "words": keys, "masked_ids": masked, "labels": labels,
+            items.append({"input_ids": block, "words": keys, "block": number, "masked_ids": masked, "labels": labels,
                           "units": target_count(keys, self.task_config.mlm_probability)})
         self._mask_id, self._vocab = tokenizer.mask_token_id, len(tokenizer)
         return Features(items, [len(item["input_ids"]) for item in items])
 
     def training_collate(self, items: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
-        """A fresh mask per block and batch, drawn from torch's seeded generator (reproducible, resumable)."""
+        """A fresh mask per block and batch, seeded by a draw from torch's seeded generator and the block's number,
+        so processes of a distributed run mask their different blocks differently, and a run is reproducible."""
         if self._mask_id is None:
             raise RuntimeError("masked-lm: encode() the training data before collating it")
-        rng = np.random.default_rng(int(torch.randint(2**62, ())))
+        draw = int(torch.randint(2**62, ()))  # the same on every process: each block adds its own number
         remasked = []
         for item in items:
+            rng = np.random.default_rng([draw, item["block"]])
             masked, labels = mask_block(item["input_ids"], item["words"], rng, self.task_config.mlm_probability,
                                         self.task_config.whole_word_mask, self._mask_id, self._vocab)
             remasked.append({**item, "masked_ids": masked, "labels": labels})
@@ -240,11 +260,11 @@ class MaskedLmTask(Task):
         """Per block: (summed NLL, predicted tokens, correctly ranked first) under its fixed mask."""
         rows = []
         for logits, item in zip(output, items, strict=True):
-            labels = torch.tensor(item["labels"])
+            labels = torch.tensor(item["labels"], device=logits.device)
             keep = labels != IGNORE
             scores, targets = logits[: len(labels)][keep].float(), labels[keep]
             nll = F.cross_entropy(scores, targets, reduction="sum") if len(targets) else torch.zeros(())
-            correct = (scores.argmax(dim=-1) == targets).sum() if len(targets) else 0
+            correct = int((scores.argmax(dim=-1) == targets).sum()) if len(targets) else 0
             rows.append(torch.tensor([float(nll), float(len(targets)), float(correct)], dtype=torch.float64))
         return rows
 
