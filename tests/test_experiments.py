@@ -172,7 +172,8 @@ def test_duplicate_members_need_labels():
 @pytest.mark.slow
 def test_curve_writes_csv_plot_and_statements(tiny_model_dir, tmp_path):
     config = experiment_config(tiny_model_dir, tmp_path)
-    settings = CurveSettings(members=["frozen", "tfidf"], seeds=[0, 1], sizes=[4, 10, "all"], min_steps=3)
+    settings = CurveSettings(members=["frozen", "tfidf"], seeds=[0, 1], sizes=[4, 10, "all"], min_steps=3,
+                             small_seeds=0)
     report = curve(config, settings)
     out = config.output
     with (out / "curve.csv").open() as f:
@@ -240,3 +241,20 @@ def test_decoders_join_compare_and_curve_like_encoders(request, arch, tmp_path):
     curved = curve(curve_config, CurveSettings(members=["lora", "tfidf"], seeds=[0], sizes=[4, "all"], min_steps=2))
     assert [p["n_train"] for p in curved["curves"]["lora"]] == [8, 40]
     assert (curve_config.output / "curve.png").stat().st_size > 0
+
+
+def test_small_sizes_get_at_least_small_seeds(tiny_model_dir, tmp_path):
+    from transferlm.experiments.curve import seeds_for
+
+    settings = CurveSettings(small_size=8, small_seeds=5)
+    assert seeds_for(4, [0, 1], settings) == [0, 1, 2, 3, 4]
+    assert seeds_for(8, [3], settings) == [3, 4, 5, 6, 7]
+    assert seeds_for(16, [0, 1], settings) == [0, 1] and seeds_for("all", [0], settings) == [0]
+    assert seeds_for(4, [0, 1], CurveSettings(small_seeds=0)) == [0, 1]
+    config = experiment_config(tiny_model_dir, tmp_path)
+    report = curve(config, CurveSettings(members=["tfidf"], seeds=[0], sizes=[4, "all"], small_seeds=3))
+    with (config.output / "curve.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert sorted((r["size_per_class"], r["seed"]) for r in rows) == [("4", "0"), ("4", "1"), ("4", "2"),
+                                                                       ("all", "0")]
+    assert len(report["curves"]["tfidf"]) == 2

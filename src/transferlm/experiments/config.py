@@ -78,8 +78,17 @@ class CompareSettings(ExperimentSettings):
 
 class CurveSettings(ExperimentSettings):
     sizes: list[Union[int, Literal["all"]]] = Field(
-        default_factory=lambda: [16, 64, 256, 1024, "all"],
+        default_factory=lambda: [4, 8, 16, 64, 256, 1024, "all"],
         description="Labelled examples per class in each nested subset of train; all: the whole train set.",
+    )
+    small_size: int = Field(
+        16, ge=0, description="Sizes up to this many examples per class count as small: they get small_seeds."
+    )
+    small_seeds: int = Field(
+        5,
+        ge=0,
+        description="At least this many seeds at the small sizes, where a few examples make the spread large "
+        "(the given seeds, continued upwards); 0: the same seeds everywhere.",
     )
     min_steps: int = Field(
         50, ge=0, description="Train at least this many optimizer steps on small subsets (more epochs)."

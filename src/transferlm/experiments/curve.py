@@ -28,12 +28,20 @@ def _budget(config: RunConfig, settings: CurveSettings, n_train: int) -> dict[st
     return {"max_steps": steps, "eval_every": max(1, math.ceil(steps / settings.evaluations))}
 
 
+def seeds_for(size, seeds: list[int], settings: CurveSettings) -> list[int]:
+    """The seeds of one size: the experiment's, topped up to ``small_seeds`` at the small sizes."""
+    if size == "all" or size > settings.small_size or len(seeds) >= settings.small_seeds:
+        return list(seeds)
+    extra = range(max(seeds) + 1, max(seeds) + 1 + settings.small_seeds - len(seeds))
+    return [*seeds, *extra]
+
+
 def plan(config: RunConfig, settings: CurveSettings, prepared: Prepared) -> tuple[list[Job], list[dict]]:
     out = Path(config.output)
     train = prepared.splits.train
     jobs, budgets = [], []
-    for seed in prepared.seeds:
-        for size in settings.sizes:
+    for size in settings.sizes:
+        for seed in seeds_for(size, prepared.seeds, settings):
             if size == "all":
                 records, path = train, prepared.files.train
             else:
@@ -126,11 +134,13 @@ def curve(config: RunConfig, settings: CurveSettings, overwrite: bool = False) -
     jobs, budgets = plan(config, settings, prepared)
     configs = validated_configs(config, jobs, prepared.files, budgets)
     log.info(
-        "curve: %d runs (%d members, sizes %s, seeds %s); %s on %s",
+        "curve: %d runs (%d members, sizes %s, seeds %s; at most %d per class: %d seeds); %s on %s",
         len(jobs),
         len(prepared.members),
         settings.sizes,
         prepared.seeds,
+        settings.small_size,
+        max(settings.small_seeds, len(prepared.seeds)),
         prepared.metric,
         prepared.files.evaluated,
     )
