@@ -81,7 +81,7 @@ def add_train_arguments(parser: argparse.ArgumentParser, resume: bool = True) ->
     for flag, target in FLAGS:
         key, _, switch = target.partition("=")
         dest = "cfg__" + key.replace(".", "__")
-        help_text = f"{_description(key)} [{key}]"
+        help_text = f"{_description(key)} [{key}]".replace("%", "%%")  # argparse formats help with %
         if switch:
             group.add_argument(flag, dest=dest, action="store_const", const=yaml.safe_load(switch), help=help_text)
         else:
