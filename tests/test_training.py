@@ -238,3 +238,18 @@ def test_frozen_mean_pooling_trains_the_classifier_only_with_the_backbone_in_eva
     metrics = json.loads((result.run_dir / layout.METRICS).read_text())
     assert metrics["parameters"]["trainable"] == 32 * 2 + 2
     assert set(seen_modes) == {(False, True)}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the warning is about CPUs")
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_on_a_cpu_without_native_bfloat16_warns(tiny_model_dir, sentiment_files, tmp_path, monkeypatch, caplog,
+                                                      native):
+    from transferlm.runs import train as train_module
+
+    monkeypatch.setattr(train_module, "_native_cpu_bf16", lambda: native)
+    config = tiny_config(tiny_model_dir, sentiment_files, tmp_path / "run", max_steps=1)
+    config["train"]["bf16"] = True
+    with caplog.at_level("WARNING"):
+        transferlm.train(config)
+    warned = any("without native bfloat16" in r.message for r in caplog.records)
+    assert warned is not native
