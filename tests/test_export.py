@@ -139,3 +139,15 @@ def test_bundled_minilm_exports_with_fused_attention_and_int8_keeps_its_predicti
     assert ops["QAttention"] == 6 and ops["Attention"] == 0, ops
     assert abs(int8.onnx_metric - int8.torch_metric) <= 1 / 12 + 1e-9  # at most one of 12 examples flips
     assert int8.size_mb < fp32.size_mb / 2
+
+
+@pytest.mark.parametrize("arch", ["tiny_llama_dir", "tiny_gpt2_dir"])
+def test_decoder_classifiers_export_and_predict_as_the_run_does(request, arch, tmp_path):
+    """Last-token pooling and pad = eos survive the export (the batch mixes lengths, so padding is exercised)."""
+    run, files = trained(request.getfixturevalue(arch), tmp_path, "classification")
+    report = export(run, tmp_path / "export")
+    assert report.max_abs_logit_diff <= 1e-3 and report.parity_examples > 0
+    exported, original = transferlm.load(tmp_path / "export"), transferlm.load(run)
+    texts = ["the film was great", "a dull and boring story that went on and on", "music"]
+    assert _same(exported.predict(texts), original.predict(texts))
+    assert exported.evaluate(files["dev"])["accuracy"] == original.evaluate(files["dev"])["accuracy"]
