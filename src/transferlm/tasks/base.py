@@ -32,6 +32,14 @@ class Features:
         return len(self.items)
 
 
+def pad_sequences(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
+    """Integer rows of different lengths as one right-padded long tensor."""
+    out = torch.full((len(rows), max(len(r) for r in rows)), value, dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+    return out
+
+
 def pad_inputs(items: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-padded ``input_ids``, ``attention_mask`` (and ``token_type_ids`` where the items have them)."""
     width = max(len(item["input_ids"]) for item in items)
@@ -221,6 +229,30 @@ class Task(ABC):
 
     def greater_is_better(self, metric: str) -> bool:
         return "loss" not in metric
+
+
+class TextObjectiveTask(Task):
+    """A task trained on the text itself (causal-lm, masked-lm): no labels to learn or save, no new head, and
+    lower loss and perplexity are better."""
+
+    default_metric = "perplexity"
+    has_new_head = False
+    empty_split = "no examples"  # what an empty split is called in the problem report
+
+    def fit_labels(self, train, others, train_name: str = "train") -> list[str]:
+        return self.check_labels({train_name: train, **others})
+
+    def check_labels(self, splits: dict[str, Sequence[Record]]) -> list[str]:
+        return [f"{where}: {self.empty_split}" for where, records in splits.items() if not records]
+
+    def state(self) -> dict[str, Any]:
+        return {}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def greater_is_better(self, metric: str) -> bool:
+        return metric not in ("loss", "perplexity") and "loss" not in metric
 
 
 TASKS: Registry[type[Task]] = Registry("task")

@@ -27,7 +27,7 @@ from torch import nn
 from transferlm.data.lm import ROLES, Turn, is_chat, is_prompt_completion, parse_turns, read_lm_records
 from transferlm.data.records import Record
 from transferlm.errors import ConfigError, DataError, ModelSpecError
-from transferlm.tasks.base import TASKS, Features, LossTerms, Task, pad_inputs
+from transferlm.tasks.base import TASKS, Features, LossTerms, TextObjectiveTask, pad_inputs, pad_sequences
 
 IGNORE = -100
 # Encoder families: their checkpoints have no causal language-model head to fine-tune.
@@ -96,27 +96,9 @@ def prompt_ids(tokenizer: Any, record: Record) -> list[int]:
     return tokenizer(record.text, add_special_tokens=False)["input_ids"]
 
 
-class CausalLmTask(Task):
+class CausalLmTask(TextObjectiveTask):
     name = "causal-lm"
-    default_metric = "perplexity"
-    has_new_head = False
     generates = True
-
-    # --- labels: none to learn ---
-    def fit_labels(self, train, others, train_name: str = "train") -> list[str]:
-        return self.check_labels({train_name: train, **others})
-
-    def check_labels(self, splits: dict[str, Sequence[Record]]) -> list[str]:
-        return [f"{where}: no examples" for where, records in splits.items() if not records]
-
-    def state(self) -> dict[str, Any]:
-        return {}
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        pass
-
-    def greater_is_better(self, metric: str) -> bool:
-        return metric not in ("loss", "perplexity") and "loss" not in metric
 
     # --- model ---
     def build_model(self, path: Path, tokenizer: Any, pretrained: bool = True) -> nn.Module:
@@ -227,10 +209,7 @@ class CausalLmTask(Task):
         return batch
 
     def collate_targets(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        width = max(len(item["labels"]) for item in items)
-        labels = torch.full((len(items), width), IGNORE, dtype=torch.long)
-        for row, item in enumerate(items):
-            labels[row, : len(item["labels"])] = torch.tensor(item["labels"])
+        labels = pad_sequences([item["labels"] for item in items], IGNORE)
         return {"labels": labels}
 
     def model_inputs(self, batch):

@@ -35,7 +35,7 @@ from torch import nn
 from transferlm.data.lm import read_documents
 from transferlm.data.records import Record
 from transferlm.errors import ConfigError, ModelSpecError
-from transferlm.tasks.base import TASKS, Features, LossTerms, Task, pad_inputs
+from transferlm.tasks.base import TASKS, Features, LossTerms, TextObjectiveTask, pad_inputs, pad_sequences
 
 log = logging.getLogger(__name__)
 IGNORE = -100
@@ -101,35 +101,18 @@ def target_count(words: Sequence[int], probability: float) -> int:
     return max(1, round(probability * maskable)) if maskable else 0
 
 
-class MaskedLmTask(Task):
+class MaskedLmTask(TextObjectiveTask):
     name = "masked-lm"
-    default_metric = "perplexity"
+    empty_split = "no text"
     # The objective is the model's own pretraining one: nothing new to train alone (frozen is refused). A
     # checkpoint saved without its masked-LM head (sentence-embedding models such as minilm) gets a new one,
     # reported and listed by head_parameter_names.
-    has_new_head = False
 
     def __init__(self, task, data):
         super().__init__(task, data)
         self.new_head: set[str] = set()
         self._mask_id: int | None = None  # the tokenizer's, learned in encode for training_collate
         self._vocab = 0
-
-    # --- labels: none ---
-    def fit_labels(self, train, others, train_name: str = "train") -> list[str]:
-        return self.check_labels({train_name: train, **others})
-
-    def check_labels(self, splits: dict[str, Sequence[Record]]) -> list[str]:
-        return [f"{where}: no text" for where, records in splits.items() if not records]
-
-    def state(self) -> dict[str, Any]:
-        return {}
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        pass
-
-    def greater_is_better(self, metric: str) -> bool:
-        return metric == "accuracy"
 
     # --- model ---
     def build_model(self, path: Path, tokenizer: Any, pretrained: bool = True) -> nn.Module:
@@ -234,10 +217,7 @@ class MaskedLmTask(Task):
         return batch
 
     def collate_targets(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        width = max(len(item["labels"]) for item in items)
-        labels = torch.full((len(items), width), IGNORE, dtype=torch.long)
-        for row, item in enumerate(items):
-            labels[row, : len(item["labels"])] = torch.tensor(item["labels"])
+        labels = pad_sequences([item["labels"] for item in items], IGNORE)
         return {"labels": labels, "units": torch.tensor([item["units"] for item in items], dtype=torch.float32)}
 
     def model_inputs(self, batch):

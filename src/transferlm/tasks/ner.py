@@ -25,7 +25,7 @@ from transferlm.data.records import Record
 from transferlm.data.sequences import read_sequence_records
 from transferlm.errors import ConfigError, DataError
 from transferlm.evaluation.ner import entity_metrics
-from transferlm.tasks.base import TASKS, Features, LossTerms, Task
+from transferlm.tasks.base import TASKS, Features, LossTerms, Task, pad_inputs, pad_sequences
 from transferlm.tasks.heads import FeatureHead
 from transferlm.tasks.windows import context, plan_windows
 
@@ -180,16 +180,13 @@ class NerTask(Task):
         return item
 
     def collate(self, items: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
-        batch = {"input_ids": _pad([i["input_ids"] for i in items], pad_id)}
-        batch["attention_mask"] = _pad([[1] * len(i["input_ids"]) for i in items], 0)
-        if "token_type_ids" in items[0]:
-            batch["token_type_ids"] = _pad([i["token_type_ids"] for i in items], 0)
+        batch = pad_inputs(items, pad_id)
         if "labels" in items[0]:
             batch.update(self.collate_targets(items))
         return batch
 
     def collate_targets(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        return {"labels": _pad([i["labels"] for i in items], IGNORE)}
+        return {"labels": pad_sequences([i["labels"] for i in items], IGNORE)}
 
     def model_inputs(self, batch):
         return {k: v for k, v in batch.items() if k != "labels"}
@@ -309,13 +306,6 @@ def _tokenize(tokenizer, records: Sequence[Record]):
     if lost:
         whole = tokenizer(words, is_split_into_words=True, truncation=False)
     return words, whole
-
-
-def _pad(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
-    out = torch.full((len(rows), max(len(r) for r in rows)), value, dtype=torch.long)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-    return out
 
 
 def _pad_rows(rows: Sequence[torch.Tensor]) -> torch.Tensor:
