@@ -40,6 +40,8 @@ from transferlm.tasks.base import TASKS, Features, LossTerms, TextObjectiveTask,
 log = logging.getLogger(__name__)
 IGNORE = -100
 SPECIAL = -1  # word key of special tokens: never masked
+NOT_A_PREDICTOR = ConfigError("a masked-lm run is an adapted model, not a predictor; fine-tune it for a task with "
+                              "`transferlm train --model RUN_DIR`")
 
 
 def check_masked_lm(path: Path) -> None:
@@ -150,11 +152,10 @@ class MaskedLmTask(TextObjectiveTask):
         return read_documents(path, self.data_config)
 
     def predictions(self, outputs, features: Features, records: Sequence[Record]) -> list[dict[str, Any]]:
-        raise ConfigError("a masked-lm run is an adapted model, not a predictor; fine-tune it for a task with "
-                          "`transferlm train --model RUN_DIR`")
+        raise NOT_A_PREDICTOR
 
     def input_record(self, item: Any, index: int) -> Record:
-        return self.predictions([], Features([], []), [])  # type: ignore[return-value]  (always raises)
+        raise NOT_A_PREDICTOR
 
     # --- features ---
     def encode(self, tokenizer, records: Sequence[Record], max_length: int, with_labels: bool = True) -> Features:
