@@ -185,7 +185,9 @@ def test_curve_writes_csv_plot_and_statements(tiny_model_dir, tmp_path):
     assert len(report["statements"]) == 3 and all("frozen reaches" in s for s in report["statements"])
     # small subsets train at least min_steps steps
     job = json.loads((out / "runs" / "frozen" / "n-4" / "seed-0" / "job.json").read_text())
-    assert job["config"]["train"]["max_steps"] >= 3
+    assert job["config"]["train"]["min_steps"] == 3 and job["config"]["train"]["evaluations"] == 5
+    log = [json.loads(line) for line in (out / "runs" / "frozen" / "n-4" / "seed-0" / "run" / "log.jsonl").open()]
+    assert max(e["step"] for e in log if e["event"] == "train") >= 3
 
 
 def test_cli_compare_flags_and_yaml_section(tiny_model_dir, tmp_path, capsys):

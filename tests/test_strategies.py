@@ -74,12 +74,15 @@ STRATEGY_CASES = {
         {"name": "last-n", "layers": 2, "gradual_unfreeze": True},
         lambda n, a: not any(e in "." + n for e in a.embeddings),
     ),
+    # stage 1 trains the encoder; the head is fitted after the loop. Few pairs: one batch holds them all.
+    "contrastive": ({"name": "contrastive", "contrastive": {"pairs_per_example": 2}}, lambda n, a: not _in_head(n, a)),
 }
 # task case -> task config (and multi-label data); "backbone" picks the tiny model (default bert)
 TASK_CASES = {
     "classification": {"type": "classification"},
     "classification-mean-pooling": {"type": "classification", "pooling": "mean"},
     "multi-label": {"type": "classification", "multi_label": True},
+    "multi-label-mean-pooling": {"type": "classification", "multi_label": True, "pooling": "mean"},
     "ner": {"type": "ner"},
     "qa": {"type": "qa"},
     "classification-llama": {"type": "classification", "backbone": "llama"},
@@ -97,6 +100,10 @@ REFUSED = {
     **{("masked-lm", frozen): "frozen trains only a new task head, and masked-lm adds none"
        for frozen in ("frozen", "frozen-uncached")},
 }
+REFUSED.update({
+    (case, "contrastive"): "contrastive trains sentence embeddings"
+    for case in TASK_CASES if case not in ("classification-mean-pooling", "multi-label-mean-pooling")
+})
 # tasks whose runs are models to build on rather than predictors
 NOT_PREDICTORS = {"masked-lm": "a masked-lm run is an adapted model, not a predictor"}
 
@@ -157,7 +164,7 @@ def data_files(task_case: str, tmp_path) -> dict:
         rows = ner_rows(16, seed=1)
         return {"train": write_jsonl(tmp_path / "train.jsonl", rows), "dev": write_jsonl(tmp_path / "dev.jsonl",
                                                                                          ner_rows(8, seed=2))}
-    if task_case == "multi-label":
+    if task_case.startswith("multi-label"):
         rows = multilabel_rows(24)
         return {
             "train": write_jsonl(tmp_path / "train.jsonl", rows[:12] + rows[12:16]),
@@ -187,7 +194,7 @@ def task_records(task_case: str) -> list[Record]:
     if task_case == "ner":
         return [Record(" ".join(r["tokens"]), None, tuple(r["tags"]), i, tuple(r["tokens"]))
                 for i, r in enumerate(ner_rows(8, seed=1))]
-    rows = multilabel_rows(8) if task_case == "multi-label" else sentiment_rows(8, seed=1)
+    rows = multilabel_rows(8) if task_case.startswith("multi-label") else sentiment_rows(8, seed=1)
     return [Record(r["text"], None, r["label"], i) for i, r in enumerate(rows)]
 
 

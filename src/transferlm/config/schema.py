@@ -173,9 +173,25 @@ class LoraSettings(Section):
     )
 
 
+class ContrastiveSettings(Section):
+    pairs_per_example: int = Field(
+        20,
+        gt=0,
+        description="Sentence pairs drawn per training example (half positive, half negative); one epoch of "
+        "stage 1 is one pass over them. SetFit draws 40 per example for one epoch.",
+    )
+    head_c: float = Field(
+        1.0,
+        gt=0,
+        description="Inverse L2 strength of the logistic-regression head fitted on the embeddings (scikit-learn's "
+        "C; SetFit's default is 1).",
+    )
+
+
 class StrategyConfig(Section):
     name: str = Field(
-        "full", description="How much of the model trains (registered: full, frozen, last-n, lora, bitfit)."
+        "full",
+        description="How much of the model trains (registered: full, frozen, last-n, lora, bitfit, contrastive).",
     )
     layers: Optional[int] = Field(None, gt=0, description="last-n: how many top transformer layers train.")
     lora: LoraSettings = LoraSettings()
@@ -191,6 +207,7 @@ class StrategyConfig(Section):
         description="Train only the head in the first epoch and unfreeze one more layer group (top down) "
         "each epoch (ULMFiT).",
     )
+    contrastive: ContrastiveSettings = ContrastiveSettings()
     cache_features: bool = Field(
         True,
         description="frozen: compute the backbone's outputs once and train the head on them (same result, "
@@ -201,6 +218,9 @@ class StrategyConfig(Section):
 class TrainConfig(Section):
     epochs: float = Field(3, gt=0, description="Passes over the training data (fractions allowed).")
     max_steps: Optional[int] = Field(None, gt=0, description="Stop after this many optimizer steps (overrides epochs).")
+    min_steps: Optional[int] = Field(
+        None, gt=0, description="Train at least this many optimizer steps (more epochs on small data sets)."
+    )
     batch_size: int = Field(32, gt=0, description="Examples per device per forward pass.")
     grad_accum: int = Field(1, gt=0, description="Forward passes accumulated per optimizer step.")
     lr: float = Field(5e-5, gt=0, description="Peak learning rate.")
@@ -213,6 +233,9 @@ class TrainConfig(Section):
     )
     eval_every: Union[Literal["epoch"], int] = Field(
         "epoch", description="Evaluate on validation every epoch, or every N optimizer steps."
+    )
+    evaluations: Optional[int] = Field(
+        None, gt=0, description="Evaluate this many times, evenly spread over training (overrides eval_every)."
     )
     checkpoint_every: Optional[int] = Field(
         None, gt=0, description="Also write a resumable checkpoint every N steps (always at each evaluation)."

@@ -4,7 +4,6 @@ for transferred models and baselines; and how many labels transfer saves, measur
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +18,12 @@ from transferlm.experiments.stats import Summary, labels_needed
 log = logging.getLogger(__name__)
 
 
-def _budget(config: RunConfig, settings: CurveSettings, n_train: int) -> dict[str, Any]:
-    """Small subsets get at least ``min_steps`` steps; evaluation is spread over ``evaluations`` passes."""
+def _budget(config: RunConfig, settings: CurveSettings) -> dict[str, Any]:
+    """Small subsets get at least ``min_steps`` steps; evaluation is spread over ``evaluations`` passes. The
+    loop counts the steps, since a strategy may train on other items than the examples (contrastive: pairs)."""
     train = config.train
-    per_epoch = math.ceil(n_train / (train.batch_size * train.grad_accum))
-    steps = train.max_steps or math.ceil(train.epochs * per_epoch)
-    steps = max(steps, settings.min_steps)
-    return {"max_steps": steps, "eval_every": max(1, math.ceil(steps / settings.evaluations))}
+    return {"min_steps": max(train.min_steps or 0, settings.min_steps) or None,
+            "evaluations": train.evaluations or settings.evaluations}
 
 
 def seeds_for(size, seeds: list[int], settings: CurveSettings) -> list[int]:
@@ -52,7 +50,7 @@ def plan(config: RunConfig, settings: CurveSettings, prepared: Prepared) -> tupl
             for member in prepared.members:
                 job_dir = out / "runs" / slug(member.title) / f"n-{size}" / f"seed-{seed}"
                 jobs.append(Job(member, seed, job_dir, path, len(records), size))
-                budgets.append(_budget(config, settings, len(records)))
+                budgets.append(_budget(config, settings))
     return jobs, budgets
 
 
@@ -74,6 +72,8 @@ def points(jobs: list[Job], results: list[dict[str, Any]], prepared: Prepared) -
                     **row,
                     "value": result["metrics"][prepared.files.evaluated][prepared.metric],
                     "train_seconds": result["train_seconds"],
+                    "wall_seconds": result.get("wall_seconds"),
+                    "peak_rss_mb": result.get("peak_rss_mb"),
                 }
             )
     return rows

@@ -229,7 +229,8 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     import io
 
     buffer = io.StringIO()
-    fields = ["member", "kind", "size_per_class", "n_train", "seed", "value", "train_seconds", "error"]
+    fields = ["member", "kind", "size_per_class", "n_train", "seed", "value", "train_seconds", "wall_seconds",
+              "peak_rss_mb", "error"]
     writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)

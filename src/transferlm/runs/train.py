@@ -6,7 +6,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from transferlm.models.resolve import resolve_model
 from transferlm.runs import layout
 from transferlm.runs.prepare import load_splits
 from transferlm.strategies import build_strategy, count_parameters
+from transferlm.strategies.base import LoopContext, TrainingInputs
 from transferlm.tasks import build_task
 from transferlm.training.checkpoint import atomic_write_text
 from transferlm.training.fit import FitSummary, Fitter, RunPaths
@@ -140,17 +141,19 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False) -> T
         atomic_write_text(paths.root / layout.CONFIG, yaml.safe_dump(config_to_dict(config), sort_keys=False))
 
     validation = encoded["validation"]
-    inputs = _TrainingInputs(model, task, encoded["train"], validation)
-    if strategy.caches_features:
-        inputs = _cached(inputs, config, accelerator, tokenizer.pad_token_id)
+    context = LoopContext(accelerator.device, accelerator.autocast, tokenizer.pad_token_id,
+                          max(64, config.train.batch_size), config.train.seed)
+    inputs = strategy.training_inputs(TrainingInputs(model, task, encoded["train"], validation), context)
     from transferlm.training.loop import TrainingLoop
 
     loop = TrainingLoop(inputs.module, inputs.task, strategy, inputs.train, config.train, accelerator,
                         tokenizer.pad_token_id)
-    log.info("%d training examples, %d validation (%s); %d steps", len(inputs.train), len(inputs.validation),
-             splits.validation_source, loop.total_steps)
+    log.info("%d training %s, %d validation examples (%s); %d steps", len(inputs.train),
+             getattr(inputs.task, "unit_name", "examples"), len(validation), splits.validation_source,
+             loop.total_steps)
     fitter = Fitter(loop, inputs.validation, config.train, paths, config.train.metric or task.default_metric)
     summary = fitter.run(resume=resume)
+    notes = {**inputs.notes, **strategy.finish(inputs, context)}
 
     def outputs(features):
         return run_inference(model, task, features, tokenizer.pad_token_id, device=accelerator.device)
@@ -163,7 +166,7 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False) -> T
     if encoded["test"] is not None:
         test = task.metrics(outputs(encoded["test"]), encoded["test"])
     if accelerator.is_main_process:
-        notes = {**inputs.notes, **({"calibration": calibration} if calibration else {})}
+        notes = {**notes, **({"calibration": calibration} if calibration else {})}
         run = _Finished(config, task, strategy, model, tokenizer, summary, test, params, resolved, started, notes)
         _write_run(paths, run)
     accelerator.wait_for_everyone()
@@ -213,36 +216,6 @@ def _native_cpu_bf16() -> bool:
     check = getattr(torch.cpu, "_is_avx512_bf16_supported", None)  # private, hence the guard
     amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
     return bool(check and check()) or bool(amx and amx())
-
-
-@dataclass
-class _TrainingInputs:
-    module: Any  # what the loop trains: the model, or its head over cached features
-    task: Any
-    train: Any
-    validation: Any
-    notes: dict[str, Any] = field(default_factory=dict)
-
-
-def _cached(inputs: _TrainingInputs, config: RunConfig, accelerator, pad_id: int) -> _TrainingInputs:
-    """Swap in the head over cached backbone features, when the task can split the model."""
-    from transferlm.training.cache import CachedFeatureTask, cache_features
-
-    head = inputs.task.feature_head(inputs.module)
-    if head is None:
-        reason = f"task {inputs.task.name} cannot split {type(inputs.module).__name__} into backbone and head"
-        log.warning("frozen: features not cached (%s); the backbone runs every step", reason)
-        return replace(inputs, notes={"cached_features": False, "cache_reason": reason})
-    began = time.perf_counter()
-    head.to(accelerator.device)  # the backbone runs where training will (prepare() has not moved it yet)
-
-    def cache(features):
-        return cache_features(head, inputs.task, features, pad_id, max(64, config.train.batch_size),
-                              accelerator.device, accelerator.autocast)
-
-    train, validation = cache(inputs.train), cache(inputs.validation)
-    notes = {"cached_features": True, "feature_cache_seconds": round(time.perf_counter() - began, 2)}
-    return _TrainingInputs(head, CachedFeatureTask(inputs.task, head), train, validation, notes)
 
 
 @dataclass(frozen=True)

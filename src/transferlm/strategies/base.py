@@ -3,13 +3,18 @@
 A strategy picks the parameters that train (``trainable``); the two modifiers work on top of that
 choice by depth: layer-wise learning-rate decay (one AdamW group per depth) and gradual unfreezing
 (``on_epoch`` opens one more layer group, top down, each epoch).
+
+A strategy may also change what the one loop trains on and finish the model after it: ``training_inputs``
+swaps the module, task and examples (frozen: a head over cached backbone features; contrastive: a sentence
+encoder on pairs of examples), and ``finish`` completes the model from the trained module (contrastive: fits
+the head). Whatever a strategy swaps in, the run directory holds the task's usual model.
 """
 
 from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +42,29 @@ class ParameterCount:
 
     def describe(self) -> str:
         return f"trainable parameters: {self.trainable:,} of {self.total:,} ({100 * self.fraction:.2f}%)"
+
+
+@dataclass
+class TrainingInputs:
+    """What the loop trains: a module, the task that batches and scores it, training and validation examples.
+    ``notes`` go into the run's metrics (e.g. whether features were cached)."""
+
+    module: Any
+    task: Any
+    train: Any
+    validation: Any
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LoopContext:
+    """What a strategy needs to compute anything before or after the loop: where it runs, and its seed."""
+
+    device: Any
+    autocast: Any
+    pad_id: int
+    batch_size: int  # for inference passes
+    seed: int
 
 
 def count_parameters(model: nn.Module) -> ParameterCount:
@@ -144,6 +172,16 @@ class Strategy(ABC):
             )
         return result
 
+    # --- what the loop trains on, and what follows it ---
+    def training_inputs(self, inputs: TrainingInputs, context: LoopContext) -> TrainingInputs:
+        """The loop's inputs; by default the model and the task's examples as they are."""
+        return inputs
+
+    def finish(self, inputs: TrainingInputs, context: LoopContext) -> dict[str, Any]:
+        """Complete the task's model after the loop (which has restored its best weights); returns notes for the
+        run's metrics. By default there is nothing to do."""
+        return {}
+
     # --- saving and loading the trained model ---
     def save(self, model: nn.Module, task: Task, root: Path) -> None:
         task.save_model(model, root)
@@ -151,11 +189,6 @@ class Strategy(ABC):
     def load(self, task: Task, root: Path, base: Any) -> nn.Module:
         """``base`` resolves the pretrained model (path, tokenizer) for strategies that save only a delta."""
         return task.load_model(root)
-
-    @property
-    def caches_features(self) -> bool:
-        """Whether nothing in the backbone trains, so its outputs can be computed once."""
-        return False
 
     def resolved(self) -> StrategyConfig:
         """The config with defaults chosen at run time filled in, to be saved with the run."""

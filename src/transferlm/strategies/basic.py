@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import time
+from dataclasses import replace
+
 from torch import nn
 
 from transferlm.errors import ConfigError
-from transferlm.strategies.base import STRATEGIES, Strategy
+from transferlm.strategies.base import STRATEGIES, LoopContext, Strategy, TrainingInputs
 from transferlm.strategies.layers import plain_name
 from transferlm.tasks.base import Task
+
+log = logging.getLogger(__name__)
 
 
 class FullFineTuning(Strategy):
@@ -40,9 +46,28 @@ class FrozenBackbone(Strategy):
         if backbone.training:  # a head over cached features never switches it back: skip the walk
             backbone.eval()
 
-    @property
-    def caches_features(self) -> bool:
-        return self.config.cache_features
+    def training_inputs(self, inputs: TrainingInputs, context: LoopContext) -> TrainingInputs:
+        """With ``cache_features``: the head over the backbone's outputs, computed once, where the task can split
+        the model (otherwise the backbone runs every step, as it says)."""
+        if not self.config.cache_features:
+            return inputs
+        from transferlm.training.cache import CachedFeatureTask, cache_features
+
+        head = inputs.task.feature_head(inputs.module)
+        if head is None:
+            reason = f"task {inputs.task.name} cannot split {type(inputs.module).__name__} into backbone and head"
+            log.warning("frozen: features not cached (%s); the backbone runs every step", reason)
+            return replace(inputs, notes={**inputs.notes, "cached_features": False, "cache_reason": reason})
+        began = time.perf_counter()
+        head.to(context.device)  # the backbone runs where training will (the loop has not moved it yet)
+
+        def cache(features):
+            return cache_features(head, inputs.task, features, context.pad_id, context.batch_size, context.device,
+                                  context.autocast)
+
+        train, validation = cache(inputs.train), cache(inputs.validation)
+        notes = {"cached_features": True, "feature_cache_seconds": round(time.perf_counter() - began, 2)}
+        return TrainingInputs(head, CachedFeatureTask(inputs.task, head), train, validation, {**inputs.notes, **notes})
 
 
 class LastLayers(Strategy):

@@ -5,7 +5,8 @@ Sentence-embedding checkpoints such as all-MiniLM-L6-v2 were trained with mean p
 on mean-pooled features against 75.8 on [CLS] and 70.2 on BERT's pooler output.
 
 Saved as a plain backbone directory (``AutoModel.from_pretrained`` loads the fine-tuned encoder)
-plus ``head.safetensors`` with the classifier.
+plus ``head.safetensors`` with the classifier. With ``normalize`` (the contrastive strategy's sentence
+embeddings), the classifier reads the unit-length mean; the head file's metadata records it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
@@ -23,9 +26,10 @@ HEAD_FILE = "head.safetensors"
 class MeanPoolingClassifier(nn.Module):
     base_model_prefix = "backbone"
 
-    def __init__(self, backbone: nn.Module, num_labels: int):
+    def __init__(self, backbone: nn.Module, num_labels: int, normalize: bool = False):
         super().__init__()
         self.backbone = backbone
+        self.normalize = normalize
         if getattr(backbone, "pooler", None) is not None:
             # Unused here; left trainable it would get no gradient, which DDP rejects.
             backbone.pooler = None
@@ -53,8 +57,12 @@ class MeanPoolingClassifier(nn.Module):
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
 
+    def embed(self, pooled: torch.Tensor) -> torch.Tensor:
+        """What the classifier reads: the pooled vector, scaled to unit length with ``normalize``."""
+        return F.normalize(pooled, dim=-1) if self.normalize else pooled
+
     def classify(self, pooled: torch.Tensor) -> SequenceClassifierOutput:
-        return SequenceClassifierOutput(logits=self.classifier(self.dropout(pooled)))
+        return SequenceClassifierOutput(logits=self.classifier(self.dropout(self.embed(pooled))))
 
     @classmethod
     def from_backbone(cls, path: Path, num_labels: int, pretrained: bool = True) -> MeanPoolingClassifier:
@@ -66,11 +74,15 @@ class MeanPoolingClassifier(nn.Module):
 
     def save(self, root: Path) -> None:
         self.backbone.save_pretrained(root)
-        save_file({k: v.contiguous() for k, v in self.classifier.state_dict().items()}, str(root / HEAD_FILE))
+        save_file({k: v.contiguous() for k, v in self.classifier.state_dict().items()}, str(root / HEAD_FILE),
+                  metadata={"normalize": str(self.normalize).lower()})
 
     @classmethod
     def load(cls, root: Path) -> MeanPoolingClassifier:
         head = load_file(str(root / HEAD_FILE))
+        with safe_open(str(root / HEAD_FILE), "pt") as f:
+            normalize = (f.metadata() or {}).get("normalize") == "true"
         model = cls.from_backbone(root, num_labels=head["weight"].shape[0])
+        model.normalize = normalize
         model.classifier.load_state_dict(head)
         return model

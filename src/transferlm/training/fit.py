@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import resource
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -97,6 +98,8 @@ class Fitter:
     def _eval_due(self, result: StepResult) -> bool:
         if self.loop.finished():
             return True
+        if self.config.evaluations:
+            return result.step % math.ceil(self.loop.total_steps / self.config.evaluations) == 0
         if self.config.eval_every == "epoch":
             return result.epoch_finished
         return result.step % self.config.eval_every == 0
