@@ -35,7 +35,8 @@ def train_job(config: RunConfig) -> dict[str, Any]:
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
     training = metrics["training"]
     return {
-        "example_scores": _example_scores(result.run_dir, config),
+        "example_scores": ({"test": result.test_example_scores} if result.test_example_scores is not None
+                           else _example_scores(result.run_dir, config)),
         "metrics": {"validation": metrics["validation"], "test": metrics["test"]},
         "train_seconds": training["train_seconds"],
         "samples_per_s": training["train_samples_per_s"],

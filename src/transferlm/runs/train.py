@@ -35,6 +35,8 @@ class TrainResult:
     run_dir: Path
     summary: FitSummary
     test: dict[str, Any] | None
+    # per-example scores on test (see ``Task.example_scores``), kept so that experiments need no second pass
+    test_example_scores: list[float] | None = None
 
 
 def check_output(config: RunConfig, resume: bool, overwrite: bool) -> tuple[RunPaths, bool]:
@@ -162,15 +164,17 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False) -> T
     if calibration:  # the validation metrics under the tuned settings (optimistic: tuned on the same data)
         summary = replace(summary, validation={**task.metrics(outputs(validation), validation),
                                                "calibrated_on_this_split": True})
-    test = None
+    test = test_scores = None
     if encoded["test"] is not None:
-        test = task.metrics(outputs(encoded["test"]), encoded["test"])
+        test_outputs = outputs(encoded["test"])
+        test = task.metrics(test_outputs, encoded["test"])
+        test_scores = task.example_scores(test_outputs, encoded["test"])
     if accelerator.is_main_process:
         notes = {**notes, **({"calibration": calibration} if calibration else {})}
         run = _Finished(config, task, strategy, model, tokenizer, summary, test, params, resolved, started, notes)
         _write_run(paths, run)
     accelerator.wait_for_everyone()
-    return TrainResult(paths.root, summary, test)
+    return TrainResult(paths.root, summary, test, test_scores)
 
 
 def _encode_splits(task, tokenizer, splits, max_length: int) -> dict[str, Any]:
