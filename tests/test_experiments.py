@@ -172,17 +172,20 @@ def test_duplicate_members_need_labels():
 @pytest.mark.slow
 def test_curve_writes_csv_plot_and_statements(tiny_model_dir, tmp_path):
     config = experiment_config(tiny_model_dir, tmp_path)
-    settings = CurveSettings(members=["frozen", "tfidf"], seeds=[0, 1], sizes=[4, 10, "all"], min_steps=3,
-                             small_seeds=0)
+    contrastive = {"name": "contrastive", "set": {"task.pooling": "mean", "strategy.contrastive.pairs_per_example": 2}}
+    settings = CurveSettings(members=["frozen", contrastive, "tfidf"], seeds=[0, 1], sizes=[4, 10, "all"],
+                             min_steps=3, small_seeds=0)
     report = curve(config, settings)
     out = config.output
     with (out / "curve.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 2 * 3 * 2
+    assert len(rows) == 3 * 3 * 2 and all(r["value"] and float(r["peak_rss_mb"]) > 0 for r in rows)
     assert {(r["size_per_class"], r["n_train"]) for r in rows} == {("4", "8"), ("10", "20"), ("all", "40")}
     assert (out / "curve.png").stat().st_size > 0
     assert [p["n_train"] for p in report["curves"]["tfidf"]] == [8, 20, 40]
-    assert len(report["statements"]) == 3 and all("frozen reaches" in s for s in report["statements"])
+    statements = report["statements"]
+    assert len(statements) == 6 and sum("frozen reaches" in s for s in statements) == 3
+    assert sum("contrastive reaches" in s for s in statements) == 3
     # small subsets train at least min_steps steps
     job = json.loads((out / "runs" / "frozen" / "n-4" / "seed-0" / "job.json").read_text())
     assert job["config"]["train"]["min_steps"] == 3 and job["config"]["train"]["evaluations"] == 5
