@@ -116,7 +116,7 @@ def test_unknown_strategy_lists_the_registered_ones(tiny_model_dir, sentiment_fi
         "--output",
         tmp_path / "o",
     )
-    expected = "strategy.name: unknown strategy 'ful'; choose one of: bitfit, frozen, full, last-n, lora."
+    expected = "strategy.name: unknown strategy 'ful'; choose one of: bitfit, contrastive, frozen, full, last-n, lora."
     assert code == 1 and f"{expected} Did you mean 'full'?" in err
 
 
@@ -146,4 +146,8 @@ def test_help_is_generated_from_the_config_fields(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     out = capsys.readouterr().out
-    assert "Peak learning rate. [train.lr]" in out and "--text-column" in out
+    assert "Peak learning rate." in out and "[train.lr]" in out and "--text-column" in out
+    flat = " ".join(out.split())  # argparse wraps help lines
+    # a switch that turns a setting off says what it does
+    assert "--no-progress Show no progress bar. [train.progress]" in flat
+    assert "--no-group-by-length Batch examples in random order" in flat

@@ -70,6 +70,13 @@ FLAGS: list[tuple[str, str]] = [
 ]
 
 
+# A switch that turns a setting off says what the flag does, not what the setting (on by default) means.
+SWITCH_OFF_HELP = {
+    "--no-progress": "Show no progress bar.",
+    "--no-group-by-length": "Batch examples in random order, without grouping similar lengths (more padding).",
+}
+
+
 def _description(dotted: str) -> str:
     model: Any = RunConfig
     *sections, key = dotted.split(".")
@@ -84,7 +91,8 @@ def add_train_arguments(parser: argparse.ArgumentParser, resume: bool = True) ->
     for flag, target in FLAGS:
         key, _, switch = target.partition("=")
         dest = "cfg__" + key.replace(".", "__")
-        help_text = f"{_description(key)} [{key}]".replace("%", "%%")  # argparse formats help with %
+        described = SWITCH_OFF_HELP.get(flag) or _description(key)
+        help_text = f"{described} [{key}]".replace("%", "%%")  # argparse formats help with %
         if switch:
             group.add_argument(flag, dest=dest, action="store_const", const=yaml.safe_load(switch), help=help_text)
         else:

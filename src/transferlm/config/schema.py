@@ -37,10 +37,11 @@ class TaskConfig(Section):
     multi_label: bool = Field(
         False, description="Each example may carry several labels (sigmoid outputs, per-label threshold)."
     )
-    pooling: Literal["cls", "mean"] = Field(
-        "cls",
+    pooling: Literal["auto", "cls", "mean"] = Field(
+        "auto",
         description="Sentence representation for the head: cls (the model's own head; loads with plain "
-        "transformers) or mean over tokens (better for sentence-embedding models like minilm).",
+        "transformers), mean over tokens (better for sentence-embedding models like minilm), or auto: mean where "
+        "the checkpoint says it was trained with mean pooling (a sentence-transformers pooling config), else cls.",
     )
     threshold: float = Field(0.5, gt=0, lt=1, description="Multi-label decision threshold on each label's probability.")
     class_weights: Union[Literal["none", "auto"], list[float]] = Field(
@@ -216,14 +217,23 @@ class StrategyConfig(Section):
 
 
 class TrainConfig(Section):
-    epochs: float = Field(3, gt=0, description="Passes over the training data (fractions allowed).")
+    epochs: Union[Literal["auto"], float] = Field(
+        "auto",
+        description="Passes over the training data (fractions allowed). auto: 3, raised on small data sets so that "
+        "training takes at least 300 optimizer steps, at most 30 epochs (contrastive: 1 pass over its pairs); the "
+        "value chosen is logged and saved in the run's config.",
+    )
     max_steps: Optional[int] = Field(None, gt=0, description="Stop after this many optimizer steps (overrides epochs).")
     min_steps: Optional[int] = Field(
         None, gt=0, description="Train at least this many optimizer steps (more epochs on small data sets)."
     )
     batch_size: int = Field(32, gt=0, description="Examples per device per forward pass.")
     grad_accum: int = Field(1, gt=0, description="Forward passes accumulated per optimizer step.")
-    lr: float = Field(5e-5, gt=0, description="Peak learning rate.")
+    lr: Union[Literal["auto"], float] = Field(
+        "auto",
+        description="Peak learning rate. auto: the strategy's (full, last-n, contrastive 5e-5; lora 2e-3; bitfit "
+        "5e-4; frozen 1e-3: the rates measured in bench/README.md), logged and saved in the run's config.",
+    )
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (not applied to biases and LayerNorm).")
     warmup_ratio: float = Field(
         0.06, ge=0, lt=1, description="Fraction of steps with linear warm-up; then linear decay to 0."
@@ -258,6 +268,13 @@ class TrainConfig(Section):
     seed: int = Field(42, description="Seed for initialisation, data order, dropout and the validation carve-out.")
     log_every: int = Field(50, gt=0, description="Write the training loss to the JSONL log every N steps.")
     progress: bool = Field(True, description="Show a progress bar on a terminal.")
+
+    @field_validator("epochs", "lr")
+    @classmethod
+    def _positive_or_auto(cls, v):
+        if v != "auto" and v <= 0:
+            raise ValueError("must be a positive number or auto")
+        return v
 
     @field_validator("eval_every")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import re
@@ -172,3 +173,21 @@ def _download(repo_id: str) -> Path:
             f"model {repo_id!r}: the hub has no such model or refused access ({e.__class__.__name__}); "
             f"check the id and your token; {bundled_hint()}"
         ) from e
+
+
+def trained_with_mean_pooling(path: Path | str) -> bool:
+    """Whether a local checkpoint says it was trained as a mean-pooled sentence encoder: a sentence-transformers
+    pooling module (``modules.json`` naming a Pooling folder whose config sets ``pooling_mode_mean_tokens``).
+    A hub id that is not downloaded yet has no local files to read: False (the model's own head)."""
+    root = Path(path)
+    modules = root / "modules.json"
+    if not modules.is_file():
+        return False
+    try:
+        for module in json.loads(modules.read_text()):
+            if module.get("type", "").endswith("Pooling"):
+                config = json.loads((root / module.get("path", "") / "config.json").read_text())
+                return bool(config.get("pooling_mode_mean_tokens"))
+    except (OSError, ValueError, AttributeError):
+        return False
+    return False

@@ -18,7 +18,7 @@ from transferlm.errors import ConfigError, DataError, RegistryError, RunDirError
 from transferlm.evaluation.report import write_reports
 from transferlm.models.inference import run_inference
 from transferlm.models.load import load_tokenizer
-from transferlm.models.resolve import resolve_model
+from transferlm.models.resolve import resolve_model, trained_with_mean_pooling
 from transferlm.runs import layout
 from transferlm.runs.prepare import load_splits
 from transferlm.strategies import build_strategy, count_parameters
@@ -75,14 +75,15 @@ def check_output(config: RunConfig, resume: bool, overwrite: bool) -> tuple[RunP
 
 def _config_differences(old: dict, new: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
     ignored = {"train.progress"}  # display only: free to change between the two halves of a run
-    resolved_later = {"strategy.lora.target_modules"}  # null means "the default", saved resolved
+    # null or auto means "the default", saved resolved
+    resolved_later = {"strategy.lora.target_modules", "train.epochs"}
     found = []
     for key in sorted(set(old) | set(new)):
         name = f"{prefix}{key}"
         a, b = old.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
             found += _config_differences(a, b, f"{name}.")
-        elif a != b and name not in ignored and not (b is None and name in resolved_later):
+        elif a != b and name not in ignored and not (b in (None, "auto") and name in resolved_later):
             found.append((name, a, b))
     return found
 
@@ -102,6 +103,18 @@ def _build_registered(config: RunConfig):
     return task, strategy
 
 
+def _resolve_pooling(config: RunConfig, model_path) -> RunConfig:
+    """task.pooling auto: mean for a classifier on a checkpoint trained with mean pooling, else cls."""
+    if config.task.pooling != "auto":
+        return config
+    mean = config.task.type == "classification" and trained_with_mean_pooling(model_path)
+    pooling = "mean" if mean else "cls"
+    if config.task.type == "classification":
+        log.info("task.pooling auto: %s (%s)", pooling, "the checkpoint's sentence-transformers pooling is the mean"
+                 if mean else "no mean-pooling config in the checkpoint: the model's own head")
+    return config.model_copy(update={"task": config.task.model_copy(update={"pooling": pooling})})
+
+
 def _gradient_checkpointing(model) -> None:
     """Turn on activation recomputation in every Hugging Face model inside ``model`` (a task head or a peft
     wrapper around one)."""
@@ -119,14 +132,18 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False) -> T
     from accelerate.utils import set_seed
 
     started = time.time()
+    resolved = resolve_model(config.model.name)
+    config = _resolve_pooling(config, resolved.path)
     task, strategy = _build_registered(config)
+    if config.train.lr == "auto":
+        config = config.model_copy(update={"train": config.train.model_copy(update={"lr": strategy.default_lr})})
+        log.info("train.lr auto: %g (strategy %s)", strategy.default_lr, strategy.name)
     accelerator = _accelerator(config)
     paths, clear = check_output(config, resume, overwrite)
     accelerator.wait_for_everyone()  # every process has seen the directory before the main one clears it
     if clear and accelerator.is_main_process:
         shutil.rmtree(paths.root)
     splits = load_splits(config, task)
-    resolved = resolve_model(config.model.name)
     set_seed(config.train.seed)
     tokenizer = load_tokenizer(resolved.path)
     encoded = _encode_splits(task, tokenizer, splits, config.model.max_length)  # bad input fails before training
@@ -138,9 +155,6 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False) -> T
     log.info("model %s (%s%s) on %s; strategy %s; %s", config.model.name, resolved.source,
              "" if pretrained else ", randomly initialised", accelerator.device, strategy.name, params.describe())
     config = config.model_copy(update={"strategy": strategy.resolved()})
-    if accelerator.is_main_process:
-        paths.root.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(paths.root / layout.CONFIG, yaml.safe_dump(config_to_dict(config), sort_keys=False))
 
     validation = encoded["validation"]
     context = LoopContext(accelerator.device, accelerator.autocast, tokenizer.pad_token_id,
@@ -153,6 +167,12 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False) -> T
     log.info("%d training %s, %d validation examples (%s); %d steps", len(inputs.train),
              getattr(inputs.task, "unit_name", "examples"), len(validation), splits.validation_source,
              loop.total_steps)
+    if config.train.epochs == "auto":
+        log.info("train.epochs auto: %g (%d steps per epoch)", loop.epochs, loop.steps_per_epoch)
+        config = config.model_copy(update={"train": config.train.model_copy(update={"epochs": loop.epochs})})
+    if accelerator.is_main_process:
+        paths.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(paths.root / layout.CONFIG, yaml.safe_dump(config_to_dict(config), sort_keys=False))
     fitter = Fitter(loop, inputs.validation, config.train, paths, config.train.metric or task.default_metric)
     summary = fitter.run(resume=resume)
     notes = {**inputs.notes, **strategy.finish(inputs, context)}

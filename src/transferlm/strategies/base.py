@@ -13,6 +13,7 @@ the head). Whatever a strategy swaps in, the run directory holds the task's usua
 from __future__ import annotations
 
 import logging
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,11 +73,22 @@ def count_parameters(model: nn.Module) -> ParameterCount:
     return ParameterCount(sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params))
 
 
+AUTO_EPOCHS, AUTO_MIN_STEPS, AUTO_MAX_EPOCHS = 3, 300, 30
+
+
 class Strategy(ABC):
     name: str
     options: frozenset[str] = frozenset()  # StrategyConfig fields this strategy reads, besides the modifiers
     takes_modifiers = True
     needs_layers = False  # whether trainable() reads self.layer_map
+    default_lr = 5e-5  # train.lr: auto (BERT's fine-tuning range)
+
+    def auto_epochs(self, steps_per_epoch: int) -> float:
+        """train.epochs: auto. Three epochs, raised on small data so that training takes at least
+        ``AUTO_MIN_STEPS`` optimizer steps (a few dozen steps undertrain: 600 SST-2 rows, 3 epochs at batch 32 gave
+        71.7 % against 75.7 % for 150 steps at batch 8), at most ``AUTO_MAX_EPOCHS``. The best evaluation picks the
+        checkpoint, so the extra epochs cost time, not accuracy."""
+        return float(min(max(AUTO_EPOCHS, math.ceil(AUTO_MIN_STEPS / max(steps_per_epoch, 1))), AUTO_MAX_EPOCHS))
 
     def __init__(self, config: StrategyConfig):
         self.config = config

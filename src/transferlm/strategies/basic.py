@@ -31,6 +31,7 @@ class FrozenBackbone(Strategy):
     name = "frozen"
     options = frozenset({"cache_features"})
     takes_modifiers = False
+    default_lr = 1e-3  # a head alone (bench/README.md: the linear probe)
 
     def trainable(self, model: nn.Module, task: Task) -> set[str]:
         if not task.has_new_head:
@@ -94,6 +95,7 @@ class BiasOnly(Strategy):
     """BitFit (Ben Zaken et al., 2022): only the bias terms of the backbone train, with the head."""
 
     name = "bitfit"
+    default_lr = 5e-4  # BitFit's paper range (1e-4..1e-3)
 
     def trainable(self, model: nn.Module, task: Task) -> set[str]:
         head = task.head_parameter_names(model)

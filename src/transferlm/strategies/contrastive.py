@@ -166,6 +166,10 @@ class Contrastive(Strategy):
     name = "contrastive"
     options = frozenset({"contrastive"})
 
+    def auto_epochs(self, steps_per_epoch: int) -> float:
+        """One pass over the pairs (``pairs_per_example`` of them per example), as SetFit trains."""
+        return 1.0
+
     def trainable(self, model: nn.Module, task: Task) -> set[str]:
         if not isinstance(model, MeanPoolingClassifier):
             what = (f"task {task.name}" if task.name != "classification"

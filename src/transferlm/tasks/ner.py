@@ -41,7 +41,7 @@ class NerTask(Task):
     def __init__(self, task, data):
         super().__init__(task, data)
         wrong = [f"task.{key}: not used by task ner; remove it" for key, bad in (
-            ("multi_label", task.multi_label), ("pooling", task.pooling != "cls"),
+            ("multi_label", task.multi_label), ("pooling", task.pooling == "mean"),
             ("class_weights", task.class_weights != "none")) if bad]
         if wrong:
             raise ConfigError(wrong)

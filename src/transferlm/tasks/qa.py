@@ -101,7 +101,7 @@ class QaTask(Task):
     def __init__(self, task, data):
         super().__init__(task, data)
         wrong = [f"task.{key}: not used by task qa; remove it" for key, bad in (
-            ("multi_label", task.multi_label), ("pooling", task.pooling != "cls"),
+            ("multi_label", task.multi_label), ("pooling", task.pooling == "mean"),
             ("class_weights", task.class_weights != "none"), ("label_all_subwords", task.label_all_subwords))
             if bad]
         if wrong:

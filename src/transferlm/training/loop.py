@@ -63,7 +63,8 @@ class TrainingLoop:
         self.global_batch = config.batch_size * accelerator.num_processes
         batches = math.ceil(len(features) / self.global_batch)
         self.steps_per_epoch = math.ceil(batches / config.grad_accum)
-        self.total_steps = config.max_steps or max(math.ceil(config.epochs * self.steps_per_epoch),
+        self.epochs = strategy.auto_epochs(self.steps_per_epoch) if config.epochs == "auto" else config.epochs
+        self.total_steps = config.max_steps or max(math.ceil(self.epochs * self.steps_per_epoch),
                                                    config.min_steps or 0)
         optimizer = torch.optim.AdamW(
             strategy.param_groups(model, config), lr=config.lr, fused=accelerator.device.type in ("cpu", "cuda")

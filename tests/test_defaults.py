@@ -1,0 +1,95 @@
+"""The auto defaults: train.epochs, train.lr and task.pooling are chosen at run time, logged and saved resolved."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+
+import pytest
+import yaml
+
+import transferlm
+from conftest import tiny_config
+from transferlm.config.schema import StrategyConfig
+from transferlm.models.resolve import trained_with_mean_pooling
+from transferlm.runs import layout
+from transferlm.strategies import build_strategy
+from transferlm.strategies.base import AUTO_MAX_EPOCHS, AUTO_MIN_STEPS
+from transferlm.training.loop import TrainingLoop
+
+
+def auto_config(model_dir, files, output, **train):
+    config = tiny_config(model_dir, files, output, **train)
+    for key in ("epochs", "lr"):
+        config["train"].pop(key)
+    return config
+
+
+def saved(run_dir) -> dict:
+    return yaml.safe_load((run_dir / layout.CONFIG).read_text())
+
+
+def test_auto_epochs_give_small_data_enough_steps_and_large_data_three_epochs():
+    strategy = build_strategy(StrategyConfig(name="full"))
+    assert strategy.auto_epochs(2) == AUTO_MAX_EPOCHS  # 2 steps an epoch: capped
+    assert strategy.auto_epochs(17) == 18  # 600 SST-2 rows at batch 32: 18 epochs, 306 steps
+    assert strategy.auto_epochs(17) * 17 >= AUTO_MIN_STEPS
+    assert strategy.auto_epochs(2000) == 3
+    assert build_strategy(StrategyConfig(name="contrastive")).auto_epochs(5) == 1  # one pass over the pairs
+
+
+def test_auto_epochs_and_lr_are_logged_and_saved_resolved(tiny_model_dir, sentiment_files, tmp_path, caplog):
+    config = auto_config(tiny_model_dir, sentiment_files, tmp_path / "run", batch_size=8)
+    config["strategy"] = {"name": "frozen"}
+    with caplog.at_level(logging.INFO, logger="transferlm"):
+        result = transferlm.train(config)
+    train = saved(result.run_dir)["train"]
+    assert train["lr"] == 1e-3 and train["epochs"] == 30.0  # 40 rows at batch 8: 5 steps an epoch
+    assert result.summary.steps == 150
+    assert "train.lr auto: 0.001 (strategy frozen)" in caplog.text
+    assert "train.epochs auto: 30 (5 steps per epoch)" in caplog.text
+
+
+def test_explicit_values_win_over_auto(tiny_model_dir, sentiment_files, tmp_path):
+    config = tiny_config(tiny_model_dir, sentiment_files, tmp_path / "run", epochs=1, lr=3e-4)
+    config["strategy"] = {"name": "lora"}
+    result = transferlm.train(config)
+    train = saved(result.run_dir)["train"]
+    assert (train["epochs"], train["lr"]) == (1, 3e-4)
+
+
+def test_a_run_with_auto_epochs_resumes(tiny_model_dir, sentiment_files, tmp_path, monkeypatch):
+    config = auto_config(tiny_model_dir, sentiment_files, tmp_path / "run", batch_size=16, checkpoint_every=2)
+    original_step = TrainingLoop._step
+
+    def crash(self, *args, **kwargs):
+        if self.state.step == 5:
+            raise KeyboardInterrupt
+        return original_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(TrainingLoop, "_step", crash)
+    with pytest.raises(KeyboardInterrupt):
+        transferlm.train(config)
+    monkeypatch.setattr(TrainingLoop, "_step", original_step)
+    resumed = transferlm.train(config, resume=True)  # "auto" now against the saved 30.0: the same setting
+    assert resumed.summary.steps == 90  # 3 steps an epoch, 30 epochs
+
+
+def test_auto_pooling_is_mean_for_a_mean_pooled_sentence_encoder(tiny_model_dir, sentiment_files, tmp_path):
+    encoder = tmp_path / "encoder"
+    shutil.copytree(tiny_model_dir, encoder)
+    assert not trained_with_mean_pooling(encoder)
+    (encoder / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]))
+    (encoder / "1_Pooling").mkdir()
+    (encoder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
+    assert trained_with_mean_pooling(encoder)
+
+    result = transferlm.train(tiny_config(encoder, sentiment_files, tmp_path / "mean", epochs=1))
+    assert saved(result.run_dir)["task"]["pooling"] == "mean"
+    assert (result.run_dir / "head.safetensors").is_file()  # the mean-pooling classifier's layout
+    plain = transferlm.train(tiny_config(tiny_model_dir, sentiment_files, tmp_path / "cls", epochs=1))
+    assert saved(plain.run_dir)["task"]["pooling"] == "cls"
