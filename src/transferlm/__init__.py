@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
@@ -19,14 +20,16 @@ def load(path, batch_size: int = 64) -> Predictor:
     return _load(path, batch_size)
 
 
-def train(config: RunConfig | dict, resume: bool = False, overwrite: bool = False) -> TrainResult:
-    """Train from a RunConfig (or the same structure as a dict, validated strictly)."""
+def train(config: RunConfig | dict, resume: bool = False, overwrite: bool = False,
+          on_evaluate: Callable[[int, float], bool] | None = None) -> TrainResult:
+    """Train from a RunConfig (or the same structure as a dict, validated strictly). ``on_evaluate(step, value)``
+    sees each validation score and may stop training by returning True (a tuner's pruner)."""
     from transferlm.config.load import build_config
     from transferlm.runs.train import train as _train
 
     if isinstance(config, dict):
         config = build_config(config)
-    return _train(config, resume=resume, overwrite=overwrite)
+    return _train(config, resume=resume, overwrite=overwrite, on_evaluate=on_evaluate)
 
 
 def adapt(config: RunConfig | dict, resume: bool = False, overwrite: bool = False) -> TrainResult:

@@ -97,6 +97,24 @@ def cmd_curve(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    from transferlm.cli.train_args import overrides_from_args
+    from transferlm.experiments.config import TuneSettings, load_experiment
+    from transferlm.experiments.tune import tune
+
+    overrides = overrides_from_args(args)
+    for key in ("trials", "timeout", "storage", "study", "pruner"):
+        if getattr(args, key) is not None:
+            overrides.append((f"tune.{key}", getattr(args, key)))
+    config, settings = load_experiment(args.config, "tune", overrides, TuneSettings)
+    report = tune(config, settings, retrain_best=args.retrain_best)
+    print((Path(config.output) / "report.md").read_text())
+    print(f"best config: {config.output}/best.yaml; every trial: {config.output}/trials.csv")
+    if report.get("retrained"):
+        print(f"retrained: {report['retrained']['run_dir']}")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from transferlm.evaluation.report import confusion_text, summary_lines, write_reports
     from transferlm.runs.predictor import load

@@ -44,6 +44,27 @@ def _add_experiment_commands(sub) -> None:
     curve.add_argument("--sizes", help="Examples per class, comma-separated, e.g. 16,64,256,all [curve.sizes].")
     curve.set_defaults(func=commands.cmd_curve)
 
+    tune = sub.add_parser(
+        "tune",
+        help="Search hyperparameters on the validation split (Optuna: TPE, pruning, shared storage).",
+        description="Hyperparameter search with Optuna. The space is `tune.space` in the YAML (any config key: "
+        "float/int ranges, optionally log-scaled, or categorical choices); by default the strategy's: train.lr "
+        "(log range around its default), train.batch_size, train.weight_decay, plus lora's r, last-n's layers, "
+        "contrastive's pairs_per_example. Each trial trains in its own process; the pruner stops poor trials on "
+        "their intermediate validation scores. The study is stored in OUTPUT/study.db (re-running continues it) or "
+        "in --storage, which several workers on several machines may share. Writes best.yaml, trials.csv, "
+        "report.md, report.html and report.json into --output.",
+    )
+    add_train_arguments(tune, resume=False)
+    tune.add_argument("--trials", type=int, help="Finished trials the study should have, all workers [tune.trials].")
+    tune.add_argument("--timeout", type=float, help="Start no new trial after this many seconds [tune.timeout].")
+    tune.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://user@host/db [tune.storage].")
+    tune.add_argument("--study", help="Study name (default: the output directory's name) [tune.study].")
+    tune.add_argument("--pruner", choices=["median", "hyperband", "none"], help="[tune.pruner]")
+    tune.add_argument("--retrain-best", action="store_true",
+                      help="Train the best config into OUTPUT/best-run (and test it there, if a test split is given).")
+    tune.set_defaults(func=commands.cmd_tune)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="transferlm", description="Transfer pretrained language models to your task.")

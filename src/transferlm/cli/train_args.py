@@ -18,6 +18,7 @@ FLAGS: list[tuple[str, str]] = [
     ("--max-length", "model.max_length"),
     ("--task", "task.type"),
     ("--multi-label", "task.multi_label=true"),
+    ("--pooling", "task.pooling"),
     ("--threshold", "task.threshold"),
     ("--class-weights", "task.class_weights"),
     ("--train", "data.train"),

@@ -25,13 +25,13 @@ def _peak_memory() -> dict[str, float | None]:
     }
 
 
-def train_job(config: RunConfig) -> dict[str, Any]:
+def train_job(config: RunConfig, trial: dict[str, Any] | None = None) -> dict[str, Any]:
     from transferlm.runs.train import train
 
     root = Path(config.output)
     resume = (root / "checkpoints" / "last").is_dir()
     overwrite = root.exists() and not resume  # a run killed before its first checkpoint starts again
-    result = train(config, resume=resume, overwrite=overwrite)
+    result = train(config, resume=resume, overwrite=overwrite, on_evaluate=_pruner(trial) if trial else None)
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
     training = metrics["training"]
     return {
@@ -45,7 +45,27 @@ def train_job(config: RunConfig) -> dict[str, Any]:
         "total": metrics["parameters"]["total"],
         "run_dir": str(result.run_dir),
         "feature_cache_seconds": training.get("feature_cache_seconds"),
+        "pruned": training.get("pruned", False),
+        "metric": result.summary.metric,
+        "best_value": result.summary.best_metric,
     }
+
+
+def _pruner(trial: dict[str, Any]):
+    """Report each validation score to the tuner's trial (in its shared storage) and ask whether to stop."""
+    import optuna
+
+    from transferlm.experiments.tune import make_pruner
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=trial["study"], storage=trial["storage"], pruner=make_pruner(trial["pruner"]))
+    handle = optuna.trial.Trial(study, trial["trial_id"])
+
+    def on_evaluate(step: int, value: float) -> bool:
+        handle.report(value, step)
+        return handle.should_prune()
+
+    return on_evaluate
 
 
 def _example_scores(run_dir: Path, config: RunConfig) -> dict[str, list[float] | None]:
@@ -89,7 +109,7 @@ def main(spec_path: str) -> int:
     if spec["kind"] == "baseline":
         result = baseline_job(config, spec["seed"], spec["baseline"])
     else:
-        result = train_job(config)
+        result = train_job(config, spec.get("trial"))
     result.update(_peak_memory(), wall_seconds=round(time.time() - began, 1))
     atomic_write_text(Path(spec["result"]), json.dumps(result, indent=2))
     return 0

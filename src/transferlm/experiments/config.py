@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from transferlm.baselines import BASELINES
 from transferlm.config.load import build_config, format_validation_error, read_yaml, set_dotted
@@ -103,14 +103,63 @@ class CurveSettings(ExperimentSettings):
         return sorted(set(value), key=lambda v: float("inf") if v == "all" else v)
 
 
+class ParameterRange(Section):
+    """One tuned setting: a float or int range (optionally log-scaled) or a list of choices."""
+
+    type: Literal["float", "int", "categorical"] = Field(description="float, int or categorical.")
+    low: Optional[float] = Field(None, description="float/int: the smallest value.")
+    high: Optional[float] = Field(None, description="float/int: the largest value.")
+    log: bool = Field(False, description="float/int: sample on a log scale (learning rates).")
+    choices: Optional[list[Any]] = Field(None, description="categorical: the values to choose from.")
+
+    @model_validator(mode="after")
+    def _non_empty(self):
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("categorical needs a non-empty list of choices")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError(f"{self.type} needs low and high")
+        if self.low >= self.high:
+            raise ValueError(f"empty range: low {self.low:g} is not below high {self.high:g}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log scale needs low > 0, got {self.low:g}")
+        if self.type == "int" and (self.low != int(self.low) or self.high != int(self.high)):
+            raise ValueError("int ranges need whole numbers")
+        return self
+
+
+class TuneSettings(Section):
+    trials: int = Field(20, gt=0, description="Finished trials the study should have (all workers together).")
+    timeout: Optional[float] = Field(None, gt=0, description="Start no new trial after this many seconds.")
+    space: Optional[dict[str, ParameterRange]] = Field(
+        None,
+        description="Config keys to search, e.g. {train.lr: {type: float, low: 1e-5, high: 1e-3, log: true}}; "
+        "null: the strategy's default space (see `transferlm tune --help`).",
+    )
+    pruner: Literal["median", "hyperband", "none"] = Field(
+        "median", description="Stop unpromising trials early on their intermediate validation scores."
+    )
+    evaluations: int = Field(
+        5, gt=0, description="Validation passes per trial (the pruner's intermediate scores) unless "
+        "train.evaluations is set."
+    )
+    storage: Optional[str] = Field(
+        None, description="Optuna storage URL (e.g. postgresql://user@host/db for several workers); null: "
+        "sqlite:///OUTPUT/study.db."
+    )
+    study: Optional[str] = Field(None, description="Study name; null: the output directory's name.")
+    seed: int = Field(0, description="Seed of the TPE sampler.")
+
+
 def load_experiment(
     path: Path | None, section: str, overrides: list[tuple[str, Any]], settings_cls: type[ExperimentSettings]
 ) -> tuple[RunConfig, ExperimentSettings]:
     """The shared run config and the experiment section, each validated, all problems reported together."""
     data = read_yaml(path) if path else {}
     extra = data.pop(section, None) or {}
-    other = "curve" if section == "compare" else "compare"
-    data.pop(other, None)  # one file may hold both sections (README); each command reads its own
+    for other in {"compare", "curve", "tune"} - {section}:
+        data.pop(other, None)  # one file may hold several sections (README); each command reads its own
     run_overrides = []
     for key, value in overrides:
         if key.startswith(f"{section}."):

@@ -86,26 +86,27 @@ def job_config(base: RunConfig, job: Job, files: SplitFiles, train_overrides: di
         raise ConfigError([f"member {job.member.title}: {p}" for p in e.problems]) from e
 
 
-def write_job_spec(job: Job, config: RunConfig) -> Path:
+def write_job_spec(job: Job, config: RunConfig, trial: dict[str, Any] | None = None) -> Path:
     spec = {
         "kind": "baseline" if is_fitted_baseline(job.member) else "train",
         "baseline": job.member.name,
         "config": config_to_dict(config),
         "seed": job.seed,
         "result": str(job.dir / RESULT),
+        **({"trial": trial} if trial else {}),  # a tuner's trial: storage, study and id, for pruning
     }
     path = job.dir / "job.json"
     atomic_write_text(path, json.dumps(spec, indent=2, default=str))
     return path
 
 
-def run_job(job: Job, config: RunConfig) -> dict[str, Any]:
+def run_job(job: Job, config: RunConfig, trial: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run one job in a child process (or reuse its finished result); the result, or {"error": ...}."""
     done = job.dir / RESULT
     if done.is_file():
         log.info("%s: finished earlier, reusing %s", job.describe, done)
         return json.loads(done.read_text())
-    spec = write_job_spec(job, config)
+    spec = write_job_spec(job, config, trial)
     log_path = job.dir / "log.txt"
     began = time.time()
     with log_path.open("a", encoding="utf-8") as out:

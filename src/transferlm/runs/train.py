@@ -6,6 +6,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -128,7 +129,10 @@ def _gradient_checkpointing(model) -> None:
         module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
-def train(config: RunConfig, resume: bool = False, overwrite: bool = False) -> TrainResult:
+def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
+          on_evaluate: Callable[[int, float], bool] | None = None) -> TrainResult:
+    """Train a run directory from ``config``. ``on_evaluate(step, value)`` sees each validation score and may stop
+    training by returning True (a tuner's pruner); the run still finishes with its best checkpoint."""
     from accelerate.utils import set_seed
 
     started = time.time()
@@ -173,7 +177,8 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False) -> T
     if accelerator.is_main_process:
         paths.root.mkdir(parents=True, exist_ok=True)
         atomic_write_text(paths.root / layout.CONFIG, yaml.safe_dump(config_to_dict(config), sort_keys=False))
-    fitter = Fitter(loop, inputs.validation, config.train, paths, config.train.metric or task.default_metric)
+    fitter = Fitter(loop, inputs.validation, config.train, paths, config.train.metric or task.default_metric,
+                    on_evaluate)
     summary = fitter.run(resume=resume)
     notes = {**inputs.notes, **strategy.finish(inputs, context)}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import resource
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,7 @@ class FitSummary:
     train_seconds: float
     peak_rss_mb: float
     stopped_early: bool
+    pruned: bool = False  # stopped by ``on_evaluate`` (a tuner's pruner), not by patience
 
 
 def peak_rss_mb() -> float:
@@ -55,8 +56,12 @@ def peak_rss_mb() -> float:
 
 
 class Fitter:
-    def __init__(self, loop: TrainingLoop, validation: Features, config: TrainConfig, paths: RunPaths, metric: str):
+    def __init__(self, loop: TrainingLoop, validation: Features, config: TrainConfig, paths: RunPaths, metric: str,
+                 on_evaluate: Callable[[int, float], bool] | None = None):
+        """``on_evaluate(step, value)`` sees each validation score; returning True stops training there (pruning)."""
         self.loop, self.validation, self.config, self.paths, self.metric = loop, validation, config, paths, metric
+        self.on_evaluate = on_evaluate
+        self.pruned = False
         self.main = loop.accelerator.is_main_process
         self.log = JsonlLog(paths.log, self.main)
         self.throughput = Throughput()
@@ -122,6 +127,9 @@ class Fitter:
         if patience and state.evals_without_improvement >= patience:
             self.stopped_early = True
             log.info("early stopping: %d evaluations without improvement", patience)
+        if self.on_evaluate is not None and self.on_evaluate(state.step, value) and not self.loop.finished():
+            self.stopped_early = self.pruned = True
+            log.info("pruned at step %d: the tuner stops this trial", state.step)
         return True
 
     def _finish(self) -> FitSummary:
@@ -140,6 +148,7 @@ class Fitter:
             train_seconds=round(self.throughput.seconds, 1),
             peak_rss_mb=round(peak_rss_mb(), 1),
             stopped_early=self.stopped_early,
+            pruned=self.pruned,
         )
         self.log.write(
             "end",

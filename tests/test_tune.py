@@ -1,0 +1,190 @@
+"""`transferlm tune`: the search space and its errors, trials in child processes, resuming a study, pruning,
+the outputs, and several workers sharing one study (SQLite, and a real PostgreSQL server)."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+import transferlm
+from conftest import tiny_config
+from transferlm.config.load import build_config
+from transferlm.errors import ConfigError
+from transferlm.experiments.config import TuneSettings
+from transferlm.experiments.tune import tune
+
+optuna = pytest.importorskip("optuna", reason="optuna is not installed (pip install -e '.[tune]')")
+
+SPACE = {"train.lr": {"type": "float", "low": 1e-3, "high": 5e-2, "log": True},
+         "train.batch_size": {"type": "categorical", "choices": [8, 16]}}
+
+
+def tune_config(model_dir, files, output):
+    config = tiny_config(model_dir, files, output, epochs=1)
+    config["data"]["test"] = str(files["test"])
+    return build_config(config)
+
+
+def finished(storage: str, study: str) -> list:
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return [t for t in optuna.load_study(study_name=study, storage=storage).get_trials() if t.state in states]
+
+
+def test_space_keys_and_ranges_are_checked_before_any_trial(tiny_model_dir, sentiment_files, tmp_path):
+    config = tune_config(tiny_model_dir, sentiment_files, tmp_path / "tune")
+    wrong = TuneSettings(space={"train.learning_rate": {"type": "float", "low": 1e-5, "high": 1e-3}})
+    with pytest.raises(ConfigError, match="tune.space.train.learning_rate.*unknown key"):
+        tune(config, wrong)
+    with pytest.raises(ValueError, match="empty range: low 0.001 is not below high 1e-05"):
+        TuneSettings(space={"train.lr": {"type": "float", "low": 1e-3, "high": 1e-5}})
+    with pytest.raises(ValueError, match="non-empty list of choices"):
+        TuneSettings(space={"train.batch_size": {"type": "categorical", "choices": []}})
+    bad_value = TuneSettings(space={"train.batch_size": {"type": "int", "low": 0, "high": 4}})
+    with pytest.raises(ConfigError, match="tune.space.train.batch_size = 0"):
+        tune(config, bad_value)
+    with pytest.raises(ConfigError, match="tune.storage 'postgresql://nobody@127.0.0.1:9/none' cannot be opened"):
+        tune(config, TuneSettings(space=SPACE, storage="postgresql://nobody@127.0.0.1:9/none"))
+    assert not (tmp_path / "tune" / "trials").exists()
+
+
+def test_tune_writes_best_config_trials_and_reports_and_tests_once(tiny_model_dir, sentiment_files, tmp_path):
+    config = tune_config(tiny_model_dir, sentiment_files, tmp_path / "tune")
+    report = tune(config, TuneSettings(trials=3, space=SPACE, pruner="none"))
+    out = tmp_path / "tune"
+    with (out / "trials.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["state"] for r in rows] == ["complete"] * 3
+    assert all(float(r["peak_rss_mb"]) > 0 and float(r["wall_seconds"]) > 0 for r in rows)
+    # trials never see the test split; the best trial's run is tested once, afterwards
+    for saved in glob.glob(str(out / "trials" / "*" / "run" / "transferlm.yaml")):
+        assert yaml.safe_load(Path(saved).read_text())["data"]["test"] is None
+    assert report["test"]["evaluated"] == "best trial's run" and report["test"]["n"] == 12
+    best = report["best"]
+    assert best["validation"] == max(float(r["value"]) for r in rows)
+    best_yaml = yaml.safe_load((out / "best.yaml").read_text())
+    assert best_yaml["train"]["lr"] == best["params"]["train.lr"]
+    assert best_yaml["data"]["test"] == str(sentiment_files["test"])
+    assert "evaluated once, after the search" in (out / "report.md").read_text()
+    assert (out / "history.png").stat().st_size > 0 and (out / "parallel.png").stat().st_size > 0
+    assert "data:image/png;base64" in (out / "report.html").read_text()
+
+    # re-running with a larger target continues the same study: one new trial, not four
+    tune(config, TuneSettings(trials=4, space=SPACE, pruner="none"))
+    assert len(finished(f"sqlite:///{(out / 'study.db').resolve()}", "tune")) == 4
+    assert len(list((out / "trials").iterdir())) == 4
+
+    # best.yaml is a complete config that `train` runs as it is
+    best_yaml["output"] = str(tmp_path / "from-best")
+    result = transferlm.train(best_yaml)
+    assert result.test["n"] == 12
+
+
+def test_a_pruned_trial_stops_early_and_still_leaves_its_best_run(tiny_model_dir, sentiment_files, tmp_path):
+    from transferlm.experiments.child import _pruner
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(storage=storage, study_name="s", direction="maximize")
+    for _ in range(2):  # two earlier trials scored 1.0 at step 2: the median pruner stops anything below
+        earlier = study.ask()
+        earlier.report(1.0, 2)
+        study.tell(earlier, 1.0)
+    trial = study.ask()
+    hook = _pruner({"storage": storage, "study": "s", "trial_id": trial._trial_id, "pruner": "median"})
+    config = tiny_config(tiny_model_dir, sentiment_files, tmp_path / "run", epochs=3, eval_every=2)
+    result = transferlm.train(config, on_evaluate=hook)
+    assert result.summary.pruned and result.summary.steps == 2  # 15 steps planned; stopped at the first evaluation
+    assert optuna.load_study(study_name="s", storage=storage).trials[2].intermediate_values.keys() == {2}
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    assert metrics["training"]["pruned"] is True
+    assert transferlm.load(result.run_dir).predict(["a great film"])
+
+
+def _workers(tiny_model_dir, sentiment_files, tmp_path, storage: str) -> list[Path]:
+    config = tiny_config(tiny_model_dir, sentiment_files, tmp_path / "unused", epochs=1)
+    config["tune"] = {"space": SPACE, "pruner": "none"}
+    path = tmp_path / "tune.yaml"
+    path.write_text(yaml.safe_dump(config))
+    outputs = [tmp_path / f"worker-{i}" for i in range(2)]
+    commands = [[sys.executable, "-m", "transferlm", "tune", str(path), "--trials", "4", "--storage", storage,
+                 "--study", "shared", "--output", str(out)] for out in outputs]
+    workers = []
+    for command in commands:
+        workers.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        time.sleep(1.0)
+    for worker in workers:
+        output, _ = worker.communicate(timeout=600)
+        assert worker.returncode == 0, output
+    return outputs
+
+
+def _check_shared_study(outputs: list[Path], storage: str) -> None:
+    trials = finished(storage, "shared")
+    assert len(trials) == 4 and sorted(t.number for t in trials) == [0, 1, 2, 3]
+    ran = [len(list((out / "trials").iterdir())) for out in outputs]
+    assert sum(ran) == 4 and min(ran) >= 1, ran  # both workers took trials from the one study
+    workers = {t.user_attrs["worker"] for t in trials}
+    assert len(workers) == 2
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_sqlite_study(tiny_model_dir, sentiment_files, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    outputs = _workers(tiny_model_dir, sentiment_files, tmp_path, storage)
+    _check_shared_study(outputs, storage)
+
+
+def _postgres_binaries() -> Path | None:
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(found).resolve().parent
+    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    return Path(versions[-1]).parent if versions else None
+
+
+@pytest.fixture()
+def postgres_url(tmp_path):
+    """A real PostgreSQL server on a free local port, for the duration of one test."""
+    binaries = _postgres_binaries()
+    if binaries is None:
+        pytest.skip("PostgreSQL binaries (pg_ctl, initdb) not found; apt-get install postgresql (.ci/run does)")
+    pytest.importorskip("psycopg2", reason="psycopg2 is not installed (requirements/dev.txt)")
+    data = Path(f"/tmp/transferlm-pg-{os.getpid()}")
+    shutil.rmtree(data, ignore_errors=True)
+    data.mkdir()
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root: run it as the postgres user the package creates
+        shutil.chown(data, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    subprocess.run([*as_user, str(binaries / "initdb"), "-D", str(data / "db"), "-U", "tune", "--auth=trust"],
+                   check=True, capture_output=True)
+    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1"
+    subprocess.run([*as_user, str(binaries / "pg_ctl"), "-D", str(data / "db"), "-o", options, "-l",
+                    str(data / "log"), "-w", "start"], check=True, capture_output=True)
+    try:
+        subprocess.run([*as_user, str(binaries.parent / "bin" / "createdb"), "-h", "127.0.0.1", "-p", str(port),
+                        "-U", "tune", "study"], check=True, capture_output=True)
+        yield f"postgresql://tune@127.0.0.1:{port}/study"
+    finally:
+        subprocess.run([*as_user, str(binaries / "pg_ctl"), "-D", str(data / "db"), "-m", "fast", "stop"],
+                       capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_postgresql_study(tiny_model_dir, sentiment_files, tmp_path, postgres_url):
+    outputs = _workers(tiny_model_dir, sentiment_files, tmp_path, postgres_url)
+    _check_shared_study(outputs, postgres_url)
