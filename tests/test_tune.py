@@ -158,7 +158,7 @@ def postgres_url(tmp_path):
     binaries = _postgres_binaries()
     if binaries is None:
         pytest.skip("PostgreSQL binaries (pg_ctl, initdb) not found; apt-get install postgresql (.ci/run does)")
-    pytest.importorskip("psycopg2", reason="psycopg2 is not installed (requirements/dev.txt)")
+    pytest.importorskip("psycopg", reason="psycopg (PostgreSQL driver) is not installed (requirements/dev.txt)")
     data = Path(f"/tmp/transferlm-pg-{os.getpid()}")
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir()
