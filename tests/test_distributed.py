@@ -56,3 +56,38 @@ def test_two_processes_match_one_at_the_same_global_batch(tiny_model_no_dropout,
     one = load_file(str(single.run_dir / weights))
     two = load_file(str(tmp_path / "two" / weights))
     assert_same_weights(one, two, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_two_nodes_joined_by_a_c10d_rendezvous_match_one_process(tiny_model_no_dropout, sentiment_files, tmp_path):
+    """Multi-node as the README describes it: two `torchrun --nnodes 2 --nproc-per-node 1` launches (here both on
+    this machine) meet at a c10d rendezvous on loopback; the data and output paths are the same for both (shared
+    storage), and only global rank 0 writes."""
+    import socket
+
+    common = dict(epochs=2, eval_every=100, max_grad_norm=1.0)
+    single = transferlm.train(tiny_config(tiny_model_no_dropout, sentiment_files, tmp_path / "one", batch_size=8,
+                                          **common))
+    config_file = tmp_path / "nodes.json"
+    config_file.write_text(json.dumps(tiny_config(tiny_model_no_dropout, sentiment_files, tmp_path / "two",
+                                                  batch_size=4, **common)))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    nodes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+             "--node-rank", str(rank), "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}",
+             "--rdzv-id", "transferlm-test", "--master-addr", "127.0.0.1", str(WORKER), str(config_file)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        for rank in (0, 1)
+    ]
+    for node in nodes:
+        output, _ = node.communicate(timeout=300)
+        assert node.returncode == 0, output[-3000:]
+    log = [json.loads(line) for line in (tmp_path / "two" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["event"] == "end" and log[-1]["step"] == single.summary.steps
+    assert len([e for e in log if e["event"] == "end"]) == 1  # one writer
+    assert_same_weights(load_file(str(single.run_dir / "model.safetensors")),
+                        load_file(str(tmp_path / "two" / "model.safetensors")), atol=1e-5)
