@@ -31,7 +31,7 @@ SPACE = {"train.lr": {"type": "float", "low": 1e-3, "high": 5e-2, "log": True},
 
 
 def tune_config(model_dir, files, output):
-    config = tiny_config(model_dir, files, output, epochs=1)
+    config = tiny_config(model_dir, files, output, epochs=6)
     config["data"]["test"] = str(files["test"])
     return build_config(config)
 
@@ -58,9 +58,14 @@ def test_space_keys_and_ranges_are_checked_before_any_trial(tiny_model_dir, sent
     assert not (tmp_path / "tune" / "trials").exists()
 
 
-def test_tune_writes_best_config_trials_and_reports_and_tests_once(tiny_model_dir, sentiment_files, tmp_path):
+# A planted best value: at lr 1e-9 nothing is learned, at 1e-2 the tiny model learns the keyword labels.
+PLANTED = {"train.lr": {"type": "categorical", "choices": [1e-9, 1e-2]},
+           "train.batch_size": {"type": "categorical", "choices": [8, 16]}}
+
+
+def test_tune_finds_the_planted_best_and_writes_config_trials_reports(tiny_model_dir, sentiment_files, tmp_path):
     config = tune_config(tiny_model_dir, sentiment_files, tmp_path / "tune")
-    report = tune(config, TuneSettings(trials=3, space=SPACE, pruner="none"))
+    report = tune(config, TuneSettings(trials=3, space=PLANTED, pruner="none"))
     out = tmp_path / "tune"
     with (out / "trials.csv").open() as f:
         rows = list(csv.DictReader(f))
@@ -72,6 +77,9 @@ def test_tune_writes_best_config_trials_and_reports_and_tests_once(tiny_model_di
     assert report["test"]["evaluated"] == "best trial's run" and report["test"]["n"] == 12
     best = report["best"]
     assert best["validation"] == max(float(r["value"]) for r in rows)
+    assert {float(r["train.lr"]) for r in rows} == {1e-9, 1e-2}  # both were tried
+    assert best["params"]["train.lr"] == 1e-2
+    assert best["validation"] > max(float(r["value"]) for r in rows if float(r["train.lr"]) == 1e-9)
     best_yaml = yaml.safe_load((out / "best.yaml").read_text())
     assert best_yaml["train"]["lr"] == best["params"]["train.lr"]
     assert best_yaml["data"]["test"] == str(sentiment_files["test"])
@@ -80,7 +88,7 @@ def test_tune_writes_best_config_trials_and_reports_and_tests_once(tiny_model_di
     assert "data:image/png;base64" in (out / "report.html").read_text()
 
     # re-running with a larger target continues the same study: one new trial, not four
-    tune(config, TuneSettings(trials=4, space=SPACE, pruner="none"))
+    tune(config, TuneSettings(trials=4, space=PLANTED, pruner="none"))
     assert len(finished(f"sqlite:///{(out / 'study.db').resolve()}", "tune")) == 4
     assert len(list((out / "trials").iterdir())) == 4
 
