@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -199,3 +200,23 @@ def _quiet_transformers():
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+
+
+@contextmanager
+def interrupted_after(steps: int):
+    """Within the block, the training loop raises KeyboardInterrupt (a Ctrl-C) once ``steps`` optimizer steps are
+    done: the checkpoints written so far are what a resumed run starts from."""
+    from transferlm.training.loop import TrainingLoop
+
+    original = TrainingLoop._step
+
+    def step(self, *args, **kwargs):
+        if self.state.step == steps:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    TrainingLoop._step = step
+    try:
+        yield
+    finally:
+        TrainingLoop._step = original

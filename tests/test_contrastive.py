@@ -10,11 +10,10 @@ import torch
 from safetensors.torch import load_file
 
 import transferlm
-from conftest import tiny_config, write_jsonl
+from conftest import interrupted_after, tiny_config, write_jsonl
 from transferlm.errors import ConfigError
 from transferlm.strategies.contrastive import PairTask, fit_linear_head, pair_features
 from transferlm.tasks.base import Features
-from transferlm.training.loop import TrainingLoop
 
 
 def contrastive_config(model_dir, files, output, **train):
@@ -87,22 +86,12 @@ def test_contrastive_run_fits_the_head_on_its_embeddings_and_reloads_identically
     assert len(predictor.predict(["the film was great"])) == 1
 
 
-def test_interrupted_contrastive_run_resumes_to_the_same_model(tiny_model_dir, sentiment_files, tmp_path,
-                                                               monkeypatch):
+def test_interrupted_contrastive_run_resumes_to_the_same_model(tiny_model_dir, sentiment_files, tmp_path):
     settings = dict(epochs=2, checkpoint_every=3, eval_every=5)
     whole = transferlm.train(contrastive_config(tiny_model_dir, sentiment_files, tmp_path / "whole", **settings))
-    original_step = TrainingLoop._step
-
-    def crash(self, *args, **kwargs):
-        if self.state.step == 7:
-            raise KeyboardInterrupt
-        return original_step(self, *args, **kwargs)
-
-    monkeypatch.setattr(TrainingLoop, "_step", crash)
     config = contrastive_config(tiny_model_dir, sentiment_files, tmp_path / "split", **settings)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt), interrupted_after(7):
         transferlm.train(config)
-    monkeypatch.setattr(TrainingLoop, "_step", original_step)
     resumed = transferlm.train(config, resume=True)
     assert resumed.summary.steps == whole.summary.steps
     for name in ("model.safetensors", "head.safetensors"):

@@ -10,13 +10,12 @@ import pytest
 import yaml
 
 import transferlm
-from conftest import tiny_config
+from conftest import interrupted_after, tiny_config
 from transferlm.config.schema import StrategyConfig
 from transferlm.models.resolve import trained_with_mean_pooling
 from transferlm.runs import layout
 from transferlm.strategies import build_strategy
 from transferlm.strategies.base import AUTO_MAX_EPOCHS, AUTO_MIN_STEPS
-from transferlm.training.loop import TrainingLoop
 
 
 def auto_config(model_dir, files, output, **train):
@@ -59,19 +58,10 @@ def test_explicit_values_win_over_auto(tiny_model_dir, sentiment_files, tmp_path
     assert (train["epochs"], train["lr"]) == (1, 3e-4)
 
 
-def test_a_run_with_auto_epochs_resumes(tiny_model_dir, sentiment_files, tmp_path, monkeypatch):
+def test_a_run_with_auto_epochs_resumes(tiny_model_dir, sentiment_files, tmp_path):
     config = auto_config(tiny_model_dir, sentiment_files, tmp_path / "run", batch_size=16, checkpoint_every=2)
-    original_step = TrainingLoop._step
-
-    def crash(self, *args, **kwargs):
-        if self.state.step == 5:
-            raise KeyboardInterrupt
-        return original_step(self, *args, **kwargs)
-
-    monkeypatch.setattr(TrainingLoop, "_step", crash)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt), interrupted_after(5):
         transferlm.train(config)
-    monkeypatch.setattr(TrainingLoop, "_step", original_step)
     resumed = transferlm.train(config, resume=True)  # "auto" now against the saved 30.0: the same setting
     assert resumed.summary.steps == 90  # 3 steps an epoch, 30 epochs
 

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 import transferlm
-from conftest import tiny_config, write_jsonl
+from conftest import interrupted_after, tiny_config, write_jsonl
 from transferlm.errors import DataError, RunDirError
 from transferlm.runs import layout
 from transferlm.training.loop import TrainingLoop
@@ -86,26 +86,17 @@ def test_loaded_model_scores_like_the_trained_one(tiny_model_dir, sentiment_file
     assert metrics["confusion_matrix"] == result.summary.validation["confusion_matrix"]
 
 
-def test_interrupted_run_resumes_to_the_same_weights(tiny_model_dir, sentiment_files, tmp_path, monkeypatch):
+def test_interrupted_run_resumes_to_the_same_weights(tiny_model_dir, sentiment_files, tmp_path):
     settings = dict(epochs=3, checkpoint_every=2, eval_every=3)
     whole = transferlm.train(tiny_config(tiny_model_dir, sentiment_files, tmp_path / "whole", **settings))
 
-    original_step = TrainingLoop._step
-
-    def crash_at_step_5(self, *args, **kwargs):
-        if self.state.step == 4:
-            raise KeyboardInterrupt
-        return original_step(self, *args, **kwargs)
-
-    monkeypatch.setattr(TrainingLoop, "_step", crash_at_step_5)
     config = tiny_config(tiny_model_dir, sentiment_files, tmp_path / "split", **settings)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt), interrupted_after(4):
         transferlm.train(config)
     with pytest.raises(RunDirError, match="resume it with"):
         transferlm.load(tmp_path / "split")
     with pytest.raises(RunDirError, match="interrupted run \\(pass --resume"):
         transferlm.train(config)
-    monkeypatch.setattr(TrainingLoop, "_step", original_step)
 
     resumed = transferlm.train(config, resume=True)
     assert resumed.summary.steps == whole.summary.steps
