@@ -361,6 +361,7 @@ def test_gradual_unfreezing_opens_one_group_per_epoch(tiny_model_dir, sentiment_
         ),
         ({"name": "full", "layers": 2}, "strategy.layers: not used by strategy full"),
         ({"name": "frozen", "gradual_unfreeze": True}, "strategy.gradual_unfreeze: has no effect with strategy frozen"),
+        ({"name": "contrastive", "gradual_unfreeze": True}, "strategy.gradual_unfreeze: strategy contrastive fits"),
     ],
 )
 def test_impossible_strategy_options_name_what_is_valid(tiny_model_dir, sentiment_files, tmp_path, settings, message):

@@ -170,6 +170,19 @@ class Contrastive(Strategy):
         """One pass over the pairs (``pairs_per_example`` of them per example), as SetFit trains."""
         return 1.0
 
+    def _check_options(self) -> None:
+        super()._check_options()
+        if self.config.gradual_unfreeze:
+            raise ConfigError(
+                "strategy.gradual_unfreeze: strategy contrastive fits its head after training the encoder, so there "
+                "is no head to train first; use layer_lr_decay for lower rates in lower layers"
+            )
+
+    def apply(self, model: nn.Module, task: Task) -> nn.Module:
+        model = super().apply(model, task)
+        model.normalize = True  # the head reads unit-length embeddings, as the cosine loss shaped them
+        return model
+
     def trainable(self, model: nn.Module, task: Task) -> set[str]:
         if not isinstance(model, MeanPoolingClassifier):
             what = (f"task {task.name}" if task.name != "classification"
@@ -178,7 +191,6 @@ class Contrastive(Strategy):
                 f"strategy contrastive trains sentence embeddings and fits a linear head on them, which {what} does "
                 "not have; use it with task.type: classification and task.pooling: mean (an encoder backbone)"
             )
-        model.normalize = True  # the head reads unit-length embeddings, as the cosine loss shaped them
         return {name for name, _ in model.named_parameters()} - task.head_parameter_names(model)
 
     def training_inputs(self, inputs: TrainingInputs, context: LoopContext) -> TrainingInputs:
