@@ -176,10 +176,10 @@ class LoraSettings(Section):
 
 class ContrastiveSettings(Section):
     pairs_per_example: int = Field(
-        20,
+        40,
         gt=0,
         description="Sentence pairs drawn per training example (half positive, half negative); one epoch of "
-        "stage 1 is one pass over them. SetFit draws 40 per example for one epoch.",
+        "stage 1 is one pass over them (SetFit's recipe: 20 iterations of a positive and a negative pair).",
     )
     head_c: float = Field(
         1.0,
@@ -231,7 +231,7 @@ class TrainConfig(Section):
     grad_accum: int = Field(1, gt=0, description="Forward passes accumulated per optimizer step.")
     lr: Union[Literal["auto"], float] = Field(
         "auto",
-        description="Peak learning rate. auto: the strategy's (full, last-n, contrastive 5e-5; lora 2e-3; bitfit "
+        description="Peak learning rate. auto: the strategy's (full, last-n 5e-5; contrastive 2e-5; lora 2e-3; bitfit "
         "5e-4; frozen 1e-3: the rates measured in bench/README.md), logged and saved in the run's config.",
     )
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (not applied to biases and LayerNorm).")
