@@ -36,9 +36,14 @@ def tune_config(model_dir, files, output):
     return build_config(config)
 
 
-def finished(storage: str, study: str) -> list:
+def finished(url: str, study: str) -> list:
+    """The study's finished trials; the database connections are closed again (an open one warns at exit)."""
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    return [t for t in optuna.load_study(study_name=study, storage=storage).get_trials() if t.state in states]
+    storage = optuna.storages.RDBStorage(url)
+    try:
+        return [t for t in optuna.load_study(study_name=study, storage=storage).get_trials() if t.state in states]
+    finally:
+        storage.engine.dispose()
 
 
 def test_space_keys_and_ranges_are_checked_before_any_trial(tiny_model_dir, sentiment_files, tmp_path):
