@@ -93,26 +93,21 @@ class PairTask:
     def logits(self, outputs: torch.Tensor) -> torch.Tensor:
         return outputs
 
-    def output_rows(self, output: torch.Tensor, items: Sequence[dict[str, Any]]) -> list[torch.Tensor]:
-        return list(output)
-
     def metrics(self, outputs: Sequence[torch.Tensor], features: Features) -> dict[str, Any]:
-        roles = [item["role"] for item in features.items]
-        fit = [i for i, role in enumerate(roles) if role == FIT]
-        score = [i for i, role in enumerate(roles) if role == SCORE]
+        fit = [i for i, item in enumerate(features.items) if item["role"] == FIT]
+        score = [i for i, item in enumerate(features.items) if item["role"] == SCORE]
         embeddings = torch.stack(list(outputs))
-        fit_features = Features([features.items[i] for i in fit], [features.lengths[i] for i in fit])
-        weight, bias = self.fit_head(embeddings[fit], fit_features)
+        weight, bias = self.fit_head(embeddings[fit], [features.items[i] for i in fit])
         logits = embeddings[score] @ weight.T + bias
-        return self.task.score(logits, self._targets(Features([features.items[i] for i in score], [])))
+        return self.task.score(logits, self._targets([features.items[i] for i in score]))
 
-    def fit_head(self, embeddings: torch.Tensor, features: Features) -> tuple[torch.Tensor, torch.Tensor]:
-        """The head's weight and bias, fitted on these examples' embeddings."""
+    def fit_head(self, embeddings: torch.Tensor, items: Sequence[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The head's weight and bias, fitted on the embeddings of these examples."""
         n_outputs = len(self.task.label_map.labels)
-        return fit_linear_head(embeddings, self._targets(features), n_outputs, self.task.multi_label, self.head_c)
+        return fit_linear_head(embeddings, self._targets(items), n_outputs, self.task.multi_label, self.head_c)
 
-    def _targets(self, features: Features) -> torch.Tensor:
-        return self.task.collate_targets(features.items)["labels"]
+    def _targets(self, items: Sequence[dict[str, Any]]) -> torch.Tensor:
+        return self.task.collate_targets(items)["labels"]
 
 
 def fit_linear_head(
@@ -219,7 +214,7 @@ class Contrastive(Strategy):
         encoder, pair_task = inputs.module, inputs.task
         embeddings = torch.stack(run_inference(encoder, pair_task, pair_task.examples, context.pad_id,
                                                context.batch_size, context.device, context.autocast))
-        weight, bias = pair_task.fit_head(embeddings, pair_task.examples)
+        weight, bias = pair_task.fit_head(embeddings, pair_task.examples.items)
         classifier = encoder.model.classifier
         with torch.no_grad():
             classifier.weight.copy_(weight.to(classifier.weight.device))
