@@ -250,7 +250,7 @@ def _write_outputs(study, out: Path, config: RunConfig, metric: str, space, retr
         report["test"] = _test_once(best, best_config, config, retrain_best, out)
     elif retrain_best:
         report["retrained"] = _retrain(best_config, out)
-    from transferlm.experiments.report import write_tune_report
+    from transferlm.experiments.tune_report import write_tune_report
 
     write_tune_report(out, report, study, complete)
     atomic_write_text(out / "report.json", json.dumps(report, indent=2, default=str))
