@@ -104,6 +104,32 @@ def _build_registered(config: RunConfig):
     return task, strategy
 
 
+def _with_train(config: RunConfig, **values: Any) -> RunConfig:
+    """``config`` with these ``train`` settings replaced (auto values, resolved)."""
+    return config.model_copy(update={"train": config.train.model_copy(update=values)})
+
+
+def _final_metrics(model, task, summary: FitSummary, encoded: dict[str, Any], pad_id: int, device):
+    """After training, on the restored best model: the task's calibration on validation (and the validation
+    metrics under it), then the test split once. Returns the summary, calibration, test metrics and test
+    per-example scores."""
+
+    def outputs(features):
+        return run_inference(model, task, features, pad_id, device=device)
+
+    validation = encoded["validation"]
+    calibration = task.calibrate(outputs(validation), validation) if task.calibrates else None
+    if calibration:  # the validation metrics under the tuned settings (optimistic: tuned on the same data)
+        summary = replace(summary, validation={**task.metrics(outputs(validation), validation),
+                                               "calibrated_on_this_split": True})
+    test = test_scores = None
+    if encoded["test"] is not None:
+        test_outputs = outputs(encoded["test"])
+        test = task.metrics(test_outputs, encoded["test"])
+        test_scores = task.example_scores(test_outputs, encoded["test"])
+    return summary, calibration, test, test_scores
+
+
 def _resolve_pooling(config: RunConfig, model_path) -> RunConfig:
     """task.pooling auto: mean for a classifier on a checkpoint trained with mean pooling, else cls."""
     if config.task.pooling != "auto":
@@ -140,8 +166,8 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
     config = _resolve_pooling(config, resolved.path)
     task, strategy = _build_registered(config)
     if config.train.lr == "auto":
-        config = config.model_copy(update={"train": config.train.model_copy(update={"lr": strategy.default_lr})})
         log.info("train.lr auto: %g (strategy %s)", strategy.default_lr, strategy.name)
+        config = _with_train(config, lr=strategy.default_lr)
     accelerator = _accelerator(config)
     paths, clear = check_output(config, resume, overwrite)
     accelerator.wait_for_everyone()  # every process has seen the directory before the main one clears it
@@ -173,7 +199,7 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
              loop.total_steps)
     if config.train.epochs == "auto":
         log.info("train.epochs auto: %g (%d steps per epoch)", loop.epochs, loop.steps_per_epoch)
-        config = config.model_copy(update={"train": config.train.model_copy(update={"epochs": loop.epochs})})
+        config = _with_train(config, epochs=loop.epochs)
     if accelerator.is_main_process:
         paths.root.mkdir(parents=True, exist_ok=True)
         atomic_write_text(paths.root / layout.CONFIG, yaml.safe_dump(config_to_dict(config), sort_keys=False))
@@ -182,18 +208,8 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
     summary = fitter.run(resume=resume)
     notes = {**inputs.notes, **strategy.finish(inputs, context)}
 
-    def outputs(features):
-        return run_inference(model, task, features, tokenizer.pad_token_id, device=accelerator.device)
-
-    calibration = task.calibrate(outputs(validation), validation) if task.calibrates else None
-    if calibration:  # the validation metrics under the tuned settings (optimistic: tuned on the same data)
-        summary = replace(summary, validation={**task.metrics(outputs(validation), validation),
-                                               "calibrated_on_this_split": True})
-    test = test_scores = None
-    if encoded["test"] is not None:
-        test_outputs = outputs(encoded["test"])
-        test = task.metrics(test_outputs, encoded["test"])
-        test_scores = task.example_scores(test_outputs, encoded["test"])
+    summary, calibration, test, test_scores = _final_metrics(model, task, summary, encoded,
+                                                             tokenizer.pad_token_id, accelerator.device)
     if accelerator.is_main_process:
         notes = {**notes, **({"calibration": calibration} if calibration else {})}
         run = _Finished(config, task, strategy, model, tokenizer, summary, test, params, resolved, started, notes)
