@@ -103,6 +103,28 @@ def test_tune_finds_the_planted_best_and_writes_config_trials_reports(tiny_model
     assert result.test["n"] == 12
 
 
+def test_a_study_without_validation_or_test_files_selects_on_the_carve_out(tiny_model_dir, sentiment_files,
+                                                                            tmp_path):
+    # the plainest config a user writes: a training file alone, validation carved from it by the seed
+    config = tiny_config(tiny_model_dir, sentiment_files, tmp_path / "tune", epochs=2)
+    del config["data"]["validation"]
+    report = tune(build_config(config), TuneSettings(trials=2, space=PLANTED, pruner="none"))
+    assert report["trials"]["complete"] == 2 and "test" not in report
+    assert 0 <= report["best"]["validation"] <= 1
+
+
+def test_example_scores_of_a_carved_validation_split_match_its_metric(tiny_model_dir, sentiment_files, tmp_path):
+    from transferlm.experiments.child import _example_scores
+
+    data = tiny_config(tiny_model_dir, sentiment_files, tmp_path / "run", epochs=1)
+    del data["data"]["validation"]
+    config = build_config(data)
+    result = transferlm.train(config)
+    scores = _example_scores(result.run_dir, config)["validation"]
+    assert len(scores) == result.summary.validation["n"]
+    assert sum(scores) / len(scores) == pytest.approx(result.summary.validation["accuracy"])
+
+
 def test_a_pruned_trial_stops_early_and_still_leaves_its_best_run(tiny_model_dir, sentiment_files, tmp_path):
     from transferlm.experiments.child import _pruner
 

@@ -34,9 +34,12 @@ def train_job(config: RunConfig, trial: dict[str, Any] | None = None) -> dict[st
     result = train(config, resume=resume, overwrite=overwrite, on_evaluate=_pruner(trial) if trial else None)
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
     training = metrics["training"]
+    if result.test_example_scores is not None:
+        scores = {"test": result.test_example_scores}
+    else:  # a tune trial's scores are its validation figures alone: no pass for pairing
+        scores = {} if trial else _example_scores(result.run_dir, config)
     return {
-        "example_scores": ({"test": result.test_example_scores} if result.test_example_scores is not None
-                           else _example_scores(result.run_dir, config)),
+        "example_scores": scores,
         "metrics": {"validation": metrics["validation"], "test": metrics["test"]},
         "train_seconds": training["train_seconds"],
         "samples_per_s": training["train_samples_per_s"],
@@ -72,8 +75,18 @@ def _example_scores(run_dir: Path, config: RunConfig) -> dict[str, list[float] |
     """Per-example scores on the reported split, so the report can pair two members example by example."""
     from transferlm.runs.predictor import load
 
-    split, path = ("test", config.data.test) if config.data.test else ("validation", config.data.validation)
-    return {split: load(run_dir).evaluate(path, per_example=True)["per_example"]}
+    predictor = load(run_dir)
+    if config.data.test:
+        return {"test": predictor.evaluate(config.data.test, per_example=True)["per_example"]}
+    if config.data.validation:
+        return {"validation": predictor.evaluate(config.data.validation, per_example=True)["per_example"]}
+    # validation was carved from the training file: the same seeded split the run selected on
+    from transferlm.runs.prepare import load_splits
+    from transferlm.tasks import build_task
+
+    splits = load_splits(config, build_task(config.task, config.data))
+    scores = predictor.evaluate_records(splits.validation, per_example=True, source="validation split")
+    return {"validation": scores["per_example"]}
 
 
 def baseline_job(config: RunConfig, seed: int, name: str) -> dict[str, Any]:

@@ -100,13 +100,18 @@ class Predictor:
     def evaluate(self, path: Path, per_example: bool = False) -> dict[str, Any]:
         """The task's metrics on a labelled file; ``per_example`` adds each example's score (e.g. 1/0 for
         correct/wrong) under "per_example" where the task defines one, for paired comparisons."""
-        records = self.read(path)
-        problems = self.task.check_labels({str(path): records})
+        return self.evaluate_records(self.read(path), per_example, source=str(path))
+
+    def evaluate_records(self, records: Sequence[Record], per_example: bool = False,
+                         source: str = "input") -> dict[str, Any]:
+        """``evaluate`` on records already read (e.g. a validation split carved from the training file);
+        ``source`` names them in messages."""
+        problems = self.task.check_labels({source: records})
         if problems:
             raise DataError(problems)
         features = self._features(records, with_labels=True)
         for problem in features.problems:  # scored anyway, e.g. an answer no window holds scores partly
-            log.warning(problem.replace("input:", f"{path}:", 1))
+            log.warning(problem.replace("input:", f"{source}:", 1))
         outputs = self._outputs(features)
         metrics = self.task.metrics(outputs, features)
         if per_example:
