@@ -210,6 +210,32 @@ def test_mean_pooling_saves_and_reloads_to_identical_predictions(tiny_model_dir,
     )
 
 
+def test_loading_a_mean_pooling_run_reports_no_missing_weights(tiny_model_dir, sentiment_files, tmp_path):
+    # The run holds no pooler (mean pooling never reads it); loading must not build one and then report its
+    # weights as missing and "newly initialized" to a user of the Python API.
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    config = tiny_config(tiny_model_dir, sentiment_files, tmp_path / "run", epochs=1)
+    config["task"] = {"pooling": "mean"}
+    result = transferlm.train(config)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_warning()
+    logging.getLogger("transformers").addHandler(handler)
+    try:
+        predictor = transferlm.load(result.run_dir)
+    finally:
+        logging.getLogger("transformers").removeHandler(handler)
+        hf_logging.set_verbosity(verbosity)
+    reported = "\n".join(r.getMessage() for r in records)
+    assert "MISSING" not in reported and "newly initialized" not in reported, reported
+    assert predictor.model.backbone.pooler is None
+
+
 def test_frozen_mean_pooling_trains_the_classifier_only_with_the_backbone_in_eval_mode(
     tiny_model_dir, sentiment_files, tmp_path, monkeypatch
 ):

@@ -65,12 +65,16 @@ class MeanPoolingClassifier(nn.Module):
         return SequenceClassifierOutput(logits=self.classifier(self.dropout(self.embed(pooled))))
 
     @classmethod
-    def from_backbone(cls, path: Path, num_labels: int, pretrained: bool = True) -> MeanPoolingClassifier:
+    def from_backbone(cls, path: Path, num_labels: int, pretrained: bool = True,
+                      without_pooler: bool = False) -> MeanPoolingClassifier:
+        """``without_pooler``: build no pooler where the architecture can leave it out. A run directory holds
+        none (``__init__`` drops it), and building one would only be reported as weights missing from it."""
         from transformers import AutoConfig, AutoModel
 
+        extra = {"add_pooling_layer": False} if without_pooler and _pooler_optional(path) else {}
         if pretrained:
-            return cls(AutoModel.from_pretrained(path), num_labels)
-        return cls(AutoModel.from_config(AutoConfig.from_pretrained(path)), num_labels)
+            return cls(AutoModel.from_pretrained(path, **extra), num_labels)
+        return cls(AutoModel.from_config(AutoConfig.from_pretrained(path), **extra), num_labels)
 
     def save(self, root: Path) -> None:
         self.backbone.save_pretrained(root)
@@ -82,7 +86,17 @@ class MeanPoolingClassifier(nn.Module):
         head = load_file(str(root / HEAD_FILE))
         with safe_open(str(root / HEAD_FILE), "pt") as f:
             normalize = (f.metadata() or {}).get("normalize") == "true"
-        model = cls.from_backbone(root, num_labels=head["weight"].shape[0])
+        model = cls.from_backbone(root, num_labels=head["weight"].shape[0], without_pooler=True)
         model.normalize = normalize
         model.classifier.load_state_dict(head)
         return model
+
+
+def _pooler_optional(path: Path) -> bool:
+    """Whether the checkpoint's base model class takes ``add_pooling_layer`` (BERT and its relatives do)."""
+    import inspect
+
+    from transformers import MODEL_MAPPING, AutoConfig
+
+    model_class = MODEL_MAPPING.get(type(AutoConfig.from_pretrained(path)), None)
+    return model_class is not None and "add_pooling_layer" in inspect.signature(model_class.__init__).parameters
