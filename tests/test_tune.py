@@ -130,19 +130,44 @@ def test_a_pruned_trial_stops_early_and_still_leaves_its_best_run(tiny_model_dir
 
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     study = optuna.create_study(storage=storage, study_name="s", direction="maximize")
-    for _ in range(2):  # two earlier trials scored 1.0 at step 2: the median pruner stops anything below
-        earlier = study.ask()
-        earlier.report(1.0, 2)
+    for _ in range(2):  # two earlier trials scored 1.0 at their first of 5 evaluations: the median pruner stops
+        earlier = study.ask()  # anything below
+        earlier.report(1.0, 1)
         study.tell(earlier, 1.0)
     trial = study.ask()
-    hook = _pruner({"storage": storage, "study": "s", "trial_id": trial._trial_id, "pruner": "median"})
-    config = tiny_config(tiny_model_dir, sentiment_files, tmp_path / "run", epochs=3, eval_every=2)
+    hook = _pruner({"storage": storage, "study": "s", "trial_id": trial._trial_id, "pruner": "median"}, 5)
+    config = tiny_config(tiny_model_dir, sentiment_files, tmp_path / "run", epochs=3, evaluations=5)
     result = transferlm.train(config, on_evaluate=hook)
-    assert result.summary.pruned and result.summary.steps == 2  # 15 steps planned; stopped at the first evaluation
-    assert optuna.load_study(study_name="s", storage=storage).trials[2].intermediate_values.keys() == {2}
+    assert result.summary.pruned and result.summary.steps == 3  # 15 steps planned; stopped at the first evaluation
+    # reported as evaluation 1 of 5 (step 3 of 15), where trials of any batch size compare
+    assert optuna.load_study(study_name="s", storage=storage).trials[2].intermediate_values.keys() == {1}
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
     assert metrics["training"]["pruned"] is True
     assert transferlm.load(result.run_dir).predict(["a great film"])
+
+
+def test_trials_of_different_batch_sizes_report_at_the_same_budget_points(tiny_model_dir, sentiment_files,
+                                                                           tmp_path):
+    from transferlm.experiments.child import budget_point
+    from transferlm.training.fit import evaluation_steps
+
+    points = {}
+    for batch_size in (4, 8, 16):
+        seen: list[tuple[int, int]] = []
+
+        def hook(step: int, total_steps: int, value: float) -> bool:
+            seen.append((step, budget_point(step, total_steps, 4)))  # noqa: B023  (called within this iteration)
+            return False
+
+        config = tiny_config(tiny_model_dir, sentiment_files, tmp_path / f"b{batch_size}", epochs=3,
+                             batch_size=batch_size, evaluations=4)
+        transferlm.train(config, on_evaluate=hook)
+        points[batch_size] = seen
+    # 30, 15 and 9 optimizer steps: different step numbers, the same four points of the budget
+    assert [s for s, _ in points[4]] == [8, 15, 22, 30] and [s for s, _ in points[16]] == [2, 4, 7, 9]
+    assert [p for _, p in points[4]] == [p for _, p in points[8]] == [p for _, p in points[16]] == [1, 2, 3, 4]
+    assert evaluation_steps(450, 5) == {90, 180, 270, 360, 450} and evaluation_steps(114, 5) == {23, 46, 68, 91, 114}
+    assert evaluation_steps(3, 5) == {1, 2, 3}  # fewer steps than evaluations: every step
 
 
 def _workers(tiny_model_dir, sentiment_files, tmp_path, storage: str) -> list[Path]:

@@ -21,9 +21,9 @@ def load(path, batch_size: int = 64) -> Predictor:
 
 
 def train(config: RunConfig | dict, resume: bool = False, overwrite: bool = False,
-          on_evaluate: Callable[[int, float], bool] | None = None) -> TrainResult:
-    """Train from a RunConfig (or the same structure as a dict, validated strictly). ``on_evaluate(step, value)``
-    sees each validation score and may stop training by returning True (a tuner's pruner)."""
+          on_evaluate: Callable[[int, int, float], bool] | None = None) -> TrainResult:
+    """Train from a RunConfig (or the same structure as a dict, validated strictly). ``on_evaluate(step,
+    total_steps, value)`` sees each validation score and may stop training by returning True (a tuner's pruner)."""
     from transferlm.config.load import build_config
     from transferlm.runs.train import train as _train
 

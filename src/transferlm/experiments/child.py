@@ -31,7 +31,8 @@ def train_job(config: RunConfig, trial: dict[str, Any] | None = None) -> dict[st
     root = Path(config.output)
     resume = (root / "checkpoints" / "last").is_dir()
     overwrite = root.exists() and not resume  # a run killed before its first checkpoint starts again
-    result = train(config, resume=resume, overwrite=overwrite, on_evaluate=_pruner(trial) if trial else None)
+    pruner = _pruner(trial, config.train.evaluations or 100) if trial else None  # tune sets evaluations
+    result = train(config, resume=resume, overwrite=overwrite, on_evaluate=pruner)
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
     training = metrics["training"]
     if result.test_example_scores is not None:
@@ -54,7 +55,7 @@ def train_job(config: RunConfig, trial: dict[str, Any] | None = None) -> dict[st
     }
 
 
-def _pruner(trial: dict[str, Any]):
+def _pruner(trial: dict[str, Any], evaluations: int):
     """Report each validation score to the tuner's trial (in its shared storage) and ask whether to stop."""
     import optuna
 
@@ -63,12 +64,23 @@ def _pruner(trial: dict[str, Any]):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=trial["study"], storage=trial["storage"], pruner=make_pruner(trial["pruner"]))
     handle = optuna.trial.Trial(study, trial["trial_id"])
+    reported: set[int] = set()
 
-    def on_evaluate(step: int, value: float) -> bool:
-        handle.report(value, step)
+    def on_evaluate(step: int, total_steps: int, value: float) -> bool:
+        at = budget_point(step, total_steps, evaluations)
+        if at not in reported:  # a second score at the same point would be ignored by the storage anyway
+            handle.report(value, at)
+            reported.add(at)
         return handle.should_prune()
 
     return on_evaluate
+
+
+def budget_point(step: int, total_steps: int, evaluations: int) -> int:
+    """Where a trial's score is reported to the pruner: the number of the evaluation, k of ``evaluations`` evenly
+    spread ones (``training.fit.evaluation_steps``). Pruners compare trials at equal report steps; optimizer steps
+    would set a batch-8 trial's 90th step (a fifth of its budget) against nothing, or a batch-32 trial's end."""
+    return max(1, round(evaluations * step / max(total_steps, 1)))
 
 
 def _example_scores(run_dir: Path, config: RunConfig) -> dict[str, list[float] | None]:

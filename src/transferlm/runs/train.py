@@ -156,9 +156,9 @@ def _gradient_checkpointing(model) -> None:
 
 
 def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
-          on_evaluate: Callable[[int, float], bool] | None = None) -> TrainResult:
-    """Train a run directory from ``config``. ``on_evaluate(step, value)`` sees each validation score and may stop
-    training by returning True (a tuner's pruner); the run still finishes with its best checkpoint."""
+          on_evaluate: Callable[[int, int, float], bool] | None = None) -> TrainResult:
+    """Train a run directory from ``config``. ``on_evaluate(step, total_steps, value)`` sees each validation score
+    and may stop training by returning True (a tuner's pruner); the run still finishes with its best checkpoint."""
     from accelerate.utils import set_seed
 
     started = time.time()

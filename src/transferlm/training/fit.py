@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import resource
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -55,10 +54,17 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def evaluation_steps(total_steps: int, evaluations: int) -> set[int]:
+    """``train.evaluations``: the k-th evaluation at step round(k * total / n), so that two runs of different
+    lengths evaluate at the same fractions of their budgets (a tuner's pruner compares trials there)."""
+    return {max(1, round(k * total_steps / evaluations)) for k in range(1, evaluations + 1)}
+
+
 class Fitter:
     def __init__(self, loop: TrainingLoop, validation: Features, config: TrainConfig, paths: RunPaths, metric: str,
-                 on_evaluate: Callable[[int, float], bool] | None = None):
-        """``on_evaluate(step, value)`` sees each validation score; returning True stops training there (pruning)."""
+                 on_evaluate: Callable[[int, int, float], bool] | None = None):
+        """``on_evaluate(step, total_steps, value)`` sees each validation score; returning True stops training there
+        (pruning)."""
         self.loop, self.validation, self.config, self.paths, self.metric = loop, validation, config, paths, metric
         self.on_evaluate = on_evaluate
         self.pruned = False
@@ -104,7 +110,7 @@ class Fitter:
         if self.loop.finished():
             return True
         if self.config.evaluations:
-            return result.step % math.ceil(self.loop.total_steps / self.config.evaluations) == 0
+            return result.step in evaluation_steps(self.loop.total_steps, self.config.evaluations)
         if self.config.eval_every == "epoch":
             return result.epoch_finished
         return result.step % self.config.eval_every == 0
@@ -127,7 +133,8 @@ class Fitter:
         if patience and state.evals_without_improvement >= patience:
             self.stopped_early = True
             log.info("early stopping: %d evaluations without improvement", patience)
-        if self.on_evaluate is not None and self.on_evaluate(state.step, value) and not self.loop.finished():
+        stop = self.on_evaluate is not None and self.on_evaluate(state.step, self.loop.total_steps, value)
+        if stop and not self.loop.finished():
             self.stopped_early = self.pruned = True
             log.info("pruned at step %d: the tuner stops this trial", state.step)
         return True
