@@ -13,7 +13,7 @@ from conftest import qa_rows, sentiment_rows, tiny_config, write_jsonl
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from transferlm.errors import RunDirError  # noqa: E402
+from transferlm.errors import ConfigError, RunDirError  # noqa: E402
 from transferlm.serve.app import ServeSettings, create_app  # noqa: E402
 from transferlm.serve.batcher import MicroBatcher  # noqa: E402
 
@@ -46,6 +46,32 @@ def test_predict_matches_the_python_api_and_health_ready_model_metrics_answer(cl
         assert "transferlm_batch_size_bucket" in metrics and "transferlm_queue_depth" in metrics
         assert "/v1/predict" in http.get("/openapi.json").json()["paths"]
         assert "transferlm playground" in http.get("/").text
+
+
+def test_a_micro_batch_runs_as_length_sorted_forwards_of_model_batch(classifier_run, monkeypatch):
+    import transferlm.models.inference as inference
+
+    forwards: list[int] = []
+    order = inference.inference_order
+
+    def recording(lengths, batch_size):
+        chunks = order(lengths, batch_size)
+        forwards.extend(len(c) for c in chunks)
+        return chunks
+
+    monkeypatch.setattr(inference, "inference_order", recording)
+    texts = ["the film was great", "a dull and boring story that never ends", "fine", "bad acting", "great fun"]
+    with client(classifier_run, model_batch=2, max_batch=8) as http:
+        response = http.post("/v1/predict", json={"inputs": texts})
+    assert forwards == [2, 2, 1]  # one micro-batch of 5, three forwards
+    assert response.json()["predictions"] == transferlm.load(classifier_run).predict(texts)  # input order kept
+
+
+@pytest.mark.parametrize("bad", [{"model_batch": 0}, {"max_batch": 0}, {"max_wait_ms": -1}])
+def test_serve_settings_below_their_minimum_are_refused_with_the_setting_named(bad):
+    name = next(iter(bad))
+    with pytest.raises(ConfigError, match=f"serve: {name} must be at least"):
+        ServeSettings(**bad)
 
 
 @pytest.mark.parametrize(

@@ -269,7 +269,7 @@ def cmd_serve(args) -> int:
 
     from transferlm.serve.app import ServeSettings, serve
 
-    settings = ServeSettings(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+    settings = ServeSettings(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, model_batch=args.model_batch,
                              api_key=args.api_key or os.environ.get("TRANSFERLM_API_KEY") or None,
                              max_body_bytes=args.max_body_bytes, max_inputs=args.max_inputs, max_chars=args.max_chars,
                              backend=args.backend)

@@ -171,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--max-batch", type=int, default=32, help="Inputs per model batch (1: no batching).")
     serve.add_argument("--max-wait-ms", type=float, default=5.0, help="How long a batch waits to fill, in ms.")
+    serve.add_argument("--model-batch", type=int, default=8,
+                       help="Inputs per forward pass within a batch, in length order (less padding than one forward "
+                       "over the whole batch; default 8).")
     serve.add_argument("--api-key", help="Require this key (Authorization: Bearer KEY or X-API-Key) on /v1/* and "
                        "/metrics; default: $TRANSFERLM_API_KEY if set.")
     serve.add_argument("--max-inputs", type=int, default=256, help="Inputs per request.")
