@@ -112,9 +112,9 @@ def part_backends(out: Path, run: Path, rounds: int = 2) -> dict:
     for name, path in dirs.items():
         predictor = transferlm.load(path)
         accuracy = predictor.evaluate(dev)["accuracy"]
-        predicted[name] = {k: [p["label"] for p in predictor.predict([r["text"] for r in rows])]
-                           for k, rows in sets.items()}
-        gold = [r["label"] for r in held]
+        predicted[name] = {k: [str(p["label"]) for p in predictor.predict([r["text"] for r in rows])]
+                           for k, rows in sets.items()}  # labels as text: the run's label map may hold ints
+        gold = [str(r["label"]) for r in held]
         table[name] = {"accuracy": accuracy,
                        "held_out_accuracy": sum(map(str.__eq__, predicted[name]["held_out"], gold)) / len(held),
                        **{k: round(max(v), 1) for k, v in results[name].items()},
