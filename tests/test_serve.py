@@ -67,6 +67,20 @@ def test_a_micro_batch_runs_as_length_sorted_forwards_of_model_batch(classifier_
     assert response.json()["predictions"] == transferlm.load(classifier_run).predict(texts)  # input order kept
 
 
+def test_an_export_is_served_with_onnx_runtime_threads_that_do_not_spin(classifier_run, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from transferlm.export.onnx import export
+
+    export(classifier_run, tmp_path / "onnx")
+    texts = ["the film was great", "a dull and boring story"]
+    with client(tmp_path / "onnx") as http:
+        session = http.app.state.predictor.forward.session
+        assert session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+        response = http.post("/v1/predict", json={"inputs": texts})
+    assert [p["label"] for p in response.json()["predictions"]] == [
+        p["label"] for p in transferlm.load(classifier_run).predict(texts)]
+
+
 @pytest.mark.parametrize("bad", [{"model_batch": 0}, {"max_batch": 0}, {"max_wait_ms": -1}])
 def test_serve_settings_below_their_minimum_are_refused_with_the_setting_named(bad):
     name = next(iter(bad))

@@ -41,7 +41,8 @@ def _lenient_section(cls, data: dict[str, Any], where: str):
 
 
 class Predictor:
-    def __init__(self, root: Path, batch_size: int = 64):
+    def __init__(self, root: Path, batch_size: int = 64, onnx_spin: bool = True):
+        """``onnx_spin``: whether an export's ONNX Runtime threads spin-wait between runs (``OnnxForward``)."""
         self.root = Path(root)
         self.manifest = layout.read_manifest(self.root)
         saved = yaml.safe_load((self.root / layout.CONFIG).read_text()) or {}
@@ -63,7 +64,7 @@ class Predictor:
             from transferlm.export.onnx import MODEL_FILE, OnnxForward
 
             self.model = None
-            self.forward = OnnxForward(self.root / MODEL_FILE)
+            self.forward = OnnxForward(self.root / MODEL_FILE, spin=onnx_spin)
         else:
             self.model = strategy.load(self.task, self.root, base).eval()
             self.forward = lambda **inputs: self.task.logits(self.model(**inputs))
@@ -127,6 +128,6 @@ class Predictor:
         return run_inference(self.model, self.task, features, self.tokenizer.pad_token_id, self.batch_size)
 
 
-def load(path: str | Path, batch_size: int = 64) -> Predictor:
+def load(path: str | Path, batch_size: int = 64, onnx_spin: bool = True) -> Predictor:
     """Load a finished run directory for prediction and evaluation."""
-    return Predictor(Path(path), batch_size)
+    return Predictor(Path(path), batch_size, onnx_spin)

@@ -86,7 +86,8 @@ def create_app(root: Path, settings: ServeSettings = ServeSettings()):
 
     root = Path(root)
     backend = check_weights(root, settings.backend)
-    predictor = load(root, batch_size=min(settings.model_batch, settings.max_batch))
+    # ONNX Runtime's idle threads would spin on the cores the event loop needs (see OnnxForward)
+    predictor = load(root, batch_size=min(settings.model_batch, settings.max_batch), onnx_spin=False)
     registry = CollectorRegistry()
     requests = Counter("transferlm_requests", "HTTP requests", ["path", "status"], registry=registry)
     errors = Counter("transferlm_errors", "Failed requests by kind", ["kind"], registry=registry)
