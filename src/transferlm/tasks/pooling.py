@@ -71,10 +71,11 @@ class MeanPoolingClassifier(nn.Module):
         none (``__init__`` drops it), and building one would only be reported as weights missing from it."""
         from transformers import AutoConfig, AutoModel
 
-        extra = {"add_pooling_layer": False} if without_pooler and _pooler_optional(path) else {}
+        config = AutoConfig.from_pretrained(path)
+        extra = {"add_pooling_layer": False} if without_pooler and _pooler_optional(config) else {}
         if pretrained:
-            return cls(AutoModel.from_pretrained(path, **extra), num_labels)
-        return cls(AutoModel.from_config(AutoConfig.from_pretrained(path), **extra), num_labels)
+            return cls(AutoModel.from_pretrained(path, config=config, **extra), num_labels)
+        return cls(AutoModel.from_config(config, **extra), num_labels)
 
     def save(self, root: Path) -> None:
         self.backbone.save_pretrained(root)
@@ -92,11 +93,11 @@ class MeanPoolingClassifier(nn.Module):
         return model
 
 
-def _pooler_optional(path: Path) -> bool:
+def _pooler_optional(config) -> bool:
     """Whether the checkpoint's base model class takes ``add_pooling_layer`` (BERT and its relatives do)."""
     import inspect
 
-    from transformers import MODEL_MAPPING, AutoConfig
+    from transformers import MODEL_MAPPING
 
-    model_class = MODEL_MAPPING.get(type(AutoConfig.from_pretrained(path)), None)
+    model_class = MODEL_MAPPING.get(type(config), None)
     return model_class is not None and "add_pooling_layer" in inspect.signature(model_class.__init__).parameters

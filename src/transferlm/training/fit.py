@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import resource
 from collections.abc import Callable, Iterator
@@ -54,10 +55,11 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def evaluation_steps(total_steps: int, evaluations: int) -> set[int]:
+@functools.lru_cache(maxsize=8)  # asked after every optimizer step
+def evaluation_steps(total_steps: int, evaluations: int) -> frozenset[int]:
     """``train.evaluations``: the k-th evaluation at step round(k * total / n), so that two runs of different
     lengths evaluate at the same fractions of their budgets (a tuner's pruner compares trials there)."""
-    return {max(1, round(k * total_steps / evaluations)) for k in range(1, evaluations + 1)}
+    return frozenset(max(1, round(k * total_steps / evaluations)) for k in range(1, evaluations + 1))
 
 
 class Fitter:
