@@ -92,6 +92,16 @@ class DataConfig(Section):
         description="csv/tsv: the first row names the columns; false: there is no header row and columns are named "
         "by position from 0 (AG News: header: false, text_column: [1, 2], label_column: 0).",
     )
+    quoting: bool = Field(
+        True,
+        description="csv/tsv: a double quote opens a quoted field; false: quotes are ordinary characters (files "
+        "such as the STS Benchmark, whose sentences hold unbalanced quotes that would merge rows).",
+    )
+    extra_columns: Literal["error", "ignore"] = Field(
+        "error",
+        description="csv/tsv: rows with more columns than the header (or the first row, without a header): an "
+        "error listing the lines, or ignore the extra trailing cells.",
+    )
     text_column: Union[str, list[str]] = Field(
         "text",
         description="Column holding the input text; a list of columns is joined with a space (e.g. a title and a "
