@@ -209,3 +209,70 @@ def test_headerless_problems_name_positions_and_formats(tmp_path):
     assert any("data.header: false applies to csv and tsv files only" in p for p in problems), problems
     with pytest.raises(Exception, match="an empty list names no column"):
         config_for(tmp_path, path, text_column=[])
+
+
+# --- csv/tsv reader settings: data.quoting and data.extra_columns (the STS Benchmark's traps) ---
+
+STS_LIKE = (  # headerless, tab-separated: genre, file, year, id, score, sentence1, sentence2 [, 2 attributions]
+    'main-news\theadlines\t2016\t0001\t3.8\t"Then the captain was gone.\tThe captain left.\n'
+    "main-captions\tMSRvid\t2012test\t0002\t0\tA man plays.\tA cat sleeps.\tEMM (http://emm)\tEMM (http://emm)\n"
+    'main-forum\tdeft-forum\t2014\t0003\t2.75\tHe said "no.\tNo" was said.\n'
+)
+STS_SETTINGS = {"format": "tsv", "header": False, "quoting": False, "extra_columns": "ignore", "text_column": 5,
+                "text_pair_column": 6, "label_column": 4}
+
+
+def test_an_unbalanced_quote_merges_csv_rows_unless_quoting_is_off(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text('text,label\n"Then the captain was gone.,pos\nfine,neg\nok "yes",pos\nlast,neg\n')
+    merged = read_table(path)  # the quote opened on line 2 closes on line 4: three lines become one row, silently
+    assert [r["label"] for r in merged.rows] == ["pos", "neg"]
+    table = read_table(path, quoting=False)
+    assert [r["text"] for r in table.rows] == ['"Then the captain was gone.', "fine", 'ok "yes"', "last"]
+    assert table.lines == [2, 3, 4, 5]
+
+
+def test_extra_trailing_cells_are_an_error_unless_ignored(tmp_path):
+    path = tmp_path / "t.tsv"
+    path.write_text("text\tlabel\ngood\tpos\nbad\tneg\tnote\tmore\nmeh\n")
+    with pytest.raises(DataError) as info:
+        read_table(path)
+    assert "2 row(s) with a field count different from the header's 2 (lines 3, 4)" in str(info.value)
+    assert "data.extra_columns: ignore" in str(info.value)
+    path.write_text("text\tlabel\ngood\tpos\nbad\tneg\tnote\tmore\n")
+    table = read_table(path, extra_columns="ignore")
+    assert table.columns == ["text", "label"] and table.rows == [{"text": "good", "label": "pos"},
+                                                               {"text": "bad", "label": "neg"}]
+    path.write_text("text\tlabel\ngood\tpos\nmeh\n")  # a short row stays an error: nothing to drop
+    with pytest.raises(DataError, match=r"lines 3\)"):
+        read_table(path, extra_columns="ignore")
+
+
+def test_sts_style_headerless_tsv_reads_pairs_and_scores(tmp_path):
+    from transferlm.config.schema import DataConfig
+
+    path = tmp_path / "sts-mini.csv"  # tab-separated despite the extension, like the real files
+    path.write_text(STS_LIKE, encoding="utf-8")
+    records, problems = read_records(path, DataConfig(**STS_SETTINGS))
+    assert problems == []
+    assert [(r.text, r.text_pair, r.label, r.line) for r in records] == [
+        ('"Then the captain was gone.', "The captain left.", "3.8", 1),
+        ("A man plays.", "A cat sleeps.", "0", 2),
+        ('He said "no.', 'No" was said.', "2.75", 3),
+    ]
+    _, problems = read_records(path, DataConfig(**{**STS_SETTINGS, "extra_columns": "error"}))
+    assert any("(lines 2)" in p and "data.extra_columns: ignore" in p for p in problems), problems
+
+
+def test_the_real_sts_benchmark_reads_every_row(shared_data):
+    from transferlm.config.schema import DataConfig
+
+    root = shared_data / "stsb"
+    if not (root / "sts-train.csv").is_file():
+        pytest.skip(f"STS Benchmark files not found in {root} (see shared/data/stsb/README.md)")
+    data = DataConfig(**STS_SETTINGS)
+    for name, rows in (("train", 5749), ("dev", 1500), ("test", 1379)):
+        records, problems = read_records(root / f"sts-{name}.csv", data)
+        assert problems == [] and len(records) == rows, (name, problems[:2])
+        scores = [float(r.label) for r in records]
+        assert min(scores) == 0.0 and max(scores) == 5.0, name

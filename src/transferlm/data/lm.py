@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from transferlm.config.schema import DataConfig
-from transferlm.data.readers import read_table, read_text, summarise_lines
-from transferlm.data.records import Record, row_text, text_columns
+from transferlm.data.readers import read_text, summarise_lines
+from transferlm.data.records import Record, read_data_table, row_text, text_columns
 from transferlm.errors import DataError
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -60,7 +60,7 @@ def read_documents(path: Path, data: DataConfig) -> tuple[list[Record], list[str
     path = Path(path)
     if _is_text_file(path, data):
         return _read_text_file(path, data)
-    table = read_table(path, data.format, data.header)
+    table = read_data_table(path, data)
     if not table.rows:
         return [], [f"{path}: no rows; the file is empty"]
     wanted = text_columns(data)
@@ -75,7 +75,7 @@ def read_lm_records(path: Path, data: DataConfig) -> tuple[list[Record], list[st
     path = Path(path)
     if _is_text_file(path, data):
         return _read_text_file(path, data)
-    table = read_table(path, data.format, data.header)
+    table = read_data_table(path, data)
     if not table.rows:
         return [], [f"{path}: no rows; the file is empty"]
     if data.messages_column in table.columns:

@@ -33,8 +33,12 @@ EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl
 DELIMITED = ("csv", "tsv")  # the formats with an optional header row
 
 
-def read_table(path: Path, fmt: str = "auto", header: bool = True) -> Table:
-    """Rows of a table file; ``header=False`` (csv/tsv only): no header row, columns named "0", "1", ..."""
+def read_table(
+    path: Path, fmt: str = "auto", header: bool = True, quoting: bool = True, extra_columns: str = "error"
+) -> Table:
+    """Rows of a table file. csv/tsv only: ``header=False``: no header row, columns named "0", "1", ...;
+    ``quoting=False``: a csv ``"`` is an ordinary character (tsv never quotes); ``extra_columns="ignore"``:
+    cells beyond the header's (or the first row's) count are dropped instead of reported."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found; check the path (relative paths start at {Path.cwd()})")
@@ -46,7 +50,7 @@ def read_table(path: Path, fmt: str = "auto", header: bool = True) -> Table:
                 f"rename it to one of {', '.join(EXTENSIONS)} or set data.format"
             )
     if fmt in DELIMITED:
-        return READERS.get(fmt)(path, header=header)
+        return READERS.get(fmt)(path, header=header, quoting=quoting, extra_columns=extra_columns)
     if not header:
         raise DataError(f"{path}: data.header: false applies to csv and tsv files only; this is {fmt}, whose "
                         "columns always have names")
@@ -71,7 +75,9 @@ def summarise_lines(where: str | Path, what: str, lines: list[int], fix: str) ->
     return f"{where}: {len(lines)} row(s) {what} (lines {shown}{more}); {fix}"
 
 
-def _read_delimited(path: Path, delimiter: str, quoting: int, has_header: bool = True) -> Table:
+def _read_delimited(
+    path: Path, delimiter: str, quoting: int, has_header: bool = True, extra_columns: str = "error"
+) -> Table:
     reader = csv.reader(io.StringIO(read_text(path), newline=""), delimiter=delimiter, quoting=quoting)
     try:
         first = next(reader)
@@ -79,36 +85,44 @@ def _read_delimited(path: Path, delimiter: str, quoting: int, has_header: bool =
         needs = "a header row and data rows" if has_header else "data rows"
         raise DataError(f"{path}: the file is empty; it needs {needs}") from None
     header = [h.strip() for h in first] if has_header else [str(i) for i in range(len(first))]
-    rows, lines, ragged = [], [], []
+    rows, lines, ragged, longer = [], [], [], False
     # Without a header the first row is data; chained lazily, so reader.line_num stays each row's line.
     for record in reader if has_header else itertools.chain([first], reader):
         if not record or record == [""]:
             continue  # blank line
+        if len(record) > len(header) and extra_columns == "ignore":
+            record = record[: len(header)]
         if len(record) != len(header):
             ragged.append(reader.line_num)
+            longer = longer or len(record) > len(header)
             continue
         rows.append(dict(zip(header, record, strict=False)))
         lines.append(reader.line_num)
     if ragged:
         sep = "tab" if delimiter == "\t" else repr(delimiter)
+        fix = f"check the {sep} separators and quoting on those lines"
+        if longer:
+            fix += "; data.extra_columns: ignore drops cells beyond the first columns"
         raise DataError(
             summarise_lines(
                 path,
                 f"with a field count different from the {'header' if has_header else 'first row'}'s {len(header)}",
                 ragged,
-                f"check the {sep} separators and quoting on those lines",
+                fix,
             )
         )
     return Table(path, header, rows, lines)
 
 
-def read_csv(path: Path, header: bool = True) -> Table:
-    return _read_delimited(path, ",", csv.QUOTE_MINIMAL, header)
+def read_csv(path: Path, header: bool = True, quoting: bool = True, extra_columns: str = "error") -> Table:
+    return _read_delimited(path, ",", csv.QUOTE_MINIMAL if quoting else csv.QUOTE_NONE, header, extra_columns)
 
 
-def read_tsv(path: Path, header: bool = True) -> Table:
-    # TSV (as in GLUE) does not quote fields; a literal `"` is text.
-    return _read_delimited(path, "\t", csv.QUOTE_NONE, header)
+def read_tsv(path: Path, header: bool = True, quoting: bool = True, extra_columns: str = "error") -> Table:
+    # TSV (as in GLUE) does not quote fields; a literal `"` is text. Quoted reading would merge the rows of
+    # files such as MNLI and the STS Benchmark, whose sentences open quotes they never close; so
+    # ``quoting`` changes nothing here.
+    return _read_delimited(path, "\t", csv.QUOTE_NONE, header, extra_columns)
 
 
 def read_jsonl(path: Path) -> Table:

@@ -103,10 +103,15 @@ def records_from_table(table: Table, data: DataConfig, need_label: bool) -> tupl
     return records, problems
 
 
+def read_data_table(path: Path, data: DataConfig) -> Table:
+    """``read_table`` under the reader settings of the ``data`` section."""
+    return read_table(path, data.format, data.header, data.quoting, data.extra_columns)
+
+
 def read_records(path: Path, data: DataConfig, need_label: bool = True) -> tuple[list[Record], list[str]]:
     """Read one file; returns records and problems instead of raising, so callers can report all files at once."""
     try:
-        table = read_table(path, data.format, data.header)
+        table = read_data_table(path, data)
     except DataError as e:
         return [], e.problems
     return records_from_table(table, data, need_label)
