@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 C_GRID = (0.25, 1.0, 4.0, 16.0)
 
 
-def _texts(records: Sequence[Record]) -> list[str]:
+def pair_texts(records: Sequence[Record]) -> list[str]:
+    """Each record as one text for a bag of words: a pair is joined around a [SEP] marker."""
     return [r.text if r.text_pair is None else f"{r.text} [SEP] {r.text_pair}" for r in records]
 
 
@@ -43,9 +44,9 @@ def run_tfidf(
 
     began = time.perf_counter()
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2 if len(train) > 1000 else 1)
-    x_train = vectorizer.fit_transform(_texts(train))
+    x_train = vectorizer.fit_transform(pair_texts(train))
     y_train = task.targets(train).numpy()
-    features = {name: vectorizer.transform(_texts(records)) for name, records in evaluate.items()}
+    features = {name: vectorizer.transform(pair_texts(records)) for name, records in evaluate.items()}
     targets = {name: task.targets(records) for name, records in evaluate.items()}
     weight = "balanced" if task.task_config.class_weights == "auto" else None
     metric = task.default_metric

@@ -1,0 +1,215 @@
+"""Regression: one number per text or text pair (e.g. STS-B's similarity from 0 to 5).
+
+The model predicts one output per example. With ``normalize``, it learns the targets standardised with the
+training mean and standard deviation (kept in the task state), and every prediction is mapped back to the
+target scale before it is scored or shown.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from transferlm.config.schema import DataConfig, Section
+from transferlm.data.readers import summarise_lines
+from transferlm.data.records import Record
+from transferlm.evaluation.regression import regression_metrics
+from transferlm.tasks.base import Features, LossTerms, Task, pad_inputs
+from transferlm.tasks.heads import FeatureHead
+from transferlm.tasks.pooling import MeanPoolingClassifier
+
+
+class RegressionSettings(Section):
+    type: Literal["regression"] = Field("regression", description="One number per text or text pair.")
+    loss: Literal["mse", "huber"] = Field(
+        "mse", description="mse (squared error), or huber: squared near the target, linear beyond huber_delta "
+        "(less pulled by outlying targets).",
+    )
+    huber_delta: float = Field(
+        1.0, gt=0, description="huber: where the loss turns linear, in the units the model predicts (training "
+        "standard deviations when normalize is on).",
+    )
+    normalize: bool = Field(
+        True, description="Train on targets standardised with the training mean and standard deviation (saved with "
+        "the run); predictions are mapped back to the original scale.",
+    )
+    pooling: Literal["auto", "cls", "mean"] = Field(
+        "auto",
+        description="Sentence representation for the head: cls (the model's own head; loads with plain "
+        "transformers), mean over tokens (better for sentence-embedding models like minilm), or auto: mean where "
+        "the checkpoint says it was trained with mean pooling, else cls.",
+    )
+
+
+class RegressionTask(Task):
+    name = "regression"
+    default_metric = "spearman"
+    baselines = ("mean", "ridge")
+    higher_is_better: dict[str, bool] = {"rmse": False, "mae": False, "pearson": True, "spearman": True,
+                                         "loss": False}
+
+    def __init__(self, task: RegressionSettings, data: DataConfig):
+        super().__init__(task, data)
+        self.normalize = task.normalize
+        self.mean, self.std = 0.0, 1.0  # of the training targets; fitted by fit_labels
+
+    def greater_is_better(self, metric: str) -> bool:
+        return self.higher_is_better.get(metric, super().greater_is_better(metric))
+
+    # --- labels and the state saved with the run ---
+    def fit_labels(
+        self, train: Sequence[Record], others: dict[str, Sequence[Record]], train_name: str = "train"
+    ) -> list[str]:
+        problems = self.check_labels({train_name: train, **others})
+        if problems:
+            return problems
+        values = np.array([_number(r.label) for r in train], dtype=np.float64)
+        self.mean, self.std = float(values.mean()), float(values.std())
+        if self.std == 0:
+            return [f"{train_name}: every training target is {self.mean:g}; regression needs targets that vary "
+                    f"— check data.label_column ({self.data_config.label_column!r})"]
+        return []
+
+    def check_labels(self, splits: dict[str, Sequence[Record]]) -> list[str]:
+        problems = []
+        for where, records in splits.items():
+            bad = [r.line for r in records if _number(r.label) is None]
+            if bad:
+                problems.append(summarise_lines(
+                    where, f"have a label in column {self.data_config.label_column!r} that is not a finite number",
+                    bad, "regression targets are numbers such as 3.8; fix those rows or check data.label_column",
+                ))
+        return problems
+
+    def state(self) -> dict[str, Any]:
+        return {"normalize": self.normalize, "mean": self.mean, "std": self.std}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        # The saved state wins over the settings: the model was trained on that scale.
+        self.normalize, self.mean, self.std = state["normalize"], state["mean"], state["std"]
+
+    def standardised(self, values: torch.Tensor) -> torch.Tensor:
+        """Targets on the scale the model learns."""
+        return (values - self.mean) / self.std if self.normalize else values
+
+    def values(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Model outputs (one per row) back on the target scale."""
+        outputs = outputs.float().reshape(-1)
+        return outputs * self.std + self.mean if self.normalize else outputs
+
+    # --- model ---
+    def _mean_pooling(self) -> bool:
+        return self.task_config.pooling == "mean"  # auto is resolved before the task is built; unresolved: cls
+
+    def build_model(self, path: Path, tokenizer: Any, pretrained: bool = True) -> nn.Module:
+        if self._mean_pooling():
+            return MeanPoolingClassifier.from_backbone(path, 1, pretrained)
+        from transformers import AutoConfig, AutoModelForSequenceClassification
+
+        settings = dict(num_labels=1, problem_type="regression")
+        if pretrained:
+            model = AutoModelForSequenceClassification.from_pretrained(path, **settings)
+        else:
+            model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(path, **settings))
+        if model.config.pad_token_id is None:
+            model.config.pad_token_id = tokenizer.pad_token_id
+        return model
+
+    def load_model(self, path: Path) -> nn.Module:
+        if self._mean_pooling():
+            return MeanPoolingClassifier.load(path)
+        from transformers import AutoModelForSequenceClassification
+
+        return AutoModelForSequenceClassification.from_pretrained(path)
+
+    def save_model(self, model: nn.Module, path: Path) -> None:
+        if isinstance(model, MeanPoolingClassifier):
+            model.save(path)
+        else:
+            model.save_pretrained(path)
+
+    def head_parameter_names(self, model: nn.Module) -> set[str]:
+        # As for classification: everything outside the backbone, plus BERT's pooler (it only feeds a head).
+        prefix = f"{model.base_model_prefix}."
+        return {n for n, _ in model.named_parameters() if not n.startswith(prefix) or ".pooler." in n}
+
+    def feature_head(self, model: nn.Module) -> FeatureHead | None:
+        # The BERT cls-head split lives inside ClassificationTask.feature_head; until it is shared, a frozen
+        # backbone under cls pooling runs every step (the strategy logs that).
+        if isinstance(model, MeanPoolingClassifier):
+            return FeatureHead(model, model.pooled, model.classify)
+        return None
+
+    # --- features ---
+    def encode(self, tokenizer, records: Sequence[Record], max_length: int, with_labels: bool = True) -> Features:
+        texts = [r.text for r in records]
+        pairs = [r.text_pair for r in records] if self.data_config.text_pair_column else None
+        enc = tokenizer(texts, pairs, truncation=True, max_length=max_length)
+        keys = [k for k in ("input_ids", "token_type_ids") if k in enc]
+        items = [{k: enc[k][i] for k in keys} for i in range(len(records))]
+        if with_labels:
+            for item, record in zip(items, records, strict=True):
+                item["labels"] = _number(record.label)  # on the target scale; the loss standardises
+        return Features(items, [len(ids) for ids in enc["input_ids"]])
+
+    def targets(self, records: Sequence[Record]) -> torch.Tensor:
+        """Targets on their own scale, as ``score`` takes them (also used by the baselines)."""
+        return torch.tensor([_number(r.label) for r in records], dtype=torch.float)
+
+    def collate(self, items: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
+        batch = pad_inputs(items, pad_id)
+        if "labels" in items[0]:
+            batch.update(self.collate_targets(items))
+        return batch
+
+    def collate_targets(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        return {"labels": torch.tensor([item["labels"] for item in items], dtype=torch.float)}
+
+    def model_inputs(self, batch):
+        return {k: v for k, v in batch.items() if k != "labels"}
+
+    # --- loss and outputs ---
+    def loss(self, outputs, batch) -> LossTerms:
+        predicted = outputs.logits.float().reshape(-1)
+        target = self.standardised(batch["labels"].float())
+        if self.task_config.loss == "huber":
+            total = F.huber_loss(predicted, target, delta=self.task_config.huber_delta, reduction="sum")
+        else:
+            total = F.mse_loss(predicted, target, reduction="sum")
+        return LossTerms(total, len(target))
+
+    def metrics(self, outputs: Sequence[torch.Tensor], features: Features) -> dict[str, Any]:
+        return self.score(self.values(torch.stack(list(outputs))), self.collate_targets(features.items)["labels"])
+
+    def score(self, predicted: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
+        """Metrics of predictions on the target scale (``values`` of the model's outputs, or a baseline's)."""
+        return regression_metrics(predicted.double().numpy(), targets.double().numpy())
+
+    def scores_per_example(self, predicted: torch.Tensor, targets: torch.Tensor) -> list[float] | None:
+        return None  # Spearman is a property of the whole ranking: no per-example share
+
+    def predictions(
+        self, outputs: Sequence[torch.Tensor], features: Features, records: Sequence[Record]
+    ) -> list[dict[str, Any]]:
+        if not outputs:
+            return []
+        return [{"score": round(float(v), 6)} for v in self.values(torch.stack(list(outputs)))]
+
+
+def _number(label: Any) -> float | None:
+    """A label as a finite float, or None (text that is not a number, a bool, NaN or infinity)."""
+    if isinstance(label, bool):
+        return None
+    try:
+        value = float(label.strip() if isinstance(label, str) else label)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None

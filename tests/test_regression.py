@@ -1,0 +1,182 @@
+"""The regression task (a number per text or pair) and its no-transfer baselines, mean and ridge."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+import torch
+
+from conftest import FILLER, POSITIVE, write_jsonl
+from transferlm.baselines.regression import run_mean, run_ridge
+from transferlm.config.schema import DataConfig
+from transferlm.data.records import Record, read_records
+from transferlm.evaluation.regression import regression_metrics
+from transferlm.tasks.regression import RegressionSettings, RegressionTask
+
+
+def make_task(pair: bool = False, **settings) -> RegressionTask:
+    data = DataConfig(train="unused", text_pair_column="text_pair" if pair else None)
+    return RegressionTask(RegressionSettings(**settings), data)
+
+
+def scored_rows(n: int, seed: int) -> list[dict]:
+    """Texts whose score is the number of positive words in them (0 to 3), among filler words."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        k = rng.randint(0, 3)
+        words = rng.sample(FILLER, 4) + rng.sample(POSITIVE, k)
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "label": float(k)})
+    return rows
+
+
+def records(rows: list[dict]) -> list[Record]:
+    return [Record(r["text"], None, r["label"], i + 1) for i, r in enumerate(rows)]
+
+
+def test_metrics_match_hand_computed_values():
+    got = regression_metrics([1, 2, 3, 4], [1, 3, 2, 4])
+    # errors 0, -1, 1, 0; centred values -1.5, -0.5, 0.5, 1.5 against -1.5, 0.5, -0.5, 1.5: r = 4 / 5
+    assert got == pytest.approx({"rmse": math.sqrt(0.5), "mae": 0.5, "pearson": 0.8, "spearman": 0.8, "n": 4})
+    # tied predictions share the average rank 1.5: ranks (1.5, 1.5, 3) against (1, 2, 3) give 1.5 / sqrt(1.5 * 2)
+    ties = regression_metrics([1, 1, 2], [1, 2, 3])
+    assert ties["spearman"] == pytest.approx(1.5 / math.sqrt(3.0))
+    assert ties["pearson"] == pytest.approx(1.5 / math.sqrt(3.0))  # the same values up to a shift
+    # Spearman sees only the order: a monotone but curved prediction is perfect for it, not for Pearson
+    curved = regression_metrics([1, 4, 9, 100], [1, 2, 3, 4])
+    assert curved["spearman"] == pytest.approx(1.0) and curved["pearson"] < 0.9
+    constant = regression_metrics([2.0, 2.0, 2.0], [1, 2, 3])
+    assert constant["pearson"] == 0.0 and constant["spearman"] == 0.0 and constant["rmse"] == pytest.approx(
+        math.sqrt(2 / 3))
+
+
+def test_direction_of_each_metric():
+    task = make_task()
+    assert task.default_metric == "spearman"
+    assert [task.greater_is_better(m) for m in ("spearman", "pearson", "rmse", "mae", "loss")] == [
+        True, True, False, False, False]
+
+
+def test_labels_must_be_finite_numbers_and_problems_name_file_and_lines(tmp_path):
+    path = write_jsonl(tmp_path / "scores.jsonl", [{"text": "a", "label": "3.8"}, {"text": "b", "label": "high"},
+                                                   {"text": "c", "label": 2}, {"text": "d", "label": "nan"}])
+    found, problems = read_records(path, DataConfig(train=str(path)))
+    assert problems == []
+    task = make_task()
+    problems = task.fit_labels(found, {})
+    assert problems == ["train: 2 row(s) have a label in column 'label' that is not a finite number (lines 2, 4); "
+                        "regression targets are numbers such as 3.8; fix those rows or check data.label_column"]
+    problems = task.check_labels({str(path): found})
+    assert problems and problems[0].startswith(f"{path}: 2 row(s)")
+    assert task.fit_labels(records([{"text": "a", "label": "1"}, {"text": "b", "label": "1.0"}]), {}) == [
+        "train: every training target is 1; regression needs targets that vary — check data.label_column ('label')"]
+
+
+def test_normalisation_round_trip_through_the_saved_state():
+    train = records([{"text": "a", "label": "1"}, {"text": "b", "label": "2"}, {"text": "c", "label": " 6 "}])
+    task = make_task()
+    assert task.fit_labels(train, {}) == []
+    assert (task.mean, task.std) == pytest.approx((3.0, math.sqrt(14 / 3)))
+    raw = task.targets(train)
+    z = task.standardised(raw)
+    assert float(z.mean()) == pytest.approx(0.0, abs=1e-6) and float(z.std(unbiased=False)) == pytest.approx(1.0)
+    restored = make_task(normalize=False)  # the saved state wins over the settings
+    restored.load_state(task.state())
+    assert restored.normalize and torch.allclose(restored.values(z.unsqueeze(1)), raw)
+    plain = make_task(normalize=False)
+    plain.fit_labels(train, {})
+    assert torch.equal(plain.standardised(raw), raw) and torch.equal(plain.values(raw), raw)
+
+
+def test_loss_is_on_the_standardised_scale_mse_or_huber():
+    task = make_task()
+    task.mean, task.std = 2.0, 2.0
+    batch = {"labels": torch.tensor([0.0, 2.0, 8.0])}  # standardised: -1, 0, 3
+    outputs = type("Out", (), {"logits": torch.zeros(3, 1)})()
+    mse = task.loss(outputs, batch)
+    assert mse.count == 3 and float(mse.total) == pytest.approx(1 + 0 + 9)
+    huber = make_task(loss="huber", huber_delta=1.0)
+    huber.mean, huber.std = 2.0, 2.0
+    # 0.5 * 1^2 for |-1| <= delta; delta * (3 - 0.5 * delta) for 3
+    assert float(huber.loss(outputs, batch).total) == pytest.approx(0.5 + 0 + 2.5)
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_tiny_model_trains_predicts_scores_and_reloads(tmp_path, tiny_model_no_dropout, pooling):
+    from transformers import AutoTokenizer
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_no_dropout)
+    task = make_task(pooling=pooling)
+    train = records(scored_rows(48, seed=1))
+    assert task.fit_labels(train, {}) == []
+    model = task.build_model(tiny_model_no_dropout, tokenizer)
+    features = task.encode(tokenizer, train, max_length=32)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    model.train()
+    for _ in range(12):  # 36 steps: the cls head (pooler, tanh) starts slower than the mean head
+        for start in range(0, len(features), 16):
+            batch = task.collate(features.items[start : start + 16], tokenizer.pad_token_id)
+            terms = task.loss(model(**task.model_inputs(batch)), batch)
+            (terms.total / terms.count).backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            losses.append(float(terms.total.detach()) / terms.count)
+    assert sum(losses[-3:]) / 3 < 0.5 * sum(losses[:3]) / 3, losses
+
+    model.eval()
+    test = records(scored_rows(24, seed=2))
+    test_features = task.encode(tokenizer, test, max_length=32)
+    with torch.no_grad():
+        batch = task.collate(test_features.items, tokenizer.pad_token_id)
+        outputs = task.output_rows(task.logits(model(**task.model_inputs(batch))), test_features.items)
+    metrics = task.metrics(outputs, test_features)
+    assert metrics["n"] == 24 and metrics["spearman"] > 0.5, metrics
+    unlabelled = task.encode(tokenizer, test, max_length=32, with_labels=False)
+    predicted = task.predictions(outputs, unlabelled, test)
+    assert len(predicted) == 24 and set(predicted[0]) == {"score"} and isinstance(predicted[0]["score"], float)
+    assert -1.0 < sum(p["score"] for p in predicted) / 24 < 4.0  # on the target scale (0 to 3), not standardised
+
+    task.save_model(model, tmp_path / "model")
+    reloaded = task.load_model(tmp_path / "model").eval()
+    with torch.no_grad():
+        again = task.logits(reloaded(**task.model_inputs(batch)))
+    assert torch.allclose(torch.stack(outputs), again, atol=1e-5)
+    if pooling == "mean":
+        assert task.feature_head(model) is not None
+    assert task.head_parameter_names(model) and all(
+        "classifier" in n or "pooler" in n for n in task.head_parameter_names(model))
+
+
+def test_pairs_are_encoded_together(tiny_model_no_dropout):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_no_dropout)
+    task = make_task(pair=True)
+    pair = Record("a film", "the story", "2.5", 1)
+    assert task.input_record(("a film", "the story"), 0) == Record("a film", "the story", None, 0)
+    assert task.record_row(pair) == {"text": "a film", "text_pair": "the story", "label": "2.5"}
+    item = task.encode(tokenizer, [pair], max_length=32).items[0]
+    assert tokenizer.convert_ids_to_tokens(item["input_ids"]) == ["[CLS]", "a", "film", "[SEP]", "the", "story",
+                                                                  "[SEP]"]
+    assert item["token_type_ids"] == [0, 0, 0, 0, 1, 1, 1] and item["labels"] == 2.5
+
+
+def test_ridge_beats_the_mean_where_words_predict_the_score():
+    task = make_task()
+    train, validation, test = (records(scored_rows(n, seed)) for n, seed in ((200, 1), (60, 2), (60, 3)))
+    task.fit_labels(train, {})
+    evaluate = {"validation": validation, "test": test}
+    mean = run_mean(task, train, evaluate, seed=0)
+    ridge = run_ridge(task, train, evaluate, seed=0)
+    train_mean = sum(r.label for r in train) / len(train)
+    assert mean.chosen == {"mean": pytest.approx(train_mean)} and mean.metrics["test"]["spearman"] == 0.0
+    expected_rmse = math.sqrt(sum((r.label - train_mean) ** 2 for r in test) / len(test))
+    assert mean.metrics["test"]["rmse"] == pytest.approx(expected_rmse)
+    assert ridge.chosen["alpha"] in (0.3, 1.0, 3.0, 10.0)
+    assert ridge.metrics["test"]["spearman"] > 0.8 and ridge.metrics["test"]["rmse"] < 0.6 * expected_rmse
+    assert ridge.metrics["test"]["per_example"] is None and set(ridge.metrics) == {"validation", "test"}
