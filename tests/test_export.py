@@ -11,7 +11,8 @@ import torch
 import transferlm
 from conftest import ner_rows, qa_rows, sentiment_rows, tiny_config, write_jsonl
 from transferlm.errors import ExportError
-from transferlm.export.onnx import MODEL_FILE, OnnxForward, export
+from transferlm.export.onnx import export
+from transferlm.inference.onnx_runtime import MODEL_FILE, OnnxForward
 
 pytest.importorskip("onnxruntime")
 

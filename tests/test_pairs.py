@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from transferlm.training.pairs import sample_pairs, similarity
+from transferlm.strategies.pairs import sample_pairs, similarity
 
 
 def test_pairs_are_balanced_correct_and_seeded():

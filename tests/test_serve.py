@@ -49,7 +49,7 @@ def test_predict_matches_the_python_api_and_health_ready_model_metrics_answer(cl
 
 
 def test_a_micro_batch_runs_as_length_sorted_forwards_of_model_batch(classifier_run, monkeypatch):
-    import transferlm.models.inference as inference
+    import transferlm.inference.batches as inference
 
     forwards: list[int] = []
     order = inference.inference_order

@@ -38,13 +38,15 @@ import torch
 from torch import nn
 
 from transferlm.errors import ExportError, RunDirError
-from transferlm.models.inference import map_batches
+from transferlm.inference.batches import map_batches
+from transferlm.inference.onnx_runtime import MODEL_FILE, OnnxForward
 from transferlm.runs import layout
+from transferlm.runs.predictor import Predictor, load
+from transferlm.tasks.base import Features
 from transferlm.training.checkpoint import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = "model.onnx"
 PARITY_EXAMPLES = 256
 # Architectures ONNX Runtime's transformer optimiser knows (model_type in the HF config -> its name).
 OPTIMIZER_TYPES = {"bert": "bert", "roberta": "bert", "distilbert": "bert", "xlm-roberta": "bert",
@@ -82,31 +84,6 @@ class _Logits(nn.Module):
         return self.task.logits(self.model(**inputs))
 
 
-class OnnxForward:
-    """``forward(**model_inputs) -> tensor`` on an ONNX Runtime session: the drop-in for the torch model."""
-
-    def __init__(self, path: Path, threads: int | None = None, spin: bool = True):
-        """``spin=False`` stops idle intra-op threads from spin-waiting for work: a server's event loop shares the
-        cores with them (serving int8 on 2 cores: 170 requests/s against 152 one at a time, 125 against 91
-        micro-batched; bench/README.md)."""
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        if not spin:
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.input_names = [i.name for i in self.session.get_inputs()]
-
-    def __call__(self, **inputs: torch.Tensor) -> torch.Tensor:
-        missing = set(self.input_names) - set(inputs)
-        if missing:
-            raise ExportError(f"the ONNX model needs inputs {sorted(missing)} that the task did not give")
-        feed = {name: inputs[name].cpu().numpy() for name in self.input_names}
-        return torch.from_numpy(self.session.run(None, feed)[0])
-
-
 def export(
     run_dir: Path,
     output: Path,
@@ -115,8 +92,6 @@ def export(
     tolerance: float = 1e-3,
     overwrite: bool = False,
 ) -> ExportReport:
-    from transferlm.runs.predictor import load
-
     began = time.perf_counter()
     run_dir, output = Path(run_dir), Path(output)
     if quantize not in (None, "int8"):
@@ -141,12 +116,12 @@ def export(
     staging.mkdir(parents=True)
     try:
         model = _plain_model(predictor.model)
-        features = predictor._features(parity_records, with_labels=False)
+        features = predictor.features(parity_records, with_labels=False)
         fp32 = staging / "model.fp32.onnx"
         exporter = _exporter(model)
         _export_graph(model, predictor, features, fp32, exporter)
         optimizer = {"exporter": exporter, **_optimise(fp32, model)}
-        torch_rows = predictor._outputs(features)
+        torch_rows = predictor.outputs(features)
         onnx_rows = _onnx_outputs(fp32, predictor, features)
         diff = max(float((a - b).abs().max()) for a, b in zip(torch_rows, onnx_rows, strict=True))
         log.info("fp32 ONNX against torch on %d examples: largest logit difference %.2e", len(features), diff)
@@ -196,7 +171,7 @@ def _publish(staging: Path, output: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _check_file(predictor, run_dir: Path, check: Path | None) -> Path:
+def _check_file(predictor: Predictor, run_dir: Path, check: Path | None) -> Path:
     if check is not None:
         return Path(check)
     data = predictor.saved_config.get("data", {})
@@ -220,7 +195,7 @@ def _exporter(model: nn.Module) -> str:
     return "torchscript" if OPTIMIZER_TYPES.get(model_type) == "bert" else "dynamo"
 
 
-def _export_graph(model: nn.Module, predictor, features, path: Path, exporter: str) -> None:
+def _export_graph(model: nn.Module, predictor: Predictor, features: Features, path: Path, exporter: str) -> None:
     task = predictor.task
     # Two items of different lengths where there are: export must not specialise batch or length to 1.
     sample = sorted(features.items, key=lambda item: len(item["input_ids"]))
@@ -303,15 +278,15 @@ def _quantize(source: Path, target: Path) -> None:
                          extra_options={"DefaultTensorType": 1})  # onnx.TensorProto.FLOAT
 
 
-def _onnx_outputs(path: Path, predictor, features) -> list[torch.Tensor]:
+def _onnx_outputs(path: Path, predictor: Predictor, features: Features) -> list[torch.Tensor]:
     return map_batches(OnnxForward(path), predictor.task, features, predictor.tokenizer.pad_token_id,
                        predictor.batch_size)
 
 
-def _int8_check(predictor, labelled, path: Path):
+def _int8_check(predictor: Predictor, labelled, path: Path):
     """int8 is judged by the task metric on labelled data, beside torch's."""
-    features = predictor._features(labelled, with_labels=True)
-    torch_rows, int8_rows = predictor._outputs(features), _onnx_outputs(path, predictor, features)
+    features = predictor.features(labelled, with_labels=True)
+    torch_rows, int8_rows = predictor.outputs(features), _onnx_outputs(path, predictor, features)
     diff = max(float((a - b).abs().max()) for a, b in zip(torch_rows, int8_rows, strict=True))
     metric = predictor.task.default_metric
     torch_value = predictor.task.metrics(torch_rows, features)[metric]
@@ -321,7 +296,7 @@ def _int8_check(predictor, labelled, path: Path):
     return diff, (metric, torch_value, int8_value, len(labelled))
 
 
-def _copy_run_files(predictor, run_dir: Path, staging: Path) -> None:
+def _copy_run_files(predictor: Predictor, run_dir: Path, staging: Path) -> None:
     predictor.tokenizer.save_pretrained(staging)
     for name in (layout.CONFIG, layout.TASK_STATE, layout.METRICS, layout.VERSIONS):
         if not (run_dir / name).is_file():

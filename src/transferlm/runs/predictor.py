@@ -17,7 +17,9 @@ from transferlm.config.load import format_validation_error
 from transferlm.config.schema import DataConfig, StrategyConfig, TaskConfig
 from transferlm.data.records import Record
 from transferlm.errors import ConfigError, DataError, RunDirError
-from transferlm.models.inference import map_batches, run_inference
+from transferlm.inference.batches import map_batches, run_inference, torch_forward
+from transferlm.inference.generation import GenerationSettings, Generator
+from transferlm.inference.onnx_runtime import MODEL_FILE, OnnxForward
 from transferlm.models.load import load_tokenizer
 from transferlm.models.resolve import resolve_model
 from transferlm.runs import layout
@@ -61,13 +63,11 @@ class Predictor:
 
         self.backend = self.manifest.get("backend", "torch")
         if self.backend == "onnx":  # an export directory (`transferlm export`): the same task code around ORT
-            from transferlm.export.onnx import MODEL_FILE, OnnxForward
-
             self.model = None
             self.forward = OnnxForward(self.root / MODEL_FILE, spin=onnx_spin)
         else:
             self.model = strategy.load(self.task, self.root, base).eval()
-            self.forward = lambda **inputs: self.task.logits(self.model(**inputs))
+            self.forward = torch_forward(self.model, self.task)
         self.batch_size = batch_size
 
     def predict(self, inputs: Sequence[Any]) -> list[dict[str, Any]]:
@@ -78,14 +78,12 @@ class Predictor:
     def predict_records(self, records: Sequence[Record]) -> list[dict[str, Any]]:
         if self.task.generates:  # language models predict by generating (default settings: greedy)
             return self.generate(records)
-        features = self._features(records, with_labels=False)
-        return self.task.predictions(self._outputs(features), features, records)
+        features = self.features(records, with_labels=False)
+        return self.task.predictions(self.outputs(features), features, records)
 
     def generate(self, prompts: Sequence[Any], settings=None, chat: bool = False, on_text=None) -> list[dict[str, Any]]:
         """Continuations of prompts (strings, chats as lists of turns, or records) by a causal-lm run; see
-        ``transferlm.generation.Generator.generate``."""
-        from transferlm.generation import GenerationSettings, Generator
-
+        ``transferlm.inference.generation.Generator.generate``."""
         if not self.task.generates:
             raise ConfigError(f"{self.root}: a {self.task.name} model does not generate text; use predict")
         if self.model is None:
@@ -110,19 +108,21 @@ class Predictor:
         problems = self.task.check_labels({source: records})
         if problems:
             raise DataError(problems)
-        features = self._features(records, with_labels=True)
+        features = self.features(records, with_labels=True)
         for problem in features.problems:  # scored anyway, e.g. an answer no window holds scores partly
             log.warning(problem.replace("input:", f"{source}:", 1))
-        outputs = self._outputs(features)
+        outputs = self.outputs(features)
         metrics = self.task.metrics(outputs, features)
         if per_example:
             metrics["per_example"] = self.task.example_scores(outputs, features)
         return metrics
 
-    def _features(self, records: Sequence[Record], with_labels: bool) -> Features:
+    def features(self, records: Sequence[Record], with_labels: bool) -> Features:
+        """The records encoded as the model's items (``with_labels``: with the targets that ``metrics`` reads)."""
         return self.task.encode(self.tokenizer, records, self.max_length, with_labels=with_labels)
 
-    def _outputs(self, features: Features) -> list[torch.Tensor]:
+    def outputs(self, features: Features) -> list[torch.Tensor]:
+        """The task's output row for every item of ``features``, in their order, from this run's backend."""
         if self.model is None:
             return map_batches(self.forward, self.task, features, self.tokenizer.pad_token_id, self.batch_size)
         return run_inference(self.model, self.task, features, self.tokenizer.pad_token_id, self.batch_size)

@@ -17,7 +17,7 @@ from transferlm.config.load import config_to_dict
 from transferlm.config.schema import RunConfig
 from transferlm.errors import ConfigError, DataError, RegistryError, RunDirError
 from transferlm.evaluation.report import write_reports
-from transferlm.models.inference import run_inference
+from transferlm.inference.batches import run_inference
 from transferlm.models.load import load_tokenizer
 from transferlm.models.resolve import resolve_model, trained_with_mean_pooling
 from transferlm.runs import layout

@@ -10,6 +10,7 @@ from torch import nn
 
 from transferlm.errors import ConfigError
 from transferlm.strategies.base import STRATEGIES, LoopContext, Strategy, TrainingInputs
+from transferlm.strategies.feature_cache import CachedFeatureTask, cache_features
 from transferlm.strategies.layers import plain_name
 from transferlm.tasks.base import Task
 
@@ -52,8 +53,6 @@ class FrozenBackbone(Strategy):
         the model (otherwise the backbone runs every step, as it says)."""
         if not self.config.cache_features:
             return inputs
-        from transferlm.training.cache import CachedFeatureTask, cache_features
-
         head = inputs.task.feature_head(inputs.module)
         if head is None:
             reason = f"task {inputs.task.name} cannot split {type(inputs.module).__name__} into backbone and head"

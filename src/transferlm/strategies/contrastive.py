@@ -1,6 +1,6 @@
 """Contrastive sentence-encoder fine-tuning, then a linear head: SetFit (Tunstall et al., 2022) as a strategy.
 
-Stage 1 fine-tunes the encoder on sentence pairs drawn from the labelled examples (``training.pairs``): the
+Stage 1 fine-tunes the encoder on sentence pairs drawn from the labelled examples (``strategies.pairs``): the
 cosine similarity of two mean-pooled embeddings is pulled to the pair's target, 1 for examples that share their
 label and 0 for examples that share none (a cosine-similarity loss, SetFit's default). Stage 2 fits the head, a
 logistic regression on the unit-length embeddings, and writes it into the classifier's linear layer: the run
@@ -29,11 +29,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from transferlm.errors import ConfigError
-from transferlm.models.inference import run_inference
+from transferlm.inference.batches import run_inference
 from transferlm.strategies.base import STRATEGIES, LoopContext, Strategy, TrainingInputs
+from transferlm.strategies.pairs import sample_pairs
 from transferlm.tasks.base import Features, LossTerms, Task, pad_inputs
 from transferlm.tasks.pooling import MeanPoolingClassifier
-from transferlm.training.pairs import sample_pairs
 
 log = logging.getLogger(__name__)
 

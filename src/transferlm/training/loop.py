@@ -19,7 +19,7 @@ from accelerate import Accelerator
 from torch import nn
 
 from transferlm.config.schema import TrainConfig
-from transferlm.models.inference import run_inference
+from transferlm.inference.batches import run_inference
 from transferlm.strategies.base import Strategy
 from transferlm.tasks.base import Features, Task
 from transferlm.training.checkpoint import TrainState, load_checkpoint, save_checkpoint

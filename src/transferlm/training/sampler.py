@@ -38,8 +38,3 @@ def shard(batch: Sequence[int], rank: int, world: int) -> list[int]:
     start = rank * base + min(rank, extra)
     return list(batch[start : start + base + (1 if rank < extra else 0)])
 
-
-def inference_order(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Length-sorted batches for inference: minimal padding; callers restore the input order."""
-    order = sorted(range(len(lengths)), key=lambda j: lengths[j])
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]

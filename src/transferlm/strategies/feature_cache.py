@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from transferlm.models.inference import map_batches
+from transferlm.inference.batches import map_batches
 from transferlm.tasks.base import Features, Task
 from transferlm.tasks.heads import FeatureHead
 

@@ -1,8 +1,12 @@
-"""Batched inference in length order (little padding), results returned in input order."""
+"""Batched inference in length order (little padding), results returned in input order.
+
+A backend is any ``forward(**model_inputs) -> tensor``: the torch model behind ``torch_forward``, or an ONNX Runtime
+session (``inference.onnx_runtime.OnnxForward``). The task batches the items and cuts the rows either way.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -10,7 +14,17 @@ import torch
 from torch import nn
 
 from transferlm.tasks.base import Features, Task
-from transferlm.training.sampler import inference_order
+
+
+def inference_order(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Length-sorted batches for inference: minimal padding; callers restore the input order."""
+    order = sorted(range(len(lengths)), key=lambda j: lengths[j])
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def torch_forward(model: nn.Module, task: Task) -> Callable[..., torch.Tensor]:
+    """The torch backend: the model's outputs reduced to the tensor the task keeps (``task.logits``)."""
+    return lambda **inputs: task.logits(model(**inputs))
 
 
 @torch.no_grad()
@@ -50,8 +64,6 @@ def run_inference(
     was_training = model.training
     model.eval()
     try:
-        return map_batches(
-            lambda **inputs: task.logits(model(**inputs)), task, features, pad_id, batch_size, device, autocast
-        )
+        return map_batches(torch_forward(model, task), task, features, pad_id, batch_size, device, autocast)
     finally:
         model.train(was_training)
