@@ -92,8 +92,8 @@ def part_compare(out: Path, epochs: float, lr: float) -> dict:
     config = build_config(base_config(out / "compare", train, epochs, lr))
     members = [
         {"name": "frozen", "set": {"train.lr": 1e-3}},
-        {"name": "lora", "set": {"train.lr": 2e-3, "strategy.lora.r": 16,
-                                 "strategy.lora.target_modules": ["query", "key", "value"]}},
+        {"name": "lora", "set": {"train.lr": 2e-3, "strategy.r": 16,
+                                 "strategy.target_modules": ["query", "key", "value"]}},
         "full",
         "crf",
     ]

@@ -124,9 +124,9 @@ def part_wikitext(out: Path, args) -> dict[str, Any]:
     config = {
         "model": {"name": "smollm2", "max_length": args.block},
         "data": {"train": str(valid), "validation_split": 0.02},
-        "strategy": {"name": "lora", "lora": {"r": 16, "alpha": 32, "dropout": 0.05,
+        "strategy": {"name": "lora", "r": 16, "alpha": 32, "dropout": 0.05,
                                               "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj",
-                                                                 "gate_proj", "up_proj", "down_proj"]}},
+                                                                 "gate_proj", "up_proj", "down_proj"]},
         "train": {"max_steps": args.adapt_steps, "batch_size": 8, "lr": args.adapt_lr, "warmup_ratio": 0.05,
                   "eval_every": args.adapt_steps, "progress": False},
         "output": str(out / "wikitext-adapted"),
@@ -203,9 +203,9 @@ def part_gptqa(out: Path, args) -> dict[str, Any]:
         "model": {"name": "smollm2", "max_length": 768},
         "task": {"type": "causal-lm"},
         "data": {"train": str(files["train"]), "validation": str(files["validation"])},
-        "strategy": {"name": "lora", "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "merge": True,
+        "strategy": {"name": "lora", "r": 16, "alpha": 32, "dropout": 0.05, "merge": True,
                                               "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj",
-                                                                 "gate_proj", "up_proj", "down_proj"]}},
+                                                                 "gate_proj", "up_proj", "down_proj"]},
         "train": {"epochs": 1, "batch_size": 4, "lr": args.qa_lr, "warmup_ratio": 0.05,
                   "progress": False},
         "output": str(out / "gptqa-finetuned"),
@@ -245,7 +245,7 @@ def part_sst2(out: Path, args) -> dict[str, Any]:
             "text_column": "sentence"}
     members = {
         "smollm2-lora": {"model": {"name": "smollm2", "max_length": 64},
-                         "strategy": {"name": "lora", "lora": {"r": 16, "alpha": 32}},
+                         "strategy": {"name": "lora", "r": 16, "alpha": 32},
                          "train": {"epochs": 1, "batch_size": 16, "lr": 1e-3, "progress": False}},
         "minilm-full": {"model": {"name": "minilm", "max_length": 64}, "task": {"pooling": "mean"},
                         "strategy": {"name": "full"},

@@ -45,7 +45,7 @@ MODEL = os.environ.get("TRANSFERLM_BENCH_MODEL", "minilm")
 MEMBERS = {
     "contrastive": {"name": "contrastive", "set": {"task.pooling": "mean", "train.lr": 5e-5, "train.epochs": 1,
                                                    "train.min_steps": None,
-                                                   "strategy.contrastive.pairs_per_example": 10}},
+                                                   "strategy.pairs_per_example": 10}},
     "full-mean": {"name": "full", "label": "full-mean",
                   "set": {"task.pooling": "mean", "train.lr": 1e-4, "train.epochs": 3}},
     "frozen-mean": {"name": "frozen", "label": "frozen-mean",

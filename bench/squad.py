@@ -88,10 +88,10 @@ def part_full(out: Path, files: dict[str, Path], args) -> dict:
 
 def part_baseline(out: Path, files: dict[str, Path], args) -> dict:
     from transferlm.baselines import BASELINES
-    from transferlm.config.schema import DataConfig, TaskConfig
+    from transferlm.config import DataConfig, task_settings
     from transferlm.tasks import build_task
 
-    task = build_task(TaskConfig(type="qa"), DataConfig(train=files["train"]))
+    task = build_task(task_settings("qa"), DataConfig(train=files["train"]))
     records = {}
     for name, path in files.items():
         records[name], problems = task.read_records(path)

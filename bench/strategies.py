@@ -41,22 +41,22 @@ MEMBERS = [
     },
     {"name": "last-n", "label": "last-2", "set": {"strategy.layers": 2}},
     {"name": "bitfit", "set": {"train.lr": 5e-4}},
-    {"name": "lora", "set": {"train.lr": 5e-4, "strategy.lora.r": 8}},
+    {"name": "lora", "set": {"train.lr": 5e-4, "strategy.r": 8}},
     {"name": "full"},
     {"name": "tfidf"},
     {"name": "scratch", "set": {"train.lr": 1e-4}},
 ]
 # LoRA on all attention projections, larger rank and rate: for longer runs; and a higher rate alone.
 EXTRA_MEMBERS = [
-    {"name": "lora", "label": "lora-lr2e-3", "set": {"train.lr": 2e-3, "strategy.lora.r": 8}},
+    {"name": "lora", "label": "lora-lr2e-3", "set": {"train.lr": 2e-3, "strategy.r": 8}},
     {
         "name": "lora",
         "label": "lora-qkv",
         "set": {
             "train.lr": 1e-3,
-            "strategy.lora.r": 16,
-            "strategy.lora.alpha": 32,
-            "strategy.lora.target_modules": ["query", "key", "value"],
+            "strategy.r": 16,
+            "strategy.alpha": 32,
+            "strategy.target_modules": ["query", "key", "value"],
         },
     },
     {
@@ -64,9 +64,9 @@ EXTRA_MEMBERS = [
         "label": "lora-qkv-lr2e-3",
         "set": {
             "train.lr": 2e-3,
-            "strategy.lora.r": 16,
-            "strategy.lora.alpha": 32,
-            "strategy.lora.target_modules": ["query", "key", "value"],
+            "strategy.r": 16,
+            "strategy.alpha": 32,
+            "strategy.target_modules": ["query", "key", "value"],
         },
     },
 ]

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from conftest import sentiment_rows, write_csv
 from transferlm.cli.main import main as cli
-from transferlm.config.schema import DataConfig, TaskConfig
+from transferlm.config import DataConfig, task_settings
 from transferlm.data.records import Record
 from transferlm.errors import ConfigError, ModelSpecError
 from transferlm.models.load import load_tokenizer
@@ -25,7 +25,7 @@ MASK, VOCAB = 4, 1000
 
 
 def mlm_task(**task):
-    return build_task(TaskConfig(type="masked-lm", **task), DataConfig(train="x"))
+    return build_task(task_settings("masked-lm", **task), DataConfig(train="x"))
 
 
 # --- masking ---
@@ -208,7 +208,7 @@ def test_adapted_decoder_with_lora_is_merged_into_a_plain_model(tiny_llama_dir, 
     ("settings", "error", "message"),
     [
         ({"task": {"type": "classification"}}, ConfigError, "adapt continues pretraining"),
-        ({"strategy": {"name": "lora", "lora": {"merge": False}}}, ConfigError, "remove merge: false"),
+        ({"strategy": {"name": "lora", "merge": False}}, ConfigError, "remove merge: false"),
     ],
 )
 def test_adapt_refuses_what_would_not_give_a_plain_pretrained_model(tiny_model_dir, tmp_path, settings, error,

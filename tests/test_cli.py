@@ -148,6 +148,52 @@ def test_help_is_generated_from_the_config_fields(capsys):
     out = capsys.readouterr().out
     assert "Peak learning rate." in out and "[train.lr]" in out and "--text-column" in out
     flat = " ".join(out.split())  # argparse wraps help lines
-    # a switch that turns a setting off says what it does
-    assert "--no-progress Show no progress bar. [train.progress]" in flat
-    assert "--no-group-by-length Batch examples in random order" in flat
+    # a boolean has both switches
+    assert "--progress, --no-progress Show a progress bar on a terminal. [train.progress]" in flat
+    assert "--group-by-length, --no-group-by-length Batch examples of similar length together" in flat
+
+
+def _help(capsys, *argv) -> str:
+    with pytest.raises(SystemExit):
+        main([*argv, "--help"])
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_help_shows_the_settings_of_the_task_and_strategy_given_and_names_the_others(capsys):
+    plain = _help(capsys, "train")
+    assert "[task.pooling]" in plain and "[task.stride]" not in plain and "[strategy.r]" not in plain
+    assert "Other tasks have settings of their own: causal-lm, masked-lm, ner, qa" in plain
+    ner = _help(capsys, "train", "--task", "ner", "--strategy", "lora")
+    assert "settings of task ner: --tokens-column" in ner and "[task.stride]" in ner and "[task.pooling]" not in ner
+    assert "--lora-r R LoRA rank. [strategy.r]" in ner and "[strategy.cache_features]" not in ner
+    assert "Other tasks have settings of their own: causal-lm, classification, masked-lm, qa" in ner
+
+
+def test_every_key_of_every_task_and_strategy_has_one_flag():
+    from transferlm.cli.flags import run_flags
+    from transferlm.config.selected import STRATEGY_SETTINGS, TASK_SETTINGS
+
+    flags = run_flags()
+    assert len({f.flag for f in flags}) == len(flags), "two keys share a flag"
+    keys = {f.key for f in flags}
+    for section, registry in (("task", TASK_SETTINGS), ("strategy", STRATEGY_SETTINGS)):
+        for name in registry.names():
+            assert {f"{section}.{k}" for k in registry.get(name).model_fields} <= keys, name
+    assert {"strategy.layers", "strategy.r", "strategy.target_modules", "model.init", "data.quoting"} <= keys
+
+
+def test_a_key_of_another_task_given_as_a_flag_is_an_error_naming_its_task(capsys, tmp_path):
+    code = main(["train", "--train", str(tmp_path / "t.csv"), "--output", str(tmp_path / "o"), "--stride", "8"])
+    err = capsys.readouterr().err
+    assert code == 1 and "task.stride: not a setting of task classification (it is a setting of task ner, qa" in err
+
+
+def test_list_flags_are_comma_separated(tmp_path):
+    from transferlm.cli.main import build_parser
+    from transferlm.cli.train_args import config_from_args
+
+    argv = ["train", "--train", "t.csv", "--output", "o", "--strategy", "lora", "--target-modules", "query,key",
+            "--lora-r", "4", "--no-progress"]
+    config = config_from_args(build_parser(argv).parse_args(argv))
+    assert config.strategy.target_modules == ["query", "key"] and config.strategy.r == 4
+    assert config.train.progress is False

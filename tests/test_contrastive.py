@@ -19,7 +19,7 @@ from transferlm.tasks.base import Features
 def contrastive_config(model_dir, files, output, **train):
     config = tiny_config(model_dir, files, output, **train)
     config["task"] = {"pooling": "mean"}
-    config["strategy"] = {"name": "contrastive", "contrastive": {"pairs_per_example": 4}}
+    config["strategy"] = {"name": "contrastive", "pairs_per_example": 4}
     return config
 
 
@@ -108,6 +108,6 @@ def test_training_data_without_a_shared_label_is_refused_before_training(tiny_mo
 
 def test_contrastive_options_belong_to_contrastive(tiny_model_dir, sentiment_files, tmp_path):
     config = tiny_config(tiny_model_dir, sentiment_files, tmp_path / "run")
-    config["strategy"] = {"name": "full", "contrastive": {"pairs_per_example": 4}}
-    with pytest.raises(ConfigError, match="strategy.contrastive: not used by strategy full"):
+    config["strategy"] = {"name": "full", "pairs_per_example": 4}
+    with pytest.raises(ConfigError, match="strategy.pairs_per_example: not a setting of strategy full"):
         transferlm.train(config)

@@ -140,7 +140,7 @@ def test_multilabel_from_lists_and_from_a_delimiter(tmp_path):
         tmp_path / "t.csv", [{"text": "a", "label": "sport|money"}, {"text": "b", "label": "money"}] * 5
     )
     cfg = build_config(
-        {"data": {"train": str(delimited), "label_delimiter": "|"}, "task": {"multi_label": True}, "output": "o"}
+        {"data": {"train": str(delimited)}, "task": {"multi_label": True, "label_delimiter": "|"}, "output": "o"}
     )
     task = build_task(cfg.task, cfg.data)
     splits = load_splits(cfg, task)

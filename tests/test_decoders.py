@@ -14,7 +14,7 @@ import torch.nn.functional as F
 import transferlm
 from conftest import NEGATIVE, POSITIVE, make_tiny_decoder, sentiment_rows, tiny_config, write_jsonl
 from transferlm.cli.main import main as cli
-from transferlm.config.schema import DataConfig, TaskConfig
+from transferlm.config import DataConfig, task_settings
 from transferlm.data.lm import Turn, read_lm_records, text_documents
 from transferlm.data.records import Record
 from transferlm.errors import ConfigError, DataError, ModelSpecError
@@ -26,7 +26,7 @@ from transferlm.tasks.causal_lm import IGNORE, chat_features
 
 
 def lm_task(**data):
-    return build_task(TaskConfig(type="causal-lm"), DataConfig(train="x", **data))
+    return build_task(task_settings("causal-lm"), DataConfig(train="x", **data))
 
 
 def chat_rows(n: int, seed: int) -> list[dict]:
@@ -165,7 +165,7 @@ def test_causal_lm_evaluate_equals_the_runs_validation(tiny_gpt2_dir, tmp_path):
     config = tiny_config(tiny_gpt2_dir, {"train": tmp_path / "train.txt", "dev": tmp_path / "dev.txt"},
                          tmp_path / "run", epochs=2)
     config["task"] = {"type": "causal-lm"}
-    config["strategy"] = {"name": "lora", "lora": {"r": 4}}
+    config["strategy"] = {"name": "lora", "r": 4}
     run = transferlm.train(config).run_dir
     validation = json.loads((run / "metrics.json").read_text())["validation"]
     again = transferlm.load(run).evaluate(tmp_path / "dev.txt")
@@ -316,7 +316,7 @@ def test_smollm2_fine_tunes_and_reloads_from_safetensors(tmp_path):
     config = tiny_config("smollm2", files, tmp_path / "run", max_steps=2, batch_size=4, lr=1e-4)
     config["model"]["max_length"] = 128
     config["task"] = {"type": "causal-lm"}
-    config["strategy"] = {"name": "lora", "lora": {"merge": True}}
+    config["strategy"] = {"name": "lora", "merge": True}
     run = transferlm.train(config).run_dir
     assert (run / "model.safetensors").is_file() and not list(run.glob("*.gguf"))
     assert "quantization_config" not in json.loads((run / "config.json").read_text())

@@ -11,7 +11,7 @@ import yaml
 
 import transferlm
 from conftest import interrupted_after, tiny_config
-from transferlm.config.schema import StrategyConfig
+from transferlm.config import strategy_settings
 from transferlm.models.resolve import trained_with_mean_pooling
 from transferlm.runs import layout
 from transferlm.strategies import build_strategy
@@ -30,12 +30,12 @@ def saved(run_dir) -> dict:
 
 
 def test_auto_epochs_give_small_data_enough_steps_and_large_data_three_epochs():
-    strategy = build_strategy(StrategyConfig(name="full"))
+    strategy = build_strategy(strategy_settings(name="full"))
     assert strategy.auto_epochs(2) == AUTO_MAX_EPOCHS  # 2 steps an epoch: capped
     assert strategy.auto_epochs(17) == 18  # 600 SST-2 rows at batch 32: 18 epochs, 306 steps
     assert strategy.auto_epochs(17) * 17 >= AUTO_MIN_STEPS
     assert strategy.auto_epochs(2000) == 3
-    assert build_strategy(StrategyConfig(name="contrastive")).auto_epochs(5) == 1  # one pass over the pairs
+    assert build_strategy(strategy_settings(name="contrastive")).auto_epochs(5) == 1  # one pass over the pairs
 
 
 def test_auto_epochs_and_lr_are_logged_and_saved_resolved(tiny_model_dir, sentiment_files, tmp_path, caplog):

@@ -22,7 +22,7 @@ WORKER = Path(__file__).with_name("ddp_worker.py")
         {"name": "full"},
         # parameters without gradients in early epochs: DDP must be told (find_unused_parameters)
         {"name": "last-n", "layers": 2, "gradual_unfreeze": True},
-        {"name": "lora", "lora": {"r": 2, "dropout": 0.0}},  # LoRA dropout would draw per-process noise
+        {"name": "lora", "r": 2, "dropout": 0.0},  # LoRA dropout would draw per-process noise
     ],
     ids=["full", "gradual-unfreeze", "lora"],
 )

@@ -46,10 +46,10 @@ INPUTS = {
 
 CASES = {  # case -> (task, task settings, strategy)
     "classification-mean": ("classification", {"pooling": "mean"}, None),
-    "multi-label-lora": ("classification", {"multi_label": True}, {"name": "lora", "lora": {"r": 2}}),
+    "multi-label-lora": ("classification", {"multi_label": True}, {"name": "lora", "r": 2}),
     # unit-length embeddings under the fitted logistic-regression head
     "contrastive": ("classification", {"pooling": "mean"},
-                    {"name": "contrastive", "contrastive": {"pairs_per_example": 2}}),
+                    {"name": "contrastive", "pairs_per_example": 2}),
     "ner": ("ner", {}, None),
     "qa": ("qa", {}, None),
 }

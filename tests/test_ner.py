@@ -13,10 +13,10 @@ import torch
 
 import transferlm
 from conftest import ner_rows, tiny_config, write_jsonl
-from transferlm.config.schema import DataConfig, TaskConfig
+from transferlm.config import DataConfig, build_config, task_settings
 from transferlm.data import tagging
 from transferlm.data.records import Record
-from transferlm.data.sequences import read_sequence_records
+from transferlm.data.sequences import SequenceColumns, read_sequence_records
 from transferlm.evaluation.ner import entity_metrics
 from transferlm.tasks import build_task
 from transferlm.tasks.ner import IGNORE, viterbi
@@ -33,7 +33,7 @@ def minilm_tokenizer():
 
 
 def ner_task(records, **task) -> object:
-    built = build_task(TaskConfig(type="ner", **task), DataConfig(train="x"))
+    built = build_task(task_settings("ner", **task), DataConfig(train="x"))
     assert built.fit_labels(records, {}) == []
     return built
 
@@ -184,7 +184,7 @@ def test_conll_reader_handles_docstart_blank_lines_tag_column_and_iob1(tmp_path)
     assert problems == []
     assert [(r.tokens, r.label, r.line) for r in records] == [
         (("EU", "rejects"), ("B-ORG", "O"), 3), (("Peter", "Blackburn"), ("B-PER", "I-PER"), 7)]
-    chunks, _ = read_sequence_records(path, DataConfig(train=path, conll_tag_column=2))
+    chunks, _ = read_sequence_records(path, DataConfig(train=path), columns=SequenceColumns(conll_tag_column=2))
     assert chunks[0].label == ("B-NP", "B-VP")
 
 
@@ -202,9 +202,10 @@ def test_every_bad_input_problem_is_reported_at_once_with_file_and_line(tmp_path
     _, problems = read_sequence_records(strict, DataConfig(train=strict))
     assert problems and "malformed tags (e.g. 'PER')" in problems[0] and "(lines 3)" in problems[0]
     write_jsonl(strict, [{"tokens": ["a", "b"], "tags": ["B-PER", "O"]}, {"tokens": ["c"], "tags": ["I-PER"]}])
-    _, problems = read_sequence_records(strict, DataConfig(train=strict, tag_scheme="bio"))
+    _, problems = read_sequence_records(strict, DataConfig(train=strict), columns=SequenceColumns(tag_scheme="bio"))
     assert "continues no entity under the BIO scheme (lines 2)" in problems[0]
-    repaired, problems = read_sequence_records(strict, DataConfig(train=strict, tag_scheme="iob1"))
+    repaired, problems = read_sequence_records(strict, DataConfig(train=strict),
+                                               columns=SequenceColumns(tag_scheme="iob1"))
     assert problems == [] and repaired[1].label == ("B-PER",)
 
     spans = tmp_path / "spans.jsonl"
@@ -238,8 +239,8 @@ def test_unseen_entity_types_and_wrong_task_options_are_reported(tmp_path):
     problems = task.check_labels({"dev.jsonl": [Record("", None, ("B-LOC",), 4, ("b",))]})
     assert problems == ["dev.jsonl: 1 row(s) have entity type 'LOC', which never occurs in training (lines 4); "
                         "known types are PER; add training examples of it or retag those sentences"]
-    with pytest.raises(ConfigError, match="task.pooling: not used by task ner"):
-        build_task(TaskConfig(type="ner", pooling="mean"), DataConfig(train="x"))
+    with pytest.raises(ConfigError, match="task.pooling: not a setting of task ner"):
+        build_config({"task": {"type": "ner", "pooling": "mean"}, "data": {"train": "x"}, "output": "o"})
 
 
 def ner_files(tmp_path) -> dict:

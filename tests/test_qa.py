@@ -12,7 +12,7 @@ import torch
 
 import transferlm
 from conftest import FILLER, MONEY, POSITIVE, qa_rows, tiny_config, write_jsonl
-from transferlm.config.schema import DataConfig, TaskConfig
+from transferlm.config import DataConfig, task_settings
 from transferlm.data.records import Record
 from transferlm.data.squad import Answer
 from transferlm.errors import DataError
@@ -30,11 +30,11 @@ from transferlm.tasks.qa import NULL, best_span
 
 
 def qa_task(**settings):
-    return build_task(TaskConfig(type="qa", **settings), DataConfig(train="x"))
+    return build_task(task_settings("qa", **settings), DataConfig(train="x"))
 
 
 def read(path, **data):
-    return qa_task().__class__(TaskConfig(type="qa"), DataConfig(train="x", **data)).read_records(path)
+    return qa_task().__class__(task_settings("qa"), DataConfig(train="x", **data)).read_records(path)
 
 
 def record(question: str, context: str, *answers: str, rid: str = "r") -> Record:

@@ -12,7 +12,7 @@ import torch
 
 import transferlm
 from conftest import POSITIVE, ner_rows, qa_rows, sentiment_rows, tiny_config, write_jsonl
-from transferlm.config.schema import DataConfig, StrategyConfig, TaskConfig
+from transferlm.config import DataConfig, strategy_settings, task_settings
 from transferlm.data.records import Record
 from transferlm.errors import ConfigError
 from transferlm.models.load import load_tokenizer
@@ -63,9 +63,9 @@ STRATEGY_CASES = {
         {"name": "last-n", "layers": 1},
         lambda n, a: _in_head(n, a) or a.layer.format(1) in n or _plain(n).startswith(a.above),
     ),
-    "lora": ({"name": "lora", "lora": {"r": 2}}, lambda n, a: "lora_" in n or ".modules_to_save." in n),
+    "lora": ({"name": "lora", "r": 2}, lambda n, a: "lora_" in n or ".modules_to_save." in n),
     "lora-merged": (
-        {"name": "lora", "lora": {"r": 2, "merge": True}},
+        {"name": "lora", "r": 2, "merge": True},
         lambda n, a: "lora_" in n or ".modules_to_save." in n,
     ),
     "bitfit": ({"name": "bitfit"}, lambda n, a: _in_head(n, a) or n.endswith(".bias")),
@@ -75,7 +75,7 @@ STRATEGY_CASES = {
         lambda n, a: not any(e in "." + n for e in a.embeddings),
     ),
     # stage 1 trains the encoder; the head is fitted after the loop. Few pairs: one batch holds them all.
-    "contrastive": ({"name": "contrastive", "contrastive": {"pairs_per_example": 2}}, lambda n, a: not _in_head(n, a)),
+    "contrastive": ({"name": "contrastive", "pairs_per_example": 2}, lambda n, a: not _in_head(n, a)),
 }
 # task case -> task config (and multi-label data); "backbone" picks the tiny model (default bert)
 TASK_CASES = {
@@ -199,7 +199,7 @@ def task_records(task_case: str) -> list[Record]:
 
 
 def built_task(task_case: str, records):
-    task = build_task(TaskConfig(**task_config(task_case)), DataConfig(train="x"))
+    task = build_task(task_settings(**task_config(task_case)), DataConfig(train="x"))
     assert task.fit_labels(records, {}) == []
     return task
 
@@ -211,7 +211,7 @@ def test_strategy_freezes_exactly_what_it_says(request, task_case, strategy_case
     model_dir = request.getfixturevalue(arch.fixture)
     task = built_task(task_case, task_records(task_case))
     settings, should_train = STRATEGY_CASES[strategy_case]
-    strategy = build_strategy(StrategyConfig(**settings))
+    strategy = build_strategy(strategy_settings(**settings))
     model = task.build_model(model_dir, load_tokenizer(model_dir))
     if (task_case, strategy_case) in REFUSED:
         with pytest.raises(ConfigError, match=REFUSED[task_case, strategy_case]):
@@ -315,7 +315,7 @@ def test_layer_lr_decay_gives_each_depth_its_rate(tiny_model_dir):
     task = built_task(
         "classification", [Record(r["text"], None, r["label"], i) for i, r in enumerate(sentiment_rows(8, seed=1))]
     )
-    strategy = build_strategy(StrategyConfig(name="full", layer_lr_decay=0.5))
+    strategy = build_strategy(strategy_settings(name="full", layer_lr_decay=0.5))
     model = strategy.apply(task.build_model(tiny_model_dir, load_tokenizer(tiny_model_dir)), task)
     from transferlm.config.schema import TrainConfig
 
@@ -354,14 +354,16 @@ def test_gradual_unfreezing_opens_one_group_per_epoch(tiny_model_dir, sentiment_
     ("settings", "message"),
     [
         ({"name": "last-n", "layers": 5}, "this model has 2 transformer layers"),
-        ({"name": "last-n"}, "strategy.layers is not set"),
+        ({"name": "last-n"}, "strategy.layers: required by strategy last-n"),
         (
-            {"name": "lora", "lora": {"target_modules": ["q_proj"]}},
+            {"name": "lora", "target_modules": ["q_proj"]},
             "q_proj match no linear layer of the backbone; choose from: dense, key, query, value",
         ),
-        ({"name": "full", "layers": 2}, "strategy.layers: not used by strategy full"),
-        ({"name": "frozen", "gradual_unfreeze": True}, "strategy.gradual_unfreeze: has no effect with strategy frozen"),
-        ({"name": "contrastive", "gradual_unfreeze": True}, "strategy.gradual_unfreeze: strategy contrastive fits"),
+        ({"name": "full", "layers": 2}, "strategy.layers: not a setting of strategy full (it is a setting of "
+                                        "strategy last-n"),
+        ({"name": "frozen", "gradual_unfreeze": True}, "strategy.gradual_unfreeze: not a setting of strategy frozen"),
+        ({"name": "contrastive", "gradual_unfreeze": True},
+         "strategy.gradual_unfreeze: not a setting of strategy contrastive"),
     ],
 )
 def test_impossible_strategy_options_name_what_is_valid(tiny_model_dir, sentiment_files, tmp_path, settings, message):
@@ -380,5 +382,5 @@ def test_lora_default_targets_are_written_into_the_saved_config(tiny_model_dir, 
     config["strategy"] = {"name": "lora"}
     run = transferlm.train(config).run_dir
     saved = yaml.safe_load((run / "transferlm.yaml").read_text())
-    assert saved["strategy"]["lora"]["target_modules"] == ["query", "value"]
+    assert saved["strategy"]["target_modules"] == ["query", "value"]
     assert (run / "adapter_model.safetensors").is_file() and not (run / "model.safetensors").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 import re
 from typing import Generic, TypeVar
 
@@ -13,9 +14,17 @@ _NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, plugins: str | None = None):
+        """``plugins``: a module whose import registers the built-in entries, imported at the first lookup (so a
+        lower layer can hold a registry that the layers above it fill)."""
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._plugins = plugins
+
+    def _load_plugins(self) -> None:
+        if self._plugins is not None:
+            plugins, self._plugins = self._plugins, None
+            importlib.import_module(plugins)
 
     def register(self, name: str, item: T) -> T:
         if not _NAME.match(name):
@@ -26,6 +35,8 @@ class Registry(Generic[T]):
         return item
 
     def get(self, name: str) -> T:
+        if name not in self._items:
+            self._load_plugins()
         try:
             return self._items[name]
         except KeyError:
@@ -36,7 +47,10 @@ class Registry(Generic[T]):
             ) from None
 
     def names(self) -> list[str]:
+        self._load_plugins()
         return sorted(self._items)
 
     def __contains__(self, name: object) -> bool:
+        if name not in self._items:
+            self._load_plugins()
         return name in self._items

@@ -8,12 +8,13 @@ import sys
 
 from transferlm import __version__
 from transferlm.cli import commands
+from transferlm.cli.flags import selected_names
 from transferlm.cli.train_args import add_train_arguments
 from transferlm.errors import TransferLMError
 
 
-def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
-    add_train_arguments(parser, resume=False)
+def add_experiment_arguments(parser: argparse.ArgumentParser, chosen: dict) -> None:
+    add_train_arguments(parser, resume=False, chosen=chosen)
     parser.add_argument(
         "--members",
         help="Strategies and baselines, comma-separated, e.g. frozen,lora,full,tfidf,scratch (ner: crf, qa: overlap "
@@ -22,7 +23,7 @@ def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", help="Training seeds, comma-separated, e.g. 0,1,2.")
 
 
-def _add_experiment_commands(sub) -> None:
+def _add_experiment_commands(sub, chosen: dict) -> None:
     compare = sub.add_parser(
         "compare",
         help="Train several strategies and baselines on the same split; report which transfer helped.",
@@ -31,7 +32,7 @@ def _add_experiment_commands(sub) -> None:
         "random initialisation) on one split and budget, over seeds. Writes report.md/.html/.json and a chart "
         "into --output. Re-running the same command continues an interrupted comparison.",
     )
-    add_experiment_arguments(compare)
+    add_experiment_arguments(compare, chosen)
     compare.set_defaults(func=commands.cmd_compare)
 
     curve = sub.add_parser(
@@ -40,7 +41,7 @@ def _add_experiment_commands(sub) -> None:
         description="Learning curves: train on nested, stratified subsets of the training data (sizes per class) "
         "over seeds. Writes curve.csv, curve.png, report.md and report.json into --output.",
     )
-    add_experiment_arguments(curve)
+    add_experiment_arguments(curve, chosen)
     curve.add_argument("--sizes", help="Examples per class, comma-separated, e.g. 16,64,256,all [curve.sizes].")
     curve.set_defaults(func=commands.cmd_curve)
 
@@ -55,7 +56,7 @@ def _add_experiment_commands(sub) -> None:
         "in --storage, which several workers on several machines may share. Writes best.yaml, trials.csv, "
         "report.md, report.html and report.json into --output.",
     )
-    add_train_arguments(tune, resume=False)
+    add_train_arguments(tune, resume=False, chosen=chosen)
     tune.add_argument("--trials", type=int, help="Finished trials the study should have, all workers [tune.trials].")
     tune.add_argument("--timeout", type=float, help="Start no new trial after this many seconds [tune.timeout].")
     tune.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://user@host/db [tune.storage].")
@@ -66,7 +67,10 @@ def _add_experiment_commands(sub) -> None:
     tune.set_defaults(func=commands.cmd_tune)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; ``argv`` (the command line to parse) tells ``--help`` which task's and strategy's settings to
+    document."""
+    chosen = selected_names(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="transferlm", description="Transfer pretrained language models to your task.")
     parser.add_argument("--version", action="version", version=f"transferlm {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="Debug logging, including library warnings.")
@@ -77,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Fine-tune a pretrained model on labelled data.",
         description="Fine-tune a pretrained model. Give a YAML config, flags, or both.",
     )
-    add_train_arguments(train)
+    add_train_arguments(train, chosen=chosen)
     train.set_defaults(func=commands.cmd_train)
 
     adapt = sub.add_parser(
@@ -88,10 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
         "the unlabelled text (.txt: paragraphs, or --documents lines; or a table's --text-column); --strategy lora "
         "is merged on save. The run directory is a plain model directory.",
     )
-    add_train_arguments(adapt)
+    add_train_arguments(adapt, chosen=chosen)
     adapt.set_defaults(func=commands.cmd_adapt)
 
-    _add_experiment_commands(sub)
+    _add_experiment_commands(sub, chosen)
 
     evaluate = sub.add_parser("evaluate", help="Score a finished run on a labelled file.")
     evaluate.add_argument("run", help="Run directory written by `transferlm train`.")
@@ -208,7 +212,7 @@ def _configure_logging(verbose: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     _configure_logging(args.verbose)
     try:
         return args.func(args)

@@ -1,103 +1,39 @@
-"""`transferlm train` flags, generated from the config schema so --help and the YAML never disagree."""
+"""`transferlm train` flags, generated from the settings classes so --help and the YAML never disagree."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-import yaml
-
+from transferlm.cli.flags import SELECTED, Flag, add_flags, flag_overrides, run_flags
 from transferlm.config.load import build_config, parse_override, read_yaml
 from transferlm.config.schema import RunConfig
+from transferlm.config.selected import StrategySettings, TaskSettings
 from transferlm.errors import ConfigError
 
-# flag -> dotted config key. Booleans become switches that set the value after "=".
-FLAGS: list[tuple[str, str]] = [
-    ("--model", "model.name"),
-    ("--max-length", "model.max_length"),
-    ("--task", "task.type"),
-    ("--multi-label", "task.multi_label=true"),
-    ("--pooling", "task.pooling"),
-    ("--threshold", "task.threshold"),
-    ("--class-weights", "task.class_weights"),
-    ("--train", "data.train"),
-    ("--validation", "data.validation"),
-    ("--test", "data.test"),
-    ("--format", "data.format"),
-    ("--text-column", "data.text_column"),
-    ("--text-pair-column", "data.text_pair_column"),
-    ("--label-column", "data.label_column"),
-    ("--label-delimiter", "data.label_delimiter"),
-    ("--validation-split", "data.validation_split"),
-    ("--drop-empty", "data.drop_empty=true"),
-    ("--tag-scheme", "data.tag_scheme"),
-    ("--conll-tag-column", "data.conll_tag_column"),
-    ("--stride", "task.stride"),
-    ("--label-all-subwords", "task.label_all_subwords=true"),
-    ("--max-answer-length", "task.max_answer_length"),
-    ("--n-best", "task.n_best"),
-    ("--mlm-probability", "task.mlm_probability"),
-    ("--whole-word-mask", "task.whole_word_mask=true"),
-    ("--question-column", "data.question_column"),
-    ("--context-column", "data.context_column"),
-    ("--answers-column", "data.answers_column"),
-    ("--id-column", "data.id_column"),
-    ("--messages-column", "data.messages_column"),
-    ("--prompt-column", "data.prompt_column"),
-    ("--completion-column", "data.completion_column"),
-    ("--documents", "data.documents"),
-    ("--strategy", "strategy.name"),
-    ("--pairs-per-example", "strategy.contrastive.pairs_per_example"),
-    ("--epochs", "train.epochs"),
-    ("--max-steps", "train.max_steps"),
-    ("--min-steps", "train.min_steps"),
-    ("--batch-size", "train.batch_size"),
-    ("--grad-accum", "train.grad_accum"),
-    ("--lr", "train.lr"),
-    ("--weight-decay", "train.weight_decay"),
-    ("--warmup-ratio", "train.warmup_ratio"),
-    ("--eval-every", "train.eval_every"),
-    ("--evaluations", "train.evaluations"),
-    ("--checkpoint-every", "train.checkpoint_every"),
-    ("--metric", "train.metric"),
-    ("--patience", "train.early_stopping_patience"),
-    ("--no-group-by-length", "train.group_by_length=false"),
-    ("--bf16", "train.bf16=true"),
-    ("--gradient-checkpointing", "train.gradient_checkpointing=true"),
-    ("--seed", "train.seed"),
-    ("--no-progress", "train.progress=false"),
-    ("--output", "output"),
-]
 
-
-# A switch that turns a setting off says what the flag does, not what the setting (on by default) means.
-SWITCH_OFF_HELP = {
-    "--no-progress": "Show no progress bar.",
-    "--no-group-by-length": "Batch examples in random order, without grouping similar lengths (more padding).",
-}
-
-
-def _description(dotted: str) -> str:
-    model: Any = RunConfig
-    *sections, key = dotted.split(".")
-    for section in sections:
-        model = model.model_fields[section].annotation
-    return model.model_fields[key].description or ""
-
-
-def add_train_arguments(parser: argparse.ArgumentParser, resume: bool = True) -> None:
+def add_train_arguments(parser: argparse.ArgumentParser, resume: bool = True,
+                        chosen: dict[str, str | None] | None = None) -> list[Flag]:
+    """A flag for every run-config key. ``chosen`` (the task and strategy named on the command line) decides which
+    task and strategy settings ``--help`` documents; the others are accepted and validated, their help hidden."""
+    chosen = chosen or {}
+    picked = {"task": chosen.get("task") or TaskSettings.model_fields["type"].default,
+              "strategy": chosen.get("strategy") or StrategySettings.model_fields["name"].default}
     parser.add_argument("config", nargs="?", type=Path, help="YAML config; flags and --set override its values.")
-    group = parser.add_argument_group("settings (each is also a YAML key, shown in brackets)")
-    for flag, target in FLAGS:
-        key, _, switch = target.partition("=")
-        dest = "cfg__" + key.replace(".", "__")
-        described = SWITCH_OFF_HELP.get(flag) or _description(key)
-        help_text = f"{described} [{key}]".replace("%", "%%")  # argparse formats help with %
-        if switch:
-            group.add_argument(flag, dest=dest, action="store_const", const=yaml.safe_load(switch), help=help_text)
-        else:
-            group.add_argument(flag, dest=dest, metavar=key.rsplit(".", 1)[-1].upper(), help=help_text)
+    common = parser.add_argument_group("settings (each is also a YAML key, shown in brackets)")
+    groups = {section: parser.add_argument_group(f"settings of {section} {name}") for section, name in picked.items()}
+
+    def group_of(flag: Flag):
+        if not flag.owners:
+            return common
+        section = flag.key.split(".", 1)[0]
+        return groups[section] if picked[section] in flag.owners else None
+
+    flags = run_flags()
+    add_flags(parser, flags, group_of)
+    parser.epilog = _others(picked)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -113,14 +49,17 @@ def add_train_arguments(parser: argparse.ArgumentParser, resume: bool = True) ->
             help="Continue the interrupted run in --output from its last checkpoint (same config).",
         )
     parser.add_argument("--overwrite", action="store_true", help="Replace whatever is in --output.")
+    return flags
 
 
-def _is_text(dotted: str) -> bool:
-    model: Any = RunConfig
-    *sections, key = dotted.split(".")
-    for section in sections:
-        model = model.model_fields[section].annotation
-    return model.model_fields[key].annotation in (str, Optional[str], Optional[Path])
+def _others(picked: dict[str, str]) -> str:
+    lines = []
+    for section, (registry, _, _) in SELECTED.items():
+        others = [name for name in registry.names() if name != picked[section]]
+        kind = "tasks" if section == "task" else "strategies"
+        lines.append(f"Other {kind} have settings of their own: {', '.join(others)} "
+                     f"(`--{section} NAME --help` lists them).")
+    return "\n".join(lines)
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -140,14 +79,7 @@ def base_from_args(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -
 
 def overrides_from_args(args: argparse.Namespace) -> list[tuple[str, Any]]:
     """Flags, then --set, as (dotted key, typed value) pairs."""
-    overrides: list[tuple[str, Any]] = []
-    for name, value in vars(args).items():
-        if name.startswith("cfg__") and value is not None:
-            key = name[len("cfg__") :].replace("__", ".")
-            typed = isinstance(value, str) and not _is_text(key)
-            overrides.append((key, yaml.safe_load(value) if typed else value))
-    overrides += [parse_override(text) for text in args.overrides]
-    return overrides
+    return flag_overrides(args, run_flags()) + [parse_override(text) for text in args.overrides]
 
 
 def _saved_config(output: str | None) -> dict[str, Any]:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import difflib
+import warnings
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from transferlm.config.schema import RunConfig
-from transferlm.errors import ConfigError
+from transferlm.config.deprecated import moved_keys
+from transferlm.config.schema import DataConfig, RunConfig
+from transferlm.config.selected import STRATEGY_SETTINGS, TASK_SETTINGS, StrategySettings, TaskSettings
+from transferlm.errors import ConfigError, RegistryError, RunDirError
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -103,6 +106,37 @@ def _suggest(loc: tuple, root: type[BaseModel]) -> str:
     close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.5)
     valid = ", ".join(model.model_fields)
     return f"; did you mean {close[0]!r}?" if close else f"; valid keys here: {valid}"
+
+
+def saved_sections(saved: dict[str, Any], where: str) -> tuple[DataConfig, TaskSettings, StrategySettings]:
+    """The data, task and strategy settings of a saved run config, read leniently: keys this version does not know
+    (written by another version) are dropped with a warning; 0.1's moved keys are read where they live now."""
+    saved = moved_keys(saved)
+    data = _lenient(DataConfig, saved.get("data") or {}, f"{where}/data")
+    task = _lenient_selected(TASK_SETTINGS, TaskSettings, "type", saved.get("task") or {}, f"{where}/task")
+    strategy = _lenient_selected(STRATEGY_SETTINGS, StrategySettings, "name", saved.get("strategy") or {},
+                                 f"{where}/strategy")
+    return data, task, strategy
+
+
+def _lenient_selected(registry, base: type[BaseModel], key: str, data: dict[str, Any], where: str):
+    name = str(data.get(key, base.model_fields[key].default))
+    try:
+        cls = registry.get(name)
+    except RegistryError as e:
+        raise RunDirError(f"{where}: {e} (the run was written by a version that had it)") from e
+    return _lenient(cls, data, where)
+
+
+def _lenient(cls: type[BaseModel], data: dict[str, Any], where: str):
+    known = {k: v for k, v in data.items() if k in cls.model_fields}
+    for key in sorted(set(data) - set(known)):
+        warnings.warn(f"{where}: ignoring unknown saved setting {key!r} (written by another transferlm version)",
+                      stacklevel=4)
+    try:
+        return cls.model_validate(known)
+    except ValidationError as e:
+        raise RunDirError([f"{where}: {p}" for p in format_validation_error(e, cls)]) from e
 
 
 def config_to_dict(config: RunConfig) -> dict[str, Any]:

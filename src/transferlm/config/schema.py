@@ -6,73 +6,33 @@ Each field's ``description`` is its only documentation; the CLI's ``--help`` is 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, SerializeAsAny, field_validator, model_validator
 
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+from transferlm.config.deprecated import moved_keys
+from transferlm.config.selected import (
+    STRATEGY_SETTINGS,
+    TASK_SETTINGS,
+    Section,
+    StrategySettings,
+    TaskSettings,
+    flag,
+    select,
+)
 
 
 class ModelConfig(Section):
     name: str = Field(
         "minilm",
         description="Model spec: a bundled alias (see `transferlm models`), a local HF model directory, or a hub id.",
+        json_schema_extra=flag("--model"),
     )
     max_length: int = Field(128, ge=8, le=8192, description="Longest input in tokens; longer inputs are truncated.")
     init: Literal["pretrained", "random"] = Field(
         "pretrained",
         description="pretrained weights, or random: the same architecture and tokenizer trained from scratch "
         "(the no-transfer baseline).",
-    )
-
-
-class TaskConfig(Section):
-    type: str = Field(
-        "classification",
-        description="Task to transfer to (registered tasks: classification, ner, qa, causal-lm, masked-lm; "
-        "`transferlm adapt` picks masked-lm or causal-lm from the model).",
-    )
-    multi_label: bool = Field(
-        False, description="Each example may carry several labels (sigmoid outputs, per-label threshold)."
-    )
-    pooling: Literal["auto", "cls", "mean"] = Field(
-        "auto",
-        description="Sentence representation for the head: cls (the model's own head; loads with plain "
-        "transformers), mean over tokens (better for sentence-embedding models like minilm), or auto: mean where "
-        "the checkpoint says it was trained with mean pooling (a sentence-transformers pooling config), else cls.",
-    )
-    threshold: float = Field(0.5, gt=0, lt=1, description="Multi-label decision threshold on each label's probability.")
-    class_weights: Union[Literal["none", "auto"], list[float]] = Field(
-        "none",
-        description="Loss weights per class: none, auto (inverse train frequency), or a list in label order.",
-    )
-    stride: Optional[int] = Field(
-        None,
-        ge=0,
-        description="Subword tokens shared by consecutive windows of a long input (ner: a sentence; qa: a "
-        "context, the doc_stride of the SQuAD scripts); null: 32 for ner, 128 for qa. qa caps it at half "
-        "of the context a window holds.",
-    )
-    label_all_subwords: bool = Field(
-        False,
-        description="ner: train on every subword of a word (later pieces of a B- word get I-) instead of "
-        "only the first; predictions always read the first subword.",
-    )
-    max_answer_length: int = Field(
-        30, gt=0, description="qa: the longest answer predicted, in subword tokens."
-    )
-    n_best: int = Field(
-        20, gt=0, description="qa: start and end positions per window searched for the best legal answer span."
-    )
-    mlm_probability: float = Field(
-        0.15, gt=0, lt=1,
-        description="masked-lm: share of tokens predicted per block (of those, 80% become the mask token, 10% a "
-        "random token, 10% stay).",
-    )
-    whole_word_mask: bool = Field(
-        False, description="masked-lm: choose whole words to mask (all their subword pieces together)."
     )
 
 
@@ -121,111 +81,12 @@ class DataConfig(Section):
                 raise ValueError("an empty list names no column; give one column or several")
             return [str(c) if isinstance(c, int) and not isinstance(c, bool) else c for c in v]
         return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
-    label_delimiter: Optional[str] = Field(
-        None, description="Splits a string label column into several labels (multi-label), e.g. '|'."
-    )
     validation_split: float = Field(
         0.1, gt=0, lt=0.5, description="Fraction of train carved out for validation when no validation file is given."
     )
     drop_empty: bool = Field(
         False, description="Drop rows whose text is empty or missing instead of reporting them as errors."
     )
-    tokens_column: str = Field("tokens", description="ner, JSONL: key holding the list of tokens.")
-    tags_column: str = Field("tags", description="ner, JSONL: key holding the list of tags, one per token.")
-    entities_column: str = Field(
-        "entities",
-        description="ner, JSONL with raw text: key holding the entities, [{start, end, label}] in characters "
-        "(end exclusive).",
-    )
-    question_column: str = Field("question", description="qa, JSONL: key holding the question.")
-    context_column: str = Field("context", description="qa, JSONL: key holding the context passage.")
-    answers_column: str = Field(
-        "answers",
-        description="qa, JSONL: key holding the answers, {text: [...], answer_start: [...]} or "
-        "[{text, answer_start}, ...] with character offsets into the context; empty for unanswerable.",
-    )
-    id_column: str = Field("id", description="qa, JSONL: key holding the question id (default: the line number).")
-    messages_column: str = Field(
-        "messages", description="causal-lm: key holding a chat as [{role, content}, ...] (loss on assistant turns)."
-    )
-    prompt_column: str = Field("prompt", description="causal-lm: key holding the prompt of a prompt/completion pair.")
-    completion_column: str = Field(
-        "completion", description="causal-lm: key holding the completion (the only part with a loss)."
-    )
-    documents: Literal["paragraphs", "lines", "file"] = Field(
-        "paragraphs",
-        description="causal-lm and masked-lm, plain text: what one document is (documents are joined with the "
-        "end-of-sequence (masked-lm: separator) token and packed into blocks of model.max_length): paragraphs "
-        "between blank lines, lines, or the file.",
-    )
-    conll_tag_column: int = Field(
-        -1, description="ner, CoNLL: index of the tag column (0 is the token; -1, the last column, by default)."
-    )
-    tag_scheme: Literal["auto", "iob1", "bio", "bioes"] = Field(
-        "auto",
-        description="ner: tag scheme of the files (converted to BIO). auto: bioes if E-/S- occur, iob1 if "
-        "entities start with I-, else bio, where an I- after O is reported as an error.",
-    )
-
-
-class LoraSettings(Section):
-    r: int = Field(8, gt=0, description="LoRA rank.")
-    alpha: float = Field(16, gt=0, description="LoRA scaling numerator: updates are scaled by alpha / r.")
-    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the LoRA branch input.")
-    target_modules: Optional[list[str]] = Field(
-        None,
-        description="Module names that get adapters; null: the architecture's defaults (bert: query, value; "
-        "llama: q_proj, v_proj), logged and written into the saved config.",
-    )
-    merge: bool = Field(
-        False,
-        description="Merge the adapters into the weights when saving: a plain model (no peft needed to load) "
-        "instead of a small adapter next to the base model.",
-    )
-
-
-class ContrastiveSettings(Section):
-    pairs_per_example: int = Field(
-        40,
-        gt=0,
-        description="Sentence pairs drawn per training example (half positive, half negative); one epoch of "
-        "stage 1 is one pass over them (SetFit's recipe: 20 iterations of a positive and a negative pair).",
-    )
-    head_c: float = Field(
-        1.0,
-        gt=0,
-        description="Inverse L2 strength of the logistic-regression head fitted on the embeddings (scikit-learn's "
-        "C; SetFit's default is 1).",
-    )
-
-
-class StrategyConfig(Section):
-    name: str = Field(
-        "full",
-        description="How much of the model trains (registered: full, frozen, last-n, lora, bitfit, contrastive).",
-    )
-    layers: Optional[int] = Field(None, gt=0, description="last-n: how many top transformer layers train.")
-    lora: LoraSettings = LoraSettings()
-    layer_lr_decay: float = Field(
-        1.0,
-        gt=0,
-        le=1,
-        description="Layer-wise learning-rate decay: the head trains at train.lr, the layer k below it at "
-        "lr * decay**k, embeddings lowest (1 = off; 0.8-0.95 is usual).",
-    )
-    gradual_unfreeze: bool = Field(
-        False,
-        description="Train only the head in the first epoch and unfreeze one more layer group (top down) "
-        "each epoch (ULMFiT).",
-    )
-    contrastive: ContrastiveSettings = ContrastiveSettings()
-    cache_features: bool = Field(
-        True,
-        description="frozen: compute the backbone's outputs once and train the head on them (same result, "
-        "one inference pass instead of a forward pass per epoch).",
-    )
-
-
 class TrainConfig(Section):
     epochs: Union[Literal["auto"], float] = Field(
         "auto",
@@ -264,7 +125,8 @@ class TrainConfig(Section):
         None, description="Validation metric that selects the best checkpoint (task default if null)."
     )
     early_stopping_patience: Optional[int] = Field(
-        None, gt=0, description="Stop after this many evaluations without improvement."
+        None, gt=0, description="Stop after this many evaluations without improvement.",
+        json_schema_extra=flag("--patience"),
     )
     group_by_length: bool = Field(True, description="Batch examples of similar length together (far less padding).")
     bf16: bool = Field(
@@ -296,13 +158,32 @@ class TrainConfig(Section):
 
 class RunConfig(Section):
     model: ModelConfig = ModelConfig()
-    task: TaskConfig = TaskConfig()
+    # The classes registered for task.type and strategy.name validate these sections (``config/selected.py``);
+    # SerializeAsAny writes the chosen class's keys, not only the base class's.
+    task: SerializeAsAny[TaskSettings] = Field(default_factory=lambda: select(TASK_SETTINGS, "type", {}, "task"))
     data: DataConfig = DataConfig()
-    strategy: StrategyConfig = StrategyConfig()
+    strategy: SerializeAsAny[StrategySettings] = Field(
+        default_factory=lambda: select(STRATEGY_SETTINGS, "name", {}, "strategy")
+    )
     train: TrainConfig = TrainConfig()
     output: Optional[Path] = Field(
         None, description="Run directory to write (model, tokenizer, config, metrics, logs)."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data: Any) -> Any:
+        return moved_keys(data) if isinstance(data, dict) else data
+
+    @field_validator("task", mode="wrap")
+    @classmethod
+    def _task(cls, value: Any, handler) -> TaskSettings:
+        return select(TASK_SETTINGS, "type", value, "task")
+
+    @field_validator("strategy", mode="wrap")
+    @classmethod
+    def _strategy(cls, value: Any, handler) -> StrategySettings:
+        return select(STRATEGY_SETTINGS, "name", value, "strategy")
 
     @model_validator(mode="after")
     def _needs_train_data(self):

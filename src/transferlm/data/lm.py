@@ -3,11 +3,11 @@
 Three kinds of file, told apart by their content, each becoming ``Record``s:
 
 - plain text (``.txt``, ``.raw``, ``.text``, ``.md``, or ``data.format: text``): documents are the
-  paragraphs between blank lines (``data.documents: lines`` makes every line one, ``file`` the whole
+  paragraphs between blank lines (``task.documents: lines`` makes every line one, ``file`` the whole
   file). ``text`` holds the document.
-- JSONL/CSV/Parquet rows with ``data.messages_column`` (default ``messages``): a list of
+- JSONL/CSV/Parquet rows with ``task.messages_column`` (default ``messages``): a list of
   ``{"role", "content"}`` turns, kept in ``label`` as a tuple of ``Turn``.
-- rows with ``data.prompt_column`` and ``data.completion_column``: ``text`` is the prompt and
+- rows with ``task.prompt_column`` and ``task.completion_column``: ``text`` is the prompt and
   ``text_pair`` the completion.
 - rows with only ``data.text_column``: one document per row.
 
@@ -18,15 +18,39 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from transferlm.config.schema import DataConfig
+from transferlm.config.selected import Section
 from transferlm.data.readers import read_text, summarise_lines
 from transferlm.data.records import Record, read_data_table, row_text, text_columns
 from transferlm.errors import DataError
 
 ROLES = ("system", "user", "assistant", "tool")
 TEXT_SUFFIXES = (".txt", ".raw", ".text", ".md")
+
+
+class Documents(Section):
+    """What one document of a plain-text file is (the causal-lm and masked-lm settings include this)."""
+
+    documents: Literal["paragraphs", "lines", "file"] = Field(
+        "paragraphs",
+        description="Plain text: what one document is (documents are joined with the end-of-sequence (masked-lm: "
+        "separator) token and packed into blocks of model.max_length): paragraphs between blank lines, lines, or "
+        "the file.",
+    )
+
+
+class LmColumns(Documents):
+    """Where chats and prompt/completion pairs are in a table (the causal-lm settings include these)."""
+
+    messages_column: str = Field(
+        "messages", description="Key holding a chat as [{role, content}, ...] (loss on assistant turns)."
+    )
+    prompt_column: str = Field("prompt", description="Key holding the prompt of a prompt/completion pair.")
+    completion_column: str = Field("completion", description="Key holding the completion (the only part with a loss).")
 
 
 @dataclass(frozen=True)
@@ -47,19 +71,20 @@ def _is_text_file(path: Path, data: DataConfig) -> bool:
     return data.format == "text" or (data.format == "auto" and path.suffix.lower() in TEXT_SUFFIXES)
 
 
-def _read_text_file(path: Path, data: DataConfig) -> tuple[list[Record], list[str]]:
+def _read_text_file(path: Path, documents: str) -> tuple[list[Record], list[str]]:
     if not path.is_file():
         raise DataError(f"{path}: file not found; check the path (relative paths start at {Path.cwd()})")
-    records = text_documents(read_text(path), data.documents)
+    records = text_documents(read_text(path), documents)
     return records, [] if records else [f"{path}: no text (the file is empty or only whitespace)"]
 
 
-def read_documents(path: Path, data: DataConfig) -> tuple[list[Record], list[str]]:
+def read_documents(path: Path, data: DataConfig, settings: Documents | None = None) -> tuple[list[Record], list[str]]:
     """Unlabelled documents only: a plain-text file, or the ``data.text_column`` of a table (other columns,
     labels included, are ignored)."""
+    settings = settings or Documents()
     path = Path(path)
     if _is_text_file(path, data):
-        return _read_text_file(path, data)
+        return _read_text_file(path, settings.documents)
     table = read_data_table(path, data)
     if not table.rows:
         return [], [f"{path}: no rows; the file is empty"]
@@ -71,23 +96,25 @@ def read_documents(path: Path, data: DataConfig) -> tuple[list[Record], list[str
     return _document_rows(table.path, table.rows, table.lines, wanted)
 
 
-def read_lm_records(path: Path, data: DataConfig) -> tuple[list[Record], list[str]]:
+def read_lm_records(path: Path, data: DataConfig, columns: LmColumns | None = None) -> tuple[list[Record], list[str]]:
+    columns = columns or LmColumns()
     path = Path(path)
     if _is_text_file(path, data):
-        return _read_text_file(path, data)
+        return _read_text_file(path, columns.documents)
     table = read_data_table(path, data)
     if not table.rows:
         return [], [f"{path}: no rows; the file is empty"]
-    if data.messages_column in table.columns:
-        return _chat_records(table.path, table.rows, table.lines, data.messages_column)
-    if data.prompt_column in table.columns or data.completion_column in table.columns:
-        return _pair_records(table.path, table.rows, table.lines, data)
+    if columns.messages_column in table.columns:
+        return _chat_records(table.path, table.rows, table.lines, columns.messages_column)
+    if columns.prompt_column in table.columns or columns.completion_column in table.columns:
+        return _pair_records(table.path, table.rows, table.lines, columns)
     if all(c in table.columns for c in text_columns(data)):
         return _document_rows(table.path, table.rows, table.lines, text_columns(data))
-    columns = ", ".join(repr(c) for c in table.columns)
-    return [], [f"{path}: causal-lm data needs a {data.messages_column!r} column (chat), {data.prompt_column!r} and "
-                f"{data.completion_column!r} (pairs) or {data.text_column!r} (documents); the columns are {columns}. "
-                "Set data.messages_column, data.prompt_column/completion_column or data.text_column"]
+    found = ", ".join(repr(c) for c in table.columns)
+    return [], [f"{path}: causal-lm data needs a {columns.messages_column!r} column (chat), "
+                f"{columns.prompt_column!r} and {columns.completion_column!r} (pairs) or {data.text_column!r} "
+                f"(documents); the columns are {found}. Set task.messages_column, "
+                "task.prompt_column/completion_column or data.text_column"]
 
 
 def text_documents(text: str, documents: str) -> list[Record]:
@@ -131,7 +158,7 @@ def _document_rows(
     return records, problems
 
 
-def _pair_records(path: Path, rows: list[dict], lines: list[int], data: DataConfig) -> tuple[list[Record], list[str]]:
+def _pair_records(path: Path, rows: list[dict], lines: list[int], data: LmColumns) -> tuple[list[Record], list[str]]:
     records, bad = [], []
     for row, line in zip(rows, lines, strict=True):
         prompt, completion = row.get(data.prompt_column), row.get(data.completion_column)

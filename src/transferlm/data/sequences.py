@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from transferlm.config.schema import DataConfig
+from transferlm.config.selected import Section
 from transferlm.data import tagging
 from transferlm.data.readers import read_jsonl, read_text, summarise_lines
 from transferlm.data.records import Record
@@ -22,8 +25,30 @@ from transferlm.errors import DataError
 CONLL_EXTENSIONS = (".conll", ".conllu", ".iob", ".bio", ".txt")
 
 
-def read_sequence_records(path: Path, data: DataConfig, need_label: bool = True) -> tuple[list[Record], list[str]]:
+class SequenceColumns(Section):
+    """Where tokens and tags are in a sequence-labelling file (the ner task's settings include these)."""
+
+    tokens_column: str = Field("tokens", description="JSONL: key holding the list of tokens.")
+    tags_column: str = Field("tags", description="JSONL: key holding the list of tags, one per token.")
+    entities_column: str = Field(
+        "entities",
+        description="JSONL with raw text: key holding the entities, [{start, end, label}] in characters (end "
+        "exclusive).",
+    )
+    conll_tag_column: int = Field(
+        -1, description="CoNLL: index of the tag column (0 is the token; -1, the last column, by default)."
+    )
+    tag_scheme: Literal["auto", "iob1", "bio", "bioes"] = Field(
+        "auto",
+        description="Tag scheme of the files (converted to BIO). auto: bioes if E-/S- occur, iob1 if entities start "
+        "with I-, else bio, where an I- after O is reported as an error.",
+    )
+
+
+def read_sequence_records(path: Path, data: DataConfig, need_label: bool = True,
+                          columns: SequenceColumns | None = None) -> tuple[list[Record], list[str]]:
     """Records with ``tokens`` and BIO tags (``label``); returns problems instead of raising."""
+    columns = columns or SequenceColumns()
     path = Path(path)
     if not path.is_file():
         return [], [f"{path}: file not found; check the path (relative paths start at {Path.cwd()})"]
@@ -33,9 +58,9 @@ def read_sequence_records(path: Path, data: DataConfig, need_label: bool = True)
             ".jsonl", ".ndjson") else ""
     try:
         if fmt == "conll":
-            records, problems = _read_conll(path, data.conll_tag_column, need_label)
+            records, problems = _read_conll(path, columns.conll_tag_column, need_label)
         elif fmt == "jsonl":
-            records, problems = _read_jsonl(path, data, need_label)
+            records, problems = _read_jsonl(path, data, need_label, columns)
         else:
             return [], [f"{path}: sequence labelling reads CoNLL column files ({', '.join(CONLL_EXTENSIONS)}) or "
                          "JSONL; rename the file or set data.format to conll or jsonl"]
@@ -44,7 +69,7 @@ def read_sequence_records(path: Path, data: DataConfig, need_label: bool = True)
     if not records and not problems:
         problems.append(f"{path}: the file is empty; it needs at least one sentence")
     if need_label and records and not problems:
-        records, problems = _to_bio(path, records, data.tag_scheme)
+        records, problems = _to_bio(path, records, columns.tag_scheme)
     return records, problems
 
 
@@ -81,27 +106,28 @@ def _read_conll(path: Path, tag_column: int, need_label: bool) -> tuple[list[Rec
     problems = []
     if short:
         problems.append(summarise_lines(
-            path, f"have no tag column (data.conll_tag_column is {tag_column})", sorted(set(short)),
-            "write `token ... tag` separated by spaces, or set data.conll_tag_column to the tag's index"))
+            path, f"have no tag column (task.conll_tag_column is {tag_column})", sorted(set(short)),
+            "write `token ... tag` separated by spaces, or set task.conll_tag_column to the tag's index"))
     return records, problems
 
 
-def _read_jsonl(path: Path, data: DataConfig, need_label: bool) -> tuple[list[Record], list[str]]:
+def _read_jsonl(path: Path, data: DataConfig, need_label: bool,
+                columns: SequenceColumns) -> tuple[list[Record], list[str]]:
     table = read_jsonl(path)
-    if data.tokens_column in table.columns:
-        return _token_rows(path, table.rows, table.lines, data, need_label)
+    if columns.tokens_column in table.columns:
+        return _token_rows(path, table.rows, table.lines, columns, need_label)
     if data.text_column in table.columns:
-        return _text_rows(path, table.rows, table.lines, data, need_label)
+        return _text_rows(path, table.rows, table.lines, data.text_column, columns, need_label)
     existing = ", ".join(repr(c) for c in table.columns) or "(none)"
-    return [], [f"{path}: neither {data.tokens_column!r} (data.tokens_column) nor {data.text_column!r} "
-                f"(data.text_column) is a key; keys are {existing}; give tokens + {data.tags_column!r}, or text + "
-                f"{data.entities_column!r}"]
+    return [], [f"{path}: neither {columns.tokens_column!r} (task.tokens_column) nor {data.text_column!r} "
+                f"(data.text_column) is a key; keys are {existing}; give tokens + {columns.tags_column!r}, or text + "
+                f"{columns.entities_column!r}"]
 
 
-def _token_rows(path, rows, lines, data: DataConfig, need_label: bool) -> tuple[list[Record], list[str]]:
+def _token_rows(path, rows, lines, columns: SequenceColumns, need_label: bool) -> tuple[list[Record], list[str]]:
     records, bad, missing, mismatch = [], [], [], []
     for row, line in zip(rows, lines, strict=True):
-        tokens, tags = row.get(data.tokens_column), row.get(data.tags_column)
+        tokens, tags = row.get(columns.tokens_column), row.get(columns.tags_column)
         if not _string_list(tokens) or not tokens:
             bad.append(line)
             continue
@@ -116,25 +142,26 @@ def _token_rows(path, rows, lines, data: DataConfig, need_label: bool) -> tuple[
         records.append(Record(" ".join(tokens), None, tuple(tags) if need_label else None, line, tokens))
     problems = []
     if bad:
-        problems.append(summarise_lines(path, f"have no non-empty list of strings in {data.tokens_column!r}", bad,
+        problems.append(summarise_lines(path, f"have no non-empty list of strings in {columns.tokens_column!r}", bad,
                                         'write each line as {"tokens": ["EU", "rejects"], "tags": ["B-ORG", "O"]}'))
     if missing:
-        problems.append(summarise_lines(path, f"have no list of tags in {data.tags_column!r}", missing,
-                                        "add one tag per token, or set data.tags_column"))
+        problems.append(summarise_lines(path, f"have no list of tags in {columns.tags_column!r}", missing,
+                                        "add one tag per token, or set task.tags_column"))
     if mismatch:
         problems.append(summarise_lines(path, "have a different number of tokens and tags", mismatch,
                                         "give exactly one tag per token"))
     return records, problems
 
 
-def _text_rows(path, rows, lines, data: DataConfig, need_label: bool) -> tuple[list[Record], list[str]]:
+def _text_rows(path, rows, lines, text_column: str, columns: SequenceColumns,
+               need_label: bool) -> tuple[list[Record], list[str]]:
     records, problems = [], []
     for row, line in zip(rows, lines, strict=True):
-        text = row.get(data.text_column)
+        text = row.get(text_column)
         if not isinstance(text, str) or not text.strip():
-            problems.append(f"{path} line {line}: {data.text_column!r} is missing or empty; give the raw text")
+            problems.append(f"{path} line {line}: {text_column!r} is missing or empty; give the raw text")
             continue
-        entities, found = _entities(row.get(data.entities_column), text, need_label)
+        entities, found = _entities(row.get(columns.entities_column), text, need_label)
         problems += [f"{path} line {line}: {p}" for p in found]
         if found:
             continue
@@ -193,7 +220,7 @@ def _to_bio(path: Path, records: Sequence[Record], setting: str) -> tuple[list[R
         detected = " (detected)" if setting == "auto" else ""
         problems.append(summarise_lines(
             path, f"have an I- (or E-) tag that continues no entity under the {scheme.upper()} scheme{detected}",
-            orphans, "start each entity with B- (or S-), or set data.tag_scheme: iob1 if the file is IOB1"))
+            orphans, "start each entity with B- (or S-), or set task.tag_scheme: iob1 if the file is IOB1"))
     return converted, problems
 
 

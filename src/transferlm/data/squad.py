@@ -20,7 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from transferlm.config.schema import DataConfig
+from transferlm.config.selected import Section
 from transferlm.data.readers import MAX_LISTED, read_jsonl, read_text
 from transferlm.data.records import Record
 from transferlm.errors import DataError
@@ -47,14 +50,29 @@ class RawQuestion:
     answers: Any  # as read; None where the file gives none
 
 
+class QaColumns(Section):
+    """Where questions, contexts and answers are in a JSONL file (the qa task's settings include these)."""
+
+    question_column: str = Field("question", description="JSONL: key holding the question.")
+    context_column: str = Field("context", description="JSONL: key holding the context passage.")
+    answers_column: str = Field(
+        "answers",
+        description="JSONL: key holding the answers, {text: [...], answer_start: [...]} or [{text, answer_start}, "
+        "...] with character offsets into the context; empty for unanswerable.",
+    )
+    id_column: str = Field("id", description="JSONL: key holding the question id (default: the line number).")
+
+
 def summarise_ids(where: str | Path, what: str, ids: list[str], fix: str) -> str:
     shown = ", ".join(ids[:MAX_LISTED])
     more = f" and {len(ids) - MAX_LISTED} more" if len(ids) > MAX_LISTED else ""
     return f"{where}: {len(ids)} question(s) {what} (ids {shown}{more}); {fix}"
 
 
-def read_qa_records(path: Path, data: DataConfig, need_label: bool = True) -> tuple[list[Record], list[str]]:
+def read_qa_records(path: Path, data: DataConfig, need_label: bool = True,
+                    columns: QaColumns | None = None) -> tuple[list[Record], list[str]]:
     """Records (question in ``text``, context in ``text_pair``, answers in ``label``); problems returned."""
+    columns = columns or QaColumns()
     path = Path(path)
     if not path.is_file():
         return [], [f"{path}: file not found; check the path (relative paths start at {Path.cwd()})"]
@@ -66,7 +84,7 @@ def read_qa_records(path: Path, data: DataConfig, need_label: bool = True) -> tu
         if fmt == "squad":
             raw = list(_squad_questions(path))
         elif fmt == "jsonl":
-            raw = list(_jsonl_questions(path, data))
+            raw = list(_jsonl_questions(path, columns))
         else:
             return [], [f"{path}: question answering reads SQuAD JSON (.json) or JSONL (.jsonl); rename the file "
                          "or set data.format to squad or jsonl"]
@@ -114,19 +132,19 @@ def _squad_questions(path: Path) -> list[RawQuestion]:
     return questions
 
 
-def _jsonl_questions(path: Path, data: DataConfig) -> Iterator[RawQuestion]:
+def _jsonl_questions(path: Path, columns: QaColumns) -> Iterator[RawQuestion]:
     table = read_jsonl(path)
     for row, line in zip(table.rows, table.lines, strict=True):
-        answers = row.get(data.answers_column)
+        answers = row.get(columns.answers_column)
         if isinstance(answers, dict):  # {"text": [...], "answer_start": [...]}
             texts, starts = answers.get("text", []), answers.get("answer_start", [])
             if not isinstance(texts, list) or not isinstance(starts, list) or len(texts) != len(starts):
                 answers = "malformed"
             else:
                 answers = [{"text": t, "answer_start": s} for t, s in zip(texts, starts, strict=True)]
-        qid = row.get(data.id_column)
-        yield RawQuestion(str(line if qid is None else qid), line, row.get(data.question_column),
-                          row.get(data.context_column), answers)
+        qid = row.get(columns.id_column)
+        yield RawQuestion(str(line if qid is None else qid), line, row.get(columns.question_column),
+                          row.get(columns.context_column), answers)
 
 
 def _records(path: Path, raw: list[RawQuestion], need_label: bool) -> tuple[list[Record], list[str]]:

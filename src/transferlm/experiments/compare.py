@@ -12,7 +12,8 @@ from typing import Any
 import yaml
 
 from transferlm.config.load import config_to_dict
-from transferlm.config.schema import RunConfig, StrategyConfig
+from transferlm.config.schema import RunConfig
+from transferlm.config.selected import strategy_settings
 from transferlm.errors import ConfigError, ExperimentError, RunDirError
 from transferlm.experiments.config import CompareSettings, ExperimentSettings, MemberConfig
 from transferlm.experiments.jobs import Job, check_members, is_fitted_baseline, job_config, run_job
@@ -57,11 +58,11 @@ def prepare(config: RunConfig, settings: ExperimentSettings, kind: str, overwrit
         log.info("%s: continuing the experiment in %s (finished runs are reused)", kind, out)
     elif overwrite and out.exists():
         shutil.rmtree(out)
-    if config.strategy != StrategyConfig():
+    if config.strategy != strategy_settings():
         raise ConfigError(
             f"strategy: the members choose the strategy, so the shared strategy section would be "
             f"ignored; move its settings into a member's set, e.g. {{name: lora, set: "
-            f"{{strategy.lora.r: 16}}}}, under {kind}.members"
+            f"{{strategy.r: 16}}}}, under {kind}.members"
         )
     task = build_task(config.task, config.data)
     members = settings.member_list(task.baselines)

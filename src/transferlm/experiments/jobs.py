@@ -21,7 +21,7 @@ from transferlm.config.load import build_config, config_to_dict, set_dotted
 from transferlm.config.schema import RunConfig
 from transferlm.errors import ConfigError
 from transferlm.experiments.config import BASELINE_NAMES, MemberConfig
-from transferlm.experiments.splits import SplitFiles, data_settings
+from transferlm.experiments.splits import SplitFiles, read_back
 from transferlm.strategies import STRATEGIES
 from transferlm.tasks.base import Task
 from transferlm.training.checkpoint import atomic_write_text
@@ -72,8 +72,10 @@ def is_fitted_baseline(member: MemberConfig) -> bool:
 def job_config(base: RunConfig, job: Job, files: SplitFiles, train_overrides: dict[str, Any]) -> RunConfig:
     """The run config of one job: the shared settings, this member's strategy and overrides, the split files."""
     data = config_to_dict(base)
-    data["data"] = data_settings(base, job.train_file, files)
-    data["strategy"] = {"name": "full" if job.member.name == "scratch" else job.member.name}
+    read_back(data, job.train_file, files)
+    # A baseline's run config holds the shared settings (a fitted baseline reads the data and task from it);
+    # scratch trains the whole randomly initialised model.
+    data["strategy"] = {"name": "full" if job.member.is_baseline else job.member.name}
     if job.member.name == "scratch":
         data["model"]["init"] = "random"
     data["train"].update({"seed": job.seed, "progress": False, **train_overrides})

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transferlm.config.schema import RunConfig
+from transferlm.config.load import set_dotted
 from transferlm.data.records import Record
 from transferlm.runs.prepare import Splits
 from transferlm.tasks.base import Task
@@ -26,7 +26,7 @@ class SplitFiles:
     test: Path | None
     evaluated: str  # the split the experiment reports: test when there is one
     n_eval: int
-    columns: dict[str, Any]  # the data settings under which the task reads these files back
+    columns: dict[str, Any]  # the settings (dotted keys) under which the task reads these files back
 
 
 def write_records(path: Path, records: Sequence[Record], task: Task) -> Path:
@@ -44,22 +44,21 @@ def write_splits(root: Path, splits: Splits, task: Task) -> SplitFiles:
         test,
         "test" if test else "validation",
         len(splits.test if splits.test is not None else splits.validation),
-        task.data_columns(),
+        task.read_back_keys(),
     )
 
 
-def data_settings(config: RunConfig, train: Path, files: SplitFiles) -> dict:
-    """The data section of a member's run: the written files, read back with the original label handling."""
-    data = config.data
-    return {
+def read_back(config: dict, train: Path, files: SplitFiles) -> None:
+    """Point a member's run config (a dict) at the written files, with the settings that read them back."""
+    config["data"] = {
         "train": str(train),
         "validation": str(files.validation),
         "test": str(files.test) if files.test else None,
         "format": "jsonl",
-        "label_delimiter": data.label_delimiter,
-        "drop_empty": data.drop_empty,
-        **files.columns,
+        "drop_empty": config["data"].get("drop_empty", False),
     }
+    for key, value in files.columns.items():
+        set_dotted(config, key, value)
 
 
 def nested_subset(

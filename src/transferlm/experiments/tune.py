@@ -44,9 +44,9 @@ log = logging.getLogger(__name__)
 _LR_RANGES = {"full": (1e-5, 2e-4), "last-n": (1e-5, 5e-4), "bitfit": (1e-4, 5e-3), "lora": (2e-4, 1e-2),
               "frozen": (1e-4, 2e-2), "contrastive": (1e-5, 2e-4)}
 _EXTRA = {
-    "lora": {"strategy.lora.r": {"type": "categorical", "choices": [4, 8, 16]}},
+    "lora": {"strategy.r": {"type": "categorical", "choices": [4, 8, 16]}},
     "last-n": {"strategy.layers": {"type": "int", "low": 1, "high": 4}},
-    "contrastive": {"strategy.contrastive.pairs_per_example": {"type": "int", "low": 5, "high": 40, "log": True}},
+    "contrastive": {"strategy.pairs_per_example": {"type": "int", "low": 5, "high": 40, "log": True}},
 }
 
 

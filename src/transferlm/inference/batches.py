@@ -13,7 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from transferlm.tasks.base import Features, Task
+from transferlm.tasks.base import Features
+from transferlm.tasks.protocol import LoopTask
 
 
 def inference_order(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
@@ -22,7 +23,7 @@ def inference_order(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def torch_forward(model: nn.Module, task: Task) -> Callable[..., torch.Tensor]:
+def torch_forward(model: nn.Module, task: LoopTask) -> Callable[..., torch.Tensor]:
     """The torch backend: the model's outputs reduced to the tensor the task keeps (``task.logits``)."""
     return lambda **inputs: task.logits(model(**inputs))
 
@@ -30,7 +31,7 @@ def torch_forward(model: nn.Module, task: Task) -> Callable[..., torch.Tensor]:
 @torch.no_grad()
 def map_batches(
     forward: Callable[..., torch.Tensor],
-    task: Task,
+    task: LoopTask,
     features: Features,
     pad_id: int,
     batch_size: int = 64,
@@ -53,7 +54,7 @@ def map_batches(
 
 def run_inference(
     model: nn.Module,
-    task: Task,
+    task: LoopTask,
     features: Features,
     pad_id: int,
     batch_size: int = 64,

@@ -49,8 +49,8 @@ def adapt_config(data: dict[str, Any], overrides: list[tuple[str, Any]] = ()) ->
         raise ConfigError(f"task.type: adapt continues pretraining, so it is one of {', '.join(OBJECTIVES)} (or "
                           f"unset: chosen from the model), not {task_type!r}; `transferlm train` fine-tunes for it")
     if given.get("strategy", {}).get("name") == "lora":
-        if given["strategy"].get("lora", {}).get("merge") is False:
-            raise ConfigError("strategy.lora.merge: adapt writes a plain model directory for `train --model`, so "
+        if given["strategy"].get("merge") is False:
+            raise ConfigError("strategy.merge: adapt writes a plain model directory for `train --model`, so "
                               "the adapters are merged on save; remove merge: false")
-        set_dotted(given, "strategy.lora.merge", True)
+        set_dotted(given, "strategy.merge", True)
     return build_config(given)

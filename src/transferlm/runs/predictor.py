@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
-from pydantic import ValidationError
 
-from transferlm.config.load import format_validation_error
-from transferlm.config.schema import DataConfig, StrategyConfig, TaskConfig
+from transferlm.config.load import saved_sections
+from transferlm.config.schema import DataConfig
 from transferlm.data.records import Record
-from transferlm.errors import ConfigError, DataError, RunDirError
+from transferlm.errors import ConfigError, DataError
 from transferlm.inference.batches import map_batches, run_inference, torch_forward
 from transferlm.inference.generation import GenerationSettings, Generator
 from transferlm.inference.onnx_runtime import MODEL_FILE, OnnxForward
@@ -30,18 +28,6 @@ from transferlm.tasks.base import Features
 log = logging.getLogger(__name__)
 
 
-def _lenient_section(cls, data: dict[str, Any], where: str):
-    """Saved artifacts load leniently: unknown keys (from another version) are dropped with a warning."""
-    known = {k: v for k, v in data.items() if k in cls.model_fields}
-    for key in sorted(set(data) - set(known)):
-        warnings.warn(f"{where}: ignoring unknown saved setting {key!r} (written by another transferlm version)",
-                      stacklevel=3)
-    try:
-        return cls.model_validate(known)
-    except ValidationError as e:
-        raise RunDirError([f"{where}: {p}" for p in format_validation_error(e)]) from e
-
-
 class Predictor:
     def __init__(self, root: Path, batch_size: int = 64, onnx_spin: bool = True):
         """``onnx_spin``: whether an export's ONNX Runtime threads spin-wait between runs (``OnnxForward``)."""
@@ -49,13 +35,14 @@ class Predictor:
         self.manifest = layout.read_manifest(self.root)
         saved = yaml.safe_load((self.root / layout.CONFIG).read_text()) or {}
         self.saved_config = saved
-        self.data_config: DataConfig = _lenient_section(DataConfig, saved.get("data", {}), f"{root}/data")
-        task_config: TaskConfig = _lenient_section(TaskConfig, saved.get("task", {}), f"{root}/task")
+        # Saved artifacts load leniently: keys of another version are dropped with a warning.
+        self.data_config: DataConfig
+        self.data_config, task_config, strategy_config = saved_sections(saved, str(root))
         self.max_length = int(saved.get("model", {}).get("max_length", 512))
         self.task = build_task(task_config, self.data_config)
         self.task.load_state(json.loads((self.root / layout.TASK_STATE).read_text()))
         self.tokenizer = load_tokenizer(self.root)
-        strategy = build_strategy(_lenient_section(StrategyConfig, saved.get("strategy", {}), f"{root}/strategy"))
+        strategy = build_strategy(strategy_config)
         model_name = saved.get("model", {}).get("name", self.manifest.get("model"))
 
         def base():  # only strategies that saved a delta (a LoRA adapter) need the pretrained model again

@@ -25,6 +25,7 @@ from transferlm.runs.prepare import load_splits
 from transferlm.strategies import build_strategy, count_parameters
 from transferlm.strategies.base import LoopContext, TrainingInputs
 from transferlm.tasks import build_task
+from transferlm.tasks.pooling import PoolingSettings
 from transferlm.training.checkpoint import atomic_write_text
 from transferlm.training.fit import FitSummary, Fitter, RunPaths
 
@@ -77,7 +78,7 @@ def check_output(config: RunConfig, resume: bool, overwrite: bool) -> tuple[RunP
 def _config_differences(old: dict, new: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
     ignored = {"train.progress"}  # display only: free to change between the two halves of a run
     # null or auto means "the default", saved resolved
-    resolved_later = {"strategy.lora.target_modules", "train.epochs"}
+    resolved_later = {"strategy.target_modules", "train.epochs"}
     found = []
     for key in sorted(set(old) | set(new)):
         name = f"{prefix}{key}"
@@ -101,6 +102,7 @@ def _build_registered(config: RunConfig):
         problems.append(f"strategy.name: {e}")
     if problems:
         raise ConfigError(problems)
+    task.greater_is_better(config.train.metric or task.default_metric)  # an undeclared metric fails now, not later
     return task, strategy
 
 
@@ -131,14 +133,13 @@ def _final_metrics(model, task, summary: FitSummary, encoded: dict[str, Any], pa
 
 
 def _resolve_pooling(config: RunConfig, model_path) -> RunConfig:
-    """task.pooling auto: mean for a classifier on a checkpoint trained with mean pooling, else cls."""
-    if config.task.pooling != "auto":
+    """task.pooling auto (tasks whose settings have it): mean on a checkpoint trained with mean pooling, else cls."""
+    if not isinstance(config.task, PoolingSettings) or config.task.pooling != "auto":
         return config
-    mean = config.task.type == "classification" and trained_with_mean_pooling(model_path)
+    mean = trained_with_mean_pooling(model_path)
     pooling = "mean" if mean else "cls"
-    if config.task.type == "classification":
-        log.info("task.pooling auto: %s (%s)", pooling, "the checkpoint's sentence-transformers pooling is the mean"
-                 if mean else "no mean-pooling config in the checkpoint: the model's own head")
+    log.info("task.pooling auto: %s (%s)", pooling, "the checkpoint's sentence-transformers pooling is the mean"
+             if mean else "no mean-pooling config in the checkpoint: the model's own head")
     return config.model_copy(update={"task": config.task.model_copy(update={"pooling": pooling})})
 
 
@@ -248,7 +249,7 @@ def _accelerator(config: RunConfig):
         log.warning("train.bf16 on a CPU without native bfloat16 (AVX512-BF16 or AMX): autocast is emulated and "
                     "slow (SmolLM2 LoRA: 30x slower than fp32 on an AVX2 CPU); turn train.bf16 off here")
     # Gradual unfreezing leaves parameters without gradients in early epochs, which DDP must be told of.
-    ddp = DistributedDataParallelKwargs(find_unused_parameters=config.strategy.gradual_unfreeze)
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=getattr(config.strategy, "gradual_unfreeze", False))
     # cpu=True is what makes accelerate join a gloo process group under torchrun on a CPU-only
     # machine; without it each process trains alone. The device is logged by train().
     return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="bf16" if config.train.bf16 else "no",

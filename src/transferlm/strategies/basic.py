@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
+from typing import Literal
 
+from pydantic import Field
 from torch import nn
 
+from transferlm.config.selected import StrategySettings
 from transferlm.errors import ConfigError
-from transferlm.strategies.base import STRATEGIES, LoopContext, Strategy, TrainingInputs
+from transferlm.strategies.base import Adapting, LoopContext, Strategy, TrainingInputs, register_strategy
 from transferlm.strategies.feature_cache import CachedFeatureTask, cache_features
 from transferlm.strategies.layers import plain_name
 from transferlm.tasks.base import Task
@@ -17,10 +20,33 @@ from transferlm.tasks.base import Task
 log = logging.getLogger(__name__)
 
 
+class FullSettings(Adapting):
+    name: Literal["full"] = "full"
+
+
+class FrozenSettings(StrategySettings):
+    name: Literal["frozen"] = "frozen"
+    cache_features: bool = Field(
+        True,
+        description="Compute the backbone's outputs once and train the head on them (same result, one inference "
+        "pass instead of a forward pass per epoch).",
+    )
+
+
+class LastNSettings(Adapting):
+    name: Literal["last-n"] = "last-n"
+    layers: int = Field(gt=0, description="How many top transformer layers train (required).")
+
+
+class BitFitSettings(Adapting):
+    name: Literal["bitfit"] = "bitfit"
+
+
 class FullFineTuning(Strategy):
     """Everything trains."""
 
     name = "full"
+    settings = FullSettings
 
     def trainable(self, model: nn.Module, task: Task) -> set[str]:
         return {name for name, _ in model.named_parameters()}
@@ -30,8 +56,7 @@ class FrozenBackbone(Strategy):
     """The pretrained backbone is fixed (and kept in eval mode: no dropout); only the new head trains."""
 
     name = "frozen"
-    options = frozenset({"cache_features"})
-    takes_modifiers = False
+    settings = FrozenSettings
     default_lr = 1e-3  # a head alone (bench/README.md: the linear probe)
 
     def trainable(self, model: nn.Module, task: Task) -> set[str]:
@@ -74,16 +99,15 @@ class LastLayers(Strategy):
     """The top N transformer layers (and anything above them) train with the head; the rest is fixed."""
 
     name = "last-n"
-    options = frozenset({"layers"})
+    settings = LastNSettings
     needs_layers = True
 
     def trainable(self, model: nn.Module, task: Task) -> set[str]:
         total = self.layer_map.num_layers
         n = self.config.layers
-        if n is None or n > total:
-            got = "is not set" if n is None else f"is {n}"
+        if n > total:
             raise ConfigError(
-                f"strategy.layers {got}; this model has {total} transformer layers ({self.layer_map.describe()}), "
+                f"strategy.layers is {n}; this model has {total} transformer layers ({self.layer_map.describe()}), "
                 f"so choose 1..{total} (or strategy full to train all, frozen to train none)"
             )
         lowest = total - n + 1
@@ -94,6 +118,7 @@ class BiasOnly(Strategy):
     """BitFit (Ben Zaken et al., 2022): only the bias terms of the backbone train, with the head."""
 
     name = "bitfit"
+    settings = BitFitSettings
     default_lr = 5e-4  # BitFit's paper range (1e-4..1e-3)
 
     def trainable(self, model: nn.Module, task: Task) -> set[str]:
@@ -107,7 +132,7 @@ class BiasOnly(Strategy):
         return head | biases
 
 
-STRATEGIES.register("full", FullFineTuning)
-STRATEGIES.register("frozen", FrozenBackbone)
-STRATEGIES.register("last-n", LastLayers)
-STRATEGIES.register("bitfit", BiasOnly)
+register_strategy(FullFineTuning)
+register_strategy(FrozenBackbone)
+register_strategy(LastLayers)
+register_strategy(BiasOnly)

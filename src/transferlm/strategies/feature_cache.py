@@ -8,29 +8,27 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
 
 from transferlm.inference.batches import map_batches
-from transferlm.tasks.base import Features, Task
+from transferlm.tasks.base import Features, LossTerms, Task
 from transferlm.tasks.heads import FeatureHead
 
 log = logging.getLogger(__name__)
 
 
 class CachedFeatureTask:
-    """The task, with batches that carry the cached features instead of the backbone's inputs."""
+    """The loop's task for a head over cached features (a ``LoopTask``): batches carry the cached features instead
+    of the backbone's inputs; the head's outputs are the model's, so loss, outputs and metrics are the task's."""
 
     def __init__(self, task: Task, head: FeatureHead):
         self.task, self.head = task, head
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.task, name)
-
-    def collate(self, items, pad_id: int) -> dict[str, torch.Tensor]:
+    def collate(self, items: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
         batch = self.task.collate_targets(items) if "labels" in items[0] else {}
         batch["features"] = self.head.collate_features([item["features"] for item in items])
         return batch
@@ -39,6 +37,25 @@ class CachedFeatureTask:
 
     def model_inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {"features": batch["features"]}
+
+    # --- the task's own ---
+    def loss_units(self, items: Sequence[dict[str, Any]]) -> int:
+        return self.task.loss_units(items)
+
+    def loss(self, outputs: Any, batch: dict[str, torch.Tensor]) -> LossTerms:
+        return self.task.loss(outputs, batch)
+
+    def logits(self, outputs: Any) -> torch.Tensor:
+        return self.task.logits(outputs)
+
+    def output_rows(self, output: torch.Tensor, items: Sequence[dict[str, Any]]) -> list[torch.Tensor]:
+        return self.task.output_rows(output, items)
+
+    def metrics(self, outputs: Sequence[torch.Tensor], features: Features) -> dict[str, Any]:
+        return self.task.metrics(outputs, features)
+
+    def greater_is_better(self, metric: str) -> bool:
+        return self.task.greater_is_better(metric)
 
 
 def cache_features(

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from transferlm.config.schema import DataConfig, TaskConfig
+from transferlm.config.schema import DataConfig
+from transferlm.config.selected import TASK_SETTINGS, TaskSettings
 from transferlm.data.records import Record, read_records
-from transferlm.errors import DataError
+from transferlm.errors import ConfigError, DataError
 from transferlm.registry import Registry
 from transferlm.tasks.heads import FeatureHead
 
@@ -68,12 +69,18 @@ class LossTerms:
 
 class Task(ABC):
     name: str
+    settings: ClassVar[type[TaskSettings]]  # the task's own settings class: the keys of the run's ``task:`` section
     default_metric: str
+    # Every metric that may select checkpoints (train.metric) or be tuned, and whether higher is better.
+    metric_directions: ClassVar[Mapping[str, bool]]
     baselines: tuple[str, ...] = ()  # the no-transfer baselines of `compare` that apply (besides scratch)
     has_new_head: bool = True  # False: the model's own pretrained head is trained (language modelling)
     generates: bool = False  # True: predictions are generated text (``Predictor.generate``), not read off outputs
 
-    def __init__(self, task: TaskConfig, data: DataConfig):
+    def __init__(self, task: TaskSettings, data: DataConfig):
+        if not isinstance(task, self.settings):
+            raise ConfigError(f"task: task {self.name} takes {self.settings.__name__}, got {type(task).__name__}; "
+                              f"build it with task_settings({self.name!r}, ...)")
         self.task_config = task
         self.data_config = data
 
@@ -148,7 +155,7 @@ class Task(ABC):
         return Record(item, None, None, index)
 
     def record_row(self, record: Record, with_label: bool = True) -> dict[str, Any]:
-        """A record as one JSONL row that ``read_records`` reads back with ``data_columns()`` (experiments
+        """A record as one JSONL row that ``read_records`` reads back under ``read_back_keys()`` (experiments
         write their splits this way; ``predict`` echoes inputs with it)."""
         row: dict[str, Any] = {"text": record.text}
         if record.text_pair is not None:
@@ -157,10 +164,11 @@ class Task(ABC):
             row["label"] = record.label
         return row
 
-    def data_columns(self) -> dict[str, Any]:
-        """The ``data`` settings under which ``record_row`` rows read back."""
-        return {"text_column": "text", "text_pair_column": "text_pair" if self.data_config.text_pair_column else None,
-                "label_column": "label"}
+    def read_back_keys(self) -> dict[str, Any]:
+        """The settings (dotted keys of the run config) under which ``record_row`` rows read back."""
+        return {"data.text_column": "text",
+                "data.text_pair_column": "text_pair" if self.data_config.text_pair_column else None,
+                "data.label_column": "label"}
 
     # --- features, loss, outputs ---
     @abstractmethod
@@ -228,7 +236,13 @@ class Task(ABC):
     calibrates: bool = False  # whether ``calibrate`` does anything (saves an inference pass when not)
 
     def greater_is_better(self, metric: str) -> bool:
-        return "loss" not in metric
+        """Whether a higher ``metric`` is better, as the task declares it; an undeclared metric is an error (a
+        guess would select the worst checkpoint of a metric such as rmse)."""
+        try:
+            return self.metric_directions[metric]
+        except KeyError:
+            raise ConfigError(f"train.metric: {metric!r} is not a metric of task {self.name}; choose one of "
+                              f"{', '.join(sorted(self.metric_directions))}") from None
 
 
 class TextObjectiveTask(Task):
@@ -236,6 +250,7 @@ class TextObjectiveTask(Task):
     lower loss and perplexity are better."""
 
     default_metric = "perplexity"
+    metric_directions = {"perplexity": False, "loss": False}
     has_new_head = False
     empty_split = "no examples"  # what an empty split is called in the problem report
 
@@ -251,12 +266,22 @@ class TextObjectiveTask(Task):
     def load_state(self, state: dict[str, Any]) -> None:
         pass
 
-    def greater_is_better(self, metric: str) -> bool:
-        return metric not in ("loss", "perplexity") and "loss" not in metric
+
+TASKS: Registry[type[Task]] = Registry("task", plugins="transferlm.tasks")
 
 
-TASKS: Registry[type[Task]] = Registry("task")
+def register_task(task: type[Task]) -> type[Task]:
+    """Register a task and its settings class under the task's name (one call per task module)."""
+    declared = task.settings.model_fields["type"].default
+    if declared != task.name:
+        raise ValueError(f"{task.__name__}.settings declares type {declared!r}, not the task's name {task.name!r}")
+    default = getattr(task, "default_metric", None)  # classification picks its own per run (multi-label or not)
+    if isinstance(default, str) and default not in task.metric_directions:
+        raise ValueError(f"{task.__name__}: default metric {task.default_metric!r} has no declared direction")
+    TASKS.register(task.name, task)
+    TASK_SETTINGS.register(task.name, task.settings)
+    return task
 
 
-def build_task(task: TaskConfig, data: DataConfig) -> Task:
+def build_task(task: TaskSettings, data: DataConfig) -> Task:
     return TASKS.get(task.type)(task, data)

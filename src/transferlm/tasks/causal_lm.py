@@ -18,16 +18,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from transferlm.data.lm import ROLES, Turn, is_chat, is_prompt_completion, parse_turns, read_lm_records
+from transferlm.config.selected import TaskSettings
+from transferlm.data.lm import ROLES, LmColumns, Turn, is_chat, is_prompt_completion, parse_turns, read_lm_records
 from transferlm.data.records import Record
 from transferlm.errors import ConfigError, DataError, ModelSpecError
-from transferlm.tasks.base import TASKS, Features, LossTerms, TextObjectiveTask, pad_inputs, pad_sequences
+from transferlm.tasks.base import Features, LossTerms, TextObjectiveTask, pad_inputs, pad_sequences, register_task
 
 IGNORE = -100
 # Encoder families: their checkpoints have no causal language-model head to fine-tune.
@@ -96,8 +97,13 @@ def prompt_ids(tokenizer: Any, record: Record) -> list[int]:
     return tokenizer(record.text, add_special_tokens=False)["input_ids"]
 
 
+class CausalLmSettings(LmColumns, TaskSettings):
+    type: Literal["causal-lm"] = "causal-lm"
+
+
 class CausalLmTask(TextObjectiveTask):
     name = "causal-lm"
+    settings = CausalLmSettings
     generates = True
 
     # --- model ---
@@ -123,15 +129,15 @@ class CausalLmTask(TextObjectiveTask):
 
     # --- data ---
     def read_records(self, path: Path, need_label: bool = True) -> tuple[list[Record], list[str]]:
-        return read_lm_records(path, self.data_config)
+        return read_lm_records(path, self.data_config, self.task_config)
 
     def input_record(self, item: Any, index: int) -> Record:
         """A prompt string, ``{"prompt": ...}``, or a chat as ``{"messages": [...]}`` / a list of turns."""
         if isinstance(item, str):
             return Record(item, None, None, index)
-        messages = item.get(self.data_config.messages_column, item.get("messages")) if isinstance(item, dict) else item
+        messages = item.get(self.task_config.messages_column, item.get("messages")) if isinstance(item, dict) else item
         if isinstance(item, dict) and messages is None:
-            prompt = item.get(self.data_config.prompt_column, item.get("prompt"))
+            prompt = item.get(self.task_config.prompt_column, item.get("prompt"))
             if not isinstance(prompt, str):
                 raise DataError(f"input {index}: a dict needs 'prompt' (a string) or 'messages' (a list of turns)")
             return Record(prompt, None, None, index)
@@ -151,9 +157,9 @@ class CausalLmTask(TextObjectiveTask):
             return {"prompt": record.text, "completion": record.text_pair}
         return {"text": record.text}
 
-    def data_columns(self) -> dict[str, Any]:
-        return {"text_column": "text", "messages_column": "messages", "prompt_column": "prompt",
-                "completion_column": "completion"}
+    def read_back_keys(self) -> dict[str, Any]:
+        return {"data.text_column": "text", "task.messages_column": "messages", "task.prompt_column": "prompt",
+                "task.completion_column": "completion"}
 
     # --- features ---
     def encode(self, tokenizer, records: Sequence[Record], max_length: int, with_labels: bool = True) -> Features:
@@ -251,4 +257,4 @@ class CausalLmTask(TextObjectiveTask):
         raise NotImplementedError("causal-lm predictions are generated: Predictor.generate")
 
 
-TASKS.register("causal-lm", CausalLmTask)
+register_task(CausalLmTask)

@@ -5,25 +5,45 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Optional, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from transferlm.config.selected import TaskSettings
 from transferlm.data.readers import summarise_lines
 from transferlm.data.records import Record
 from transferlm.evaluation.classification import multi_label_metrics, single_label_metrics
-from transferlm.tasks.base import TASKS, Features, LossTerms, Task, pad_inputs
+from transferlm.tasks.base import Features, LossTerms, Task, pad_inputs, register_task
 from transferlm.tasks.heads import FeatureHead
 from transferlm.tasks.labels import LabelMap, split_labels
-from transferlm.tasks.pooling import MeanPoolingClassifier
+from transferlm.tasks.pooling import MeanPoolingClassifier, PoolingSettings
+
+
+class ClassificationSettings(PoolingSettings, TaskSettings):
+    type: Literal["classification"] = "classification"
+    multi_label: bool = Field(
+        False, description="Each example may carry several labels (sigmoid outputs, per-label threshold)."
+    )
+    threshold: float = Field(0.5, gt=0, lt=1, description="Multi-label decision threshold on each label's probability.")
+    class_weights: Union[Literal["none", "auto"], list[float]] = Field(
+        "none",
+        description="Loss weights per class: none, auto (inverse train frequency), or a list in label order.",
+    )
+    label_delimiter: Optional[str] = Field(
+        None, description="Splits a string label column into several labels (multi-label), e.g. '|'."
+    )
 
 
 class ClassificationTask(Task):
     name = "classification"
+    settings = ClassificationSettings
+    metric_directions = {"accuracy": True, "f1_macro": True, "f1_micro": True, "f1_weighted": True,
+                         "subset_accuracy": True}
     baselines = ("tfidf",)
 
     def __init__(self, task, data):
@@ -35,7 +55,7 @@ class ClassificationTask(Task):
 
     # --- labels ---
     def labels_of(self, record: Record) -> tuple[str, ...]:
-        return split_labels(record.label, self.data_config.label_delimiter)
+        return split_labels(record.label, self.task_config.label_delimiter)
 
     def split_key(self, record: Record) -> Any:
         return self.labels_of(record)
@@ -73,7 +93,7 @@ class ClassificationTask(Task):
                         where,
                         f"have several labels in column {self.data_config.label_column!r}",
                         multi,
-                        "set task.multi_label: true (and data.label_delimiter for strings)",
+                        "set task.multi_label: true (and task.label_delimiter for strings)",
                     )
                 )
         return problems
@@ -284,4 +304,4 @@ class ClassificationTask(Task):
         return out
 
 
-TASKS.register("classification", ClassificationTask)
+register_task(ClassificationTask)

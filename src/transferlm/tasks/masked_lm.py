@@ -25,17 +25,19 @@ import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
-from transferlm.data.lm import read_documents
+from transferlm.config.selected import TaskSettings
+from transferlm.data.lm import Documents, read_documents
 from transferlm.data.records import Record
 from transferlm.errors import ConfigError, ModelSpecError
-from transferlm.tasks.base import TASKS, Features, LossTerms, TextObjectiveTask, pad_inputs, pad_sequences
+from transferlm.tasks.base import Features, LossTerms, TextObjectiveTask, pad_inputs, pad_sequences, register_task
 
 log = logging.getLogger(__name__)
 IGNORE = -100
@@ -103,8 +105,19 @@ def target_count(words: Sequence[int], probability: float) -> int:
     return max(1, round(probability * maskable)) if maskable else 0
 
 
+class MaskedLmSettings(Documents, TaskSettings):
+    type: Literal["masked-lm"] = "masked-lm"
+    mlm_probability: float = Field(
+        0.15, gt=0, lt=1,
+        description="Share of tokens predicted per block (of those, 80% become the mask token, 10% a random token, "
+        "10% stay).",
+    )
+    whole_word_mask: bool = Field(False, description="Choose whole words to mask (all their subword pieces together).")
+
+
 class MaskedLmTask(TextObjectiveTask):
     name = "masked-lm"
+    settings = MaskedLmSettings
     empty_split = "no text"
     # The objective is the model's own pretraining one: nothing new to train alone (frozen is refused). A
     # checkpoint saved without its masked-LM head (sentence-embedding models such as minilm) gets a new one,
@@ -149,7 +162,7 @@ class MaskedLmTask(TextObjectiveTask):
 
     # --- data ---
     def read_records(self, path: Path, need_label: bool = True) -> tuple[list[Record], list[str]]:
-        return read_documents(path, self.data_config)
+        return read_documents(path, self.data_config, self.task_config)
 
     def predictions(self, outputs, features: Features, records: Sequence[Record]) -> list[dict[str, Any]]:
         raise NOT_A_PREDICTOR
@@ -258,4 +271,4 @@ class MaskedLmTask(TextObjectiveTask):
                 "accuracy": correct / tokens if tokens else float("nan"), "tokens": tokens, "n": len(outputs)}
 
 
-TASKS.register("masked-lm", MaskedLmTask)
+register_task(MaskedLmTask)

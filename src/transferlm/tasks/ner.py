@@ -11,21 +11,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 from transformers.modeling_outputs import TokenClassifierOutput
 
+from transferlm.config.selected import TaskSettings
 from transferlm.data import tagging
 from transferlm.data.readers import summarise_lines
 from transferlm.data.records import Record
-from transferlm.data.sequences import read_sequence_records
-from transferlm.errors import ConfigError, DataError
+from transferlm.data.sequences import SequenceColumns, read_sequence_records
+from transferlm.errors import DataError
 from transferlm.evaluation.ner import entity_metrics
-from transferlm.tasks.base import TASKS, Features, LossTerms, Task, pad_inputs, pad_sequences
+from transferlm.tasks.base import Features, LossTerms, Task, pad_inputs, pad_sequences, register_task
 from transferlm.tasks.heads import FeatureHead
 from transferlm.tasks.windows import context, plan_windows
 
@@ -33,24 +35,35 @@ IGNORE = -100  # label of positions outside the loss (special tokens, later subw
 DEFAULT_STRIDE = 32
 
 
+class NerSettings(SequenceColumns, TaskSettings):
+    type: Literal["ner"] = "ner"
+    stride: Optional[int] = Field(
+        None, ge=0,
+        description=f"Subword tokens shared by consecutive windows of a sentence longer than model.max_length; "
+        f"null: {DEFAULT_STRIDE}.",
+    )
+    label_all_subwords: bool = Field(
+        False,
+        description="Train on every subword of a word (later pieces of a B- word get I-) instead of only the first; "
+        "predictions always read the first subword.",
+    )
+
+
 class NerTask(Task):
     name = "ner"
+    settings = NerSettings
     default_metric = "f1"
+    metric_directions = {"f1": True, "precision": True, "recall": True, "token_accuracy": True}
     baselines = ("crf",)
 
     def __init__(self, task, data):
         super().__init__(task, data)
-        wrong = [f"task.{key}: not used by task ner; remove it" for key, bad in (
-            ("multi_label", task.multi_label), ("pooling", task.pooling == "mean"),
-            ("class_weights", task.class_weights != "none")) if bad]
-        if wrong:
-            raise ConfigError(wrong)
         self.labels: list[str] = []
         self.stride = DEFAULT_STRIDE if task.stride is None else task.stride
 
     # --- data and labels ---
     def read_records(self, path: Path, need_label: bool = True) -> tuple[list[Record], list[str]]:
-        return read_sequence_records(path, self.data_config, need_label)
+        return read_sequence_records(path, self.data_config, need_label, self.task_config)
 
     def input_record(self, item: Any, index: int) -> Record:
         """A string is raw text (entities come back with character offsets); a list of strings is
@@ -71,14 +84,14 @@ class NerTask(Task):
             row["tags"] = list(record.label)
         return row
 
-    def data_columns(self) -> dict[str, Any]:
-        return {"tokens_column": "tokens", "tags_column": "tags", "tag_scheme": "bio"}  # written after conversion
+    def read_back_keys(self) -> dict[str, Any]:  # the tags are written after conversion to BIO
+        return {"task.tokens_column": "tokens", "task.tags_column": "tags", "task.tag_scheme": "bio"}
 
     def fit_labels(self, train, others, train_name="train") -> list[str]:
         types = sorted({tag[2:] for r in train for tag in r.label if tag != "O"})
         if not types:
             return [f"{train_name}: no entities in the training data (every tag is O); check the tag column "
-                    "(data.conll_tag_column / data.tags_column)"]
+                    "(task.conll_tag_column / task.tags_column)"]
         self.labels = ["O"] + [f"{p}-{t}" for t in types for p in "BI"]
         return self.check_labels(others)
 
@@ -312,4 +325,4 @@ def _pad_rows(rows: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.nn.utils.rnn.pad_sequence(list(rows), batch_first=True)
 
 
-TASKS.register("ner", NerTask)
+register_task(NerTask)

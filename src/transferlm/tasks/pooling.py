@@ -12,15 +12,30 @@ embeddings), the classifier reads the unit-length mean; the head file's metadata
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from transferlm.config.selected import Section
+
 HEAD_FILE = "head.safetensors"
+
+
+class PoolingSettings(Section):
+    """The sentence representation a head reads (the settings of classification, and of tasks with such heads)."""
+
+    pooling: Literal["auto", "cls", "mean"] = Field(
+        "auto",
+        description="Sentence representation for the head: cls (the model's own head; loads with plain "
+        "transformers), mean over tokens (better for sentence-embedding models like minilm), or auto: mean where "
+        "the checkpoint says it was trained with mean pooling (a sentence-transformers pooling config), else cls.",
+    )
 
 
 class MeanPoolingClassifier(nn.Module):

@@ -19,19 +19,21 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 from transformers.modeling_outputs import QuestionAnsweringModelOutput
 
+from transferlm.config.selected import TaskSettings
 from transferlm.data.records import Record
-from transferlm.data.squad import Answer, read_qa_records, summarise_ids
+from transferlm.data.squad import Answer, QaColumns, read_qa_records, summarise_ids
 from transferlm.errors import ConfigError, DataError
 from transferlm.evaluation.qa import best_null_threshold, example_scores, squad_metrics
-from transferlm.tasks.base import TASKS, Features, LossTerms, Task
+from transferlm.tasks.base import Features, LossTerms, Task, register_task
 from transferlm.tasks.heads import FeatureHead
 
 log = logging.getLogger(__name__)
@@ -92,27 +94,36 @@ class Decoded:
         return self.null_score - self.span_score
 
 
+class QaSettings(QaColumns, TaskSettings):
+    type: Literal["qa"] = "qa"
+    stride: Optional[int] = Field(
+        None, ge=0,
+        description=f"Subword tokens shared by consecutive windows of a long context (the doc_stride of the SQuAD "
+        f"scripts); null: {DEFAULT_STRIDE}, capped at half of the context a window holds.",
+    )
+    max_answer_length: int = Field(30, gt=0, description="The longest answer predicted, in subword tokens.")
+    n_best: int = Field(
+        20, gt=0, description="Start and end positions per window searched for the best legal answer span."
+    )
+
+
 class QaTask(Task):
     name = "qa"
+    settings = QaSettings
     default_metric = "f1"
+    metric_directions = {"f1": True, "exact_match": True}
     baselines = ("overlap",)
     calibrates = True
 
     def __init__(self, task, data):
         super().__init__(task, data)
-        wrong = [f"task.{key}: not used by task qa; remove it" for key, bad in (
-            ("multi_label", task.multi_label), ("pooling", task.pooling == "mean"),
-            ("class_weights", task.class_weights != "none"), ("label_all_subwords", task.label_all_subwords))
-            if bad]
-        if wrong:
-            raise ConfigError(wrong)
         self.stride = DEFAULT_STRIDE if task.stride is None else task.stride
         self.allow_null = False  # learned from train: does it have unanswerable questions?
         self.null_threshold = 0.0
 
     # --- data ---
     def read_records(self, path: Path, need_label: bool = True) -> tuple[list[Record], list[str]]:
-        return read_qa_records(path, self.data_config, need_label)
+        return read_qa_records(path, self.data_config, need_label, self.task_config)
 
     def input_record(self, item: Any, index: int) -> Record:
         """A ``{"question": ..., "context": ...}`` dict (an ``id`` is kept) or a ``(question, context)`` pair."""
@@ -135,9 +146,9 @@ class QaTask(Task):
             row["answers"] = [{"text": a.text, "answer_start": a.start} for a in record.label]
         return row
 
-    def data_columns(self) -> dict[str, Any]:
-        return {"question_column": "question", "context_column": "context", "answers_column": "answers",
-                "id_column": "id"}
+    def read_back_keys(self) -> dict[str, Any]:
+        return {"task.question_column": "question", "task.context_column": "context",
+                "task.answers_column": "answers", "task.id_column": "id"}
 
     def split_group(self, record: Record) -> Any:
         return record.text_pair  # a context's questions stay together: no context in both train and validation
@@ -395,4 +406,4 @@ def _probability(start: np.ndarray, end: np.ndarray, s: int, e: int) -> float:
     return float(np.exp(log_softmax(start)[s] + log_softmax(end)[e]))
 
 
-TASKS.register("qa", QaTask)
+register_task(QaTask)

@@ -21,7 +21,8 @@ from torch import nn
 from transferlm.config.schema import TrainConfig
 from transferlm.inference.batches import run_inference
 from transferlm.strategies.base import Strategy
-from transferlm.tasks.base import Features, Task
+from transferlm.tasks.base import Features
+from transferlm.tasks.protocol import LoopTask
 from transferlm.training.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from transferlm.training.sampler import plan_epoch, shard
 
@@ -50,7 +51,7 @@ class TrainingLoop:
     def __init__(
         self,
         model: nn.Module,
-        task: Task,
+        task: LoopTask,
         strategy: Strategy,
         features: Features,
         config: TrainConfig,

@@ -1,0 +1,180 @@
+"""Command-line flags generated from settings sections: every key has a flag, documented by its field.
+
+A flag is ``--`` plus the key's last part (``train.batch_size`` -> ``--batch-size``) unless the field names its own
+(``json_schema_extra={"flag": ...}``: ``--model`` for model.name). Booleans get ``--x`` and ``--no-x``. The task and
+strategy sections contribute the keys of every registered task and strategy; ``--help`` documents those of the task
+and strategy given and names the others only by their owner, while all stay accepted, so that a key of another task
+reaches validation and is reported there with whose key it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import types
+import typing
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+
+from transferlm.config.load import parse_override, read_yaml
+from transferlm.config.schema import RunConfig
+from transferlm.config.selected import STRATEGY_SETTINGS, TASK_SETTINGS, StrategySettings, TaskSettings
+
+SELECTED = {"task": (TASK_SETTINGS, TaskSettings, "type"), "strategy": (STRATEGY_SETTINGS, StrategySettings, "name")}
+
+
+@dataclass(frozen=True)
+class Flag:
+    key: str  # dotted key of the config the command reads
+    flag: str
+    field: FieldInfo
+    owners: tuple[str, ...] = ()  # the tasks (strategies) whose settings have it; empty: every run has it
+
+    @property
+    def dest(self) -> str:
+        return "cfg__" + self.key.replace(".", "__")
+
+
+def flag_name(name: str, field: FieldInfo) -> str:
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    return str(extra.get("flag") or "--" + name.replace("_", "-"))
+
+
+def section_flags(section: type[BaseModel], prefix: str = "", taken: Iterable[str] = ()) -> list[Flag]:
+    """Flags of a plain section (nested sections included); a name in ``taken`` gets the section's name in front
+    (``--curve-evaluations`` beside train's ``--evaluations``)."""
+    taken = set(taken)
+    flags = []
+    for name, field in section.model_fields.items():
+        key = f"{prefix}{name}"
+        nested = field.annotation
+        if isinstance(nested, type) and issubclass(nested, BaseModel):
+            flags += section_flags(nested, f"{key}.", taken)
+            continue
+        flag = flag_name(name, field)
+        if flag in taken and prefix:
+            flag = f"--{prefix.rstrip('.').replace('.', '-').replace('_', '-')}-{flag[2:]}"
+        flags.append(Flag(key, flag, field))
+    return flags
+
+
+def _selected_flags(section: str) -> list[Flag]:
+    registry, base, name_key = SELECTED[section]
+    owners: dict[str, list[str]] = {}
+    fields: dict[str, FieldInfo] = {}
+    for owner in registry.names():
+        for name, field in registry.get(owner).model_fields.items():
+            if name != name_key:
+                owners.setdefault(name, []).append(owner)
+                fields.setdefault(name, field)
+    flags = [Flag(f"{section}.{name_key}", flag_name(name_key, base.model_fields[name_key]),
+                  base.model_fields[name_key])]
+    return flags + [Flag(f"{section}.{name}", flag_name(name, field), field, tuple(owners[name]))
+                    for name, field in fields.items()]
+
+
+def run_flags() -> list[Flag]:
+    """A flag for every key of the run config, of every registered task and strategy."""
+    flags: list[Flag] = []
+    for name, field in RunConfig.model_fields.items():
+        if name in SELECTED:
+            flags += _selected_flags(name)
+        elif isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            flags += section_flags(field.annotation, f"{name}.")
+        else:
+            flags.append(Flag(name, flag_name(name, field), field))
+    return flags
+
+
+def _choices(annotation: Any) -> list[str] | None:
+    if typing.get_origin(annotation) is Literal:
+        return [str(v) for v in typing.get_args(annotation)]
+    return None
+
+
+def _is_bool(field: FieldInfo) -> bool:
+    return field.annotation is bool
+
+
+def _is_list(annotation: Any) -> bool:
+    """A list, or an optional list: comma-separated on the command line."""
+    if typing.get_origin(annotation) is list:
+        return True
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return len(members) == 1 and typing.get_origin(members[0]) is list
+    return False
+
+
+def _is_text(annotation: Any) -> bool:
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return len(members) == 1 and members[0] in (str, Path)
+    return annotation in (str, Path)
+
+
+def parse_value(text: str, field: FieldInfo) -> Any:
+    """A flag's text as the field's type: text stays text; a list is comma-separated (or a YAML list); anything
+    else is read as YAML (numbers, null, auto, a YAML mapping)."""
+    if _is_text(field.annotation):
+        return text
+    if _is_list(field.annotation) and not text.lstrip().startswith("["):
+        return [yaml.safe_load(part) for part in text.split(",") if part.strip()]
+    return yaml.safe_load(text)
+
+
+def add_flags(parser: argparse.ArgumentParser, flags: Sequence[Flag], group_of: Callable[[Flag], Any]) -> None:
+    """Add ``flags``; ``group_of`` gives each its argument group, or None to accept it with its help hidden."""
+    for f in flags:
+        group = group_of(f)
+        target = group if group is not None else parser
+        described = (f.field.description or "").replace("%", "%%")  # argparse formats help with %
+        help_text = f"{described} [{f.key}]" if group is not None else argparse.SUPPRESS
+        if _is_bool(f.field):
+            target.add_argument(f.flag, dest=f.dest, action=argparse.BooleanOptionalAction, default=None,
+                                help=help_text)
+            continue
+        choices = _choices(f.field.annotation)
+        metavar = "{" + ",".join(choices) + "}" if choices else f.key.rsplit(".", 1)[-1].upper()
+        target.add_argument(f.flag, dest=f.dest, metavar=metavar, help=help_text)
+
+
+def flag_overrides(args: argparse.Namespace, flags: Sequence[Flag], prefix: str = "") -> list[tuple[str, Any]]:
+    """The flags given, as (dotted key, typed value) pairs; ``prefix`` is put before each key."""
+    found = []
+    for f in flags:
+        value = getattr(args, f.dest, None)
+        if value is not None:
+            found.append((prefix + f.key, parse_value(value, f.field) if isinstance(value, str) else value))
+    return found
+
+
+def selected_names(argv: Sequence[str]) -> dict[str, str | None]:
+    """The task and strategy a command line names (by flag, --set, or in its YAML config), for ``--help``."""
+    chosen: dict[str, str | None] = {"task": None, "strategy": None}
+    keys = {"--task": "task", "--strategy": "strategy"}
+    argv = list(argv)
+    for i, arg in enumerate(argv):
+        name, eq, value = arg.partition("=")
+        if name in keys:
+            chosen[keys[name]] = value if eq else (argv[i + 1] if i + 1 < len(argv) else None)
+        elif arg == "--set" and i + 1 < len(argv):
+            key, value = parse_override(argv[i + 1])
+            for section, (_, _, name_key) in SELECTED.items():
+                if key == f"{section}.{name_key}":
+                    chosen[section] = str(value)
+    for arg in argv:
+        if arg.endswith((".yaml", ".yml")) and Path(arg).is_file():
+            try:
+                data = read_yaml(Path(arg))
+            except Exception:  # a broken YAML is reported when the command runs, not while building --help
+                continue
+            for section, (_, _, name_key) in SELECTED.items():
+                if chosen[section] is None and isinstance(data.get(section), dict):
+                    chosen[section] = data[section].get(name_key)
+    return chosen
