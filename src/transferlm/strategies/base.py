@@ -17,11 +17,13 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from pydantic import Field
 from torch import nn
 
-from transferlm.config.schema import StrategyConfig, TrainConfig
+from transferlm.config.schema import TrainConfig
+from transferlm.config.selected import STRATEGY_SETTINGS, StrategySettings
 from transferlm.errors import ConfigError
 from transferlm.registry import Registry
 from transferlm.strategies.layers import LayerMap
@@ -30,7 +32,28 @@ from transferlm.tasks.protocol import LoopTask
 
 log = logging.getLogger(__name__)
 
-MODIFIERS = ("layer_lr_decay", "gradual_unfreeze")
+
+
+class LayerDecay(StrategySettings):
+    """Layer-wise learning-rate decay, for strategies that train layers of the backbone."""
+
+    layer_lr_decay: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Layer-wise learning-rate decay: the head trains at train.lr, the layer k below it at "
+        "lr * decay**k, embeddings lowest (1 = off; 0.8-0.95 is usual).",
+    )
+
+
+class Adapting(LayerDecay):
+    """Both modifiers: the settings of strategies that train the head together with (part of) the backbone."""
+
+    gradual_unfreeze: bool = Field(
+        False,
+        description="Train only the head in the first epoch and unfreeze one more layer group (top down) "
+        "each epoch (ULMFiT).",
+    )
 
 
 @dataclass(frozen=True)
@@ -79,8 +102,7 @@ AUTO_EPOCHS, AUTO_MIN_STEPS, AUTO_MAX_EPOCHS = 3, 300, 30
 
 class Strategy(ABC):
     name: str
-    options: frozenset[str] = frozenset()  # StrategyConfig fields this strategy reads, besides the modifiers
-    takes_modifiers = True
+    settings: ClassVar[type[StrategySettings]]  # the strategy's own settings: the keys of the run's ``strategy:``
     needs_layers = False  # whether trainable() reads self.layer_map
     default_lr = 5e-5  # train.lr: auto (BERT's fine-tuning range)
 
@@ -91,36 +113,20 @@ class Strategy(ABC):
         checkpoint, so the extra epochs cost time, not accuracy."""
         return float(min(max(AUTO_EPOCHS, math.ceil(AUTO_MIN_STEPS / max(steps_per_epoch, 1))), AUTO_MAX_EPOCHS))
 
-    def __init__(self, config: StrategyConfig):
+    def __init__(self, config: StrategySettings):
+        if not isinstance(config, self.settings):
+            raise ConfigError(f"strategy: strategy {self.name} takes {self.settings.__name__}, got "
+                              f"{type(config).__name__}; build it with strategy_settings({self.name!r}, ...)")
         self.config = config
         self.layer_map: LayerMap | None = None
         self.chosen: set[str] = set()  # names of the parameters this strategy trains (at the end, if gradual)
-        self._check_options()
-
-    def _check_options(self) -> None:
-        """Options set for another strategy are a mistake worth naming (e.g. layers: 2 with full)."""
-        changed = {
-            key
-            for key, field in StrategyConfig.model_fields.items()
-            if key != "name" and getattr(self.config, key) != field.get_default(call_default_factory=True)
-        }
-        problems = [
-            f"strategy.{key}: not used by strategy {self.name}; remove it or pick the strategy that uses it"
-            for key in sorted(changed - self.options - set(MODIFIERS))
-        ]
-        if not self.takes_modifiers:
-            problems += [
-                f"strategy.{key}: has no effect with strategy {self.name} (nothing in the backbone "
-                "trains); use it with full, last-n, lora or bitfit"
-                for key in MODIFIERS
-                if key in changed
-            ]
-        if problems:
-            raise ConfigError(problems)
+        # The modifiers, off for strategies whose settings lack them (nothing of the backbone trains layer by layer).
+        self.layer_lr_decay: float = getattr(config, "layer_lr_decay", 1.0)
+        self.gradual_unfreeze: bool = getattr(config, "gradual_unfreeze", False)
 
     @property
     def uses_depth(self) -> bool:
-        return self.config.layer_lr_decay < 1 or self.config.gradual_unfreeze
+        return self.layer_lr_decay < 1 or self.gradual_unfreeze
 
     @abstractmethod
     def trainable(self, model: nn.Module, task: Task) -> set[str]:
@@ -149,7 +155,7 @@ class Strategy(ABC):
 
     def on_epoch(self, model: nn.Module, epoch: int) -> None:
         """Gradual unfreezing: in epoch e the head and the e layer groups below it train."""
-        if not self.config.gradual_unfreeze:
+        if not self.gradual_unfreeze:
             return
         # Epoch 0 opens the head; a task without a new head (language modelling) starts at the top layer.
         top = self.layer_map.head_depth if self.layer_map.head else self.layer_map.num_layers
@@ -166,7 +172,7 @@ class Strategy(ABC):
     def param_groups(self, model: nn.Module, train: TrainConfig) -> list[dict]:
         """AdamW groups: no weight decay on biases and norms (BERT's recipe); with layer-wise decay, one
         pair of groups per depth at lr * decay**(distance below the head). The head's group comes first."""
-        decay_rate = self.config.layer_lr_decay
+        decay_rate = self.layer_lr_decay
         groups: dict[tuple[int, bool], list] = {}
         for name, param in model.named_parameters():
             if not param.requires_grad:
@@ -203,13 +209,23 @@ class Strategy(ABC):
         """``base`` resolves the pretrained model (path, tokenizer) for strategies that save only a delta."""
         return task.load_model(root)
 
-    def resolved(self) -> StrategyConfig:
+    def resolved(self) -> StrategySettings:
         """The config with defaults chosen at run time filled in, to be saved with the run."""
         return self.config
 
 
-STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
+STRATEGIES: Registry[type[Strategy]] = Registry("strategy", plugins="transferlm.strategies")
 
 
-def build_strategy(config: StrategyConfig) -> Strategy:
+def register_strategy(strategy: type[Strategy]) -> type[Strategy]:
+    """Register a strategy and its settings class under the strategy's name (one call per strategy)."""
+    declared = strategy.settings.model_fields["name"].default
+    if declared != strategy.name:
+        raise ValueError(f"{strategy.__name__}.settings declares name {declared!r}, not {strategy.name!r}")
+    STRATEGIES.register(strategy.name, strategy)
+    STRATEGY_SETTINGS.register(strategy.name, strategy.settings)
+    return strategy
+
+
+def build_strategy(config: StrategySettings) -> Strategy:
     return STRATEGIES.get(config.name)(config)

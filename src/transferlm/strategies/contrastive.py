@@ -21,16 +21,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from transferlm.errors import ConfigError
 from transferlm.inference.batches import run_inference
-from transferlm.strategies.base import STRATEGIES, LoopContext, Strategy, TrainingInputs
+from transferlm.strategies.base import LayerDecay, LoopContext, Strategy, TrainingInputs, register_strategy
 from transferlm.strategies.pairs import sample_pairs
 from transferlm.tasks.base import Features, LossTerms, Task, pad_inputs
 from transferlm.tasks.pooling import MeanPoolingClassifier
@@ -158,11 +159,28 @@ def pair_features(examples: Features, labels: list[Any], n_pairs: int, seed: int
     return Features(items, lengths)
 
 
+class ContrastiveSettings(LayerDecay):
+    # No gradual unfreezing: the head is fitted after the encoder trains, so there is no head to train first.
+    name: Literal["contrastive"] = "contrastive"
+    pairs_per_example: int = Field(
+        40,
+        gt=0,
+        description="Sentence pairs drawn per training example (half positive, half negative); one epoch of "
+        "stage 1 is one pass over them (SetFit's recipe: 20 iterations of a positive and a negative pair).",
+    )
+    head_c: float = Field(
+        1.0,
+        gt=0,
+        description="Inverse L2 strength of the logistic-regression head fitted on the embeddings (scikit-learn's "
+        "C; SetFit's default is 1).",
+    )
+
+
 class Contrastive(Strategy):
     """SetFit-style: contrastive fine-tuning of the sentence encoder on pairs, then a logistic-regression head."""
 
     name = "contrastive"
-    options = frozenset({"contrastive"})
+    settings = ContrastiveSettings
     # SetFit's recipe: 2e-5, and 40 pairs per example (pairs_per_example's default). On AG News at 8 per class it
     # beat 5e-5 with 10 pairs on both seeds tried (84.05 and 81.40 against 83.65 and 77.70; bench/README.md).
     default_lr = 2e-5
@@ -170,14 +188,6 @@ class Contrastive(Strategy):
     def auto_epochs(self, steps_per_epoch: int) -> float:
         """One pass over the pairs (``pairs_per_example`` of them per example), as SetFit trains."""
         return 1.0
-
-    def _check_options(self) -> None:
-        super()._check_options()
-        if self.config.gradual_unfreeze:
-            raise ConfigError(
-                "strategy.gradual_unfreeze: strategy contrastive fits its head after training the encoder, so there "
-                "is no head to train first; use layer_lr_decay for lower rates in lower layers"
-            )
 
     def apply(self, model: nn.Module, task: Task) -> nn.Module:
         model = super().apply(model, task)
@@ -187,7 +197,7 @@ class Contrastive(Strategy):
     def trainable(self, model: nn.Module, task: Task) -> set[str]:
         if not isinstance(model, MeanPoolingClassifier):
             what = (f"task {task.name}" if task.name != "classification"
-                    else f"{type(model).__name__} (task.pooling: {task.task_config.pooling})")
+                    else f"{type(model).__name__} (task.pooling: {getattr(task.task_config, 'pooling', None)})")
             raise ConfigError(
                 f"strategy contrastive trains sentence embeddings and fits a linear head on them, which {what} does "
                 "not have; use it with task.type: classification and task.pooling: mean (an encoder backbone)"
@@ -197,17 +207,17 @@ class Contrastive(Strategy):
     def training_inputs(self, inputs: TrainingInputs, context: LoopContext) -> TrainingInputs:
         task, examples = inputs.task, inputs.train
         labels = [_label_key(item["labels"], task.multi_label) for item in examples.items]
-        n_pairs = self.config.contrastive.pairs_per_example * len(examples)
+        n_pairs = self.config.pairs_per_example * len(examples)
         try:
             pairs = pair_features(examples, labels, n_pairs, seed=context.seed)
         except ValueError as e:
             raise ConfigError(f"strategy contrastive: {e} in the training data") from e
         log.info("contrastive: %d pairs from %d examples (%d per example)", len(pairs), len(examples),
-                 self.config.contrastive.pairs_per_example)
+                 self.config.pairs_per_example)
         evaluated = [{**item, "role": FIT} for item in examples.items]
         evaluated += [{**item, "role": SCORE} for item in inputs.validation.items]
         validation = Features(evaluated, [*examples.lengths, *inputs.validation.lengths])
-        pair_task = PairTask(task, examples, self.config.contrastive.head_c)
+        pair_task = PairTask(task, examples, self.config.head_c)
         notes = {**inputs.notes, "contrastive_pairs": len(pairs)}
         return TrainingInputs(SentenceEncoder(inputs.module), pair_task, pairs, validation, notes)
 
@@ -235,4 +245,4 @@ def _label_key(target: Any, multi_label: bool) -> Any:
     return target
 
 
-STRATEGIES.register("contrastive", Contrastive)
+register_strategy(Contrastive)
