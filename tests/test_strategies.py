@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +15,6 @@ import torch
 import transferlm
 from conftest import POSITIVE, ner_rows, qa_rows, sentiment_rows, tiny_config, write_jsonl
 from transferlm.config import DataConfig, strategy_settings, task_settings
-from transferlm.data.records import Record
 from transferlm.errors import ConfigError
 from transferlm.models.load import load_tokenizer
 from transferlm.runs import train as train_module
@@ -77,19 +78,57 @@ STRATEGY_CASES = {
     # stage 1 trains the encoder; the head is fitted after the loop. Few pairs: one batch holds them all.
     "contrastive": ({"name": "contrastive", "pairs_per_example": 2}, lambda n, a: not _in_head(n, a)),
 }
-# task case -> task config (and multi-label data); "backbone" picks the tiny model (default bert)
+def multilabel_rows(n: int, seed: int = 5) -> list[dict]:
+    rows = sentiment_rows(n, seed=seed)
+    # a second label marks texts containing a strongly positive word, so examples carry 1 or 2 labels
+    return [
+        {"text": r["text"], "label": [r["label"]] + (["strong"] if any(w in r["text"] for w in POSITIVE[:3]) else [])}
+        for r in rows
+    ]
+
+
+def lm_chat_rows(n: int, seed: int = 1) -> list[dict]:
+    rows = sentiment_rows(n, seed=seed)
+    return [{"messages": [{"role": "user", "content": r["text"]}, {"role": "assistant", "content": r["label"]}]}
+            for r in rows]
+
+
+def imbalanced(rows_of):
+    """3:1 classes in training (a fresh head, with uniform outputs, has an unambiguous first step to take)."""
+    def rows(n: int, seed: int) -> list[dict]:
+        rows = rows_of(2 * n if seed == 1 else n, seed)
+        return rows[: n * 3 // 4] + rows[n: n + n // 4] if seed == 1 else rows
+    return rows
+
+
+@dataclass(frozen=True)
+class TaskCase:
+    """One row of the contract matrix: a task's settings, rows of its data (``rows(n, seed)``: seed 1 trains, 2
+    validates), the file they are written to (.jsonl rows, or .txt documents), the tiny backbone, and what
+    ``predict`` takes (default: text strings)."""
+
+    settings: dict
+    rows: Callable[[int, int], list[dict]] = imbalanced(sentiment_rows)
+    suffix: str = ".jsonl"
+    backbone: str = "bert"
+    predict_inputs: tuple = ()
+
+
 TASK_CASES = {
-    "classification": {"type": "classification"},
-    "classification-mean-pooling": {"type": "classification", "pooling": "mean"},
-    "multi-label": {"type": "classification", "multi_label": True},
-    "multi-label-mean-pooling": {"type": "classification", "multi_label": True, "pooling": "mean"},
-    "ner": {"type": "ner"},
-    "qa": {"type": "qa"},
-    "classification-llama": {"type": "classification", "backbone": "llama"},
-    "classification-gpt2": {"type": "classification", "backbone": "gpt2"},
-    "causal-lm": {"type": "causal-lm", "backbone": "llama"},  # chat data
-    "causal-lm-gpt2": {"type": "causal-lm", "backbone": "gpt2"},  # plain text, packed
-    "masked-lm": {"type": "masked-lm"},  # plain text; the tiny BERT has no masked-LM head: a new one
+    "classification": TaskCase({"type": "classification"}),
+    "classification-mean-pooling": TaskCase({"type": "classification", "pooling": "mean"}),
+    "multi-label": TaskCase({"type": "classification", "multi_label": True}, imbalanced(multilabel_rows)),
+    "multi-label-mean-pooling": TaskCase({"type": "classification", "multi_label": True, "pooling": "mean"},
+                                         imbalanced(multilabel_rows)),
+    "ner": TaskCase({"type": "ner"}, ner_rows),
+    "qa": TaskCase({"type": "qa"}, qa_rows, predict_inputs=(
+        ("which price", "the bank was great"), {"question": "a b", "context": "stock market"})),
+    "classification-llama": TaskCase({"type": "classification"}, backbone="llama"),
+    "classification-gpt2": TaskCase({"type": "classification"}, backbone="gpt2"),
+    "causal-lm": TaskCase({"type": "causal-lm"}, lm_chat_rows, backbone="llama"),  # chat data
+    "causal-lm-gpt2": TaskCase({"type": "causal-lm"}, sentiment_rows, ".txt", "gpt2"),  # plain text, packed
+    # plain text; the tiny BERT has no masked-LM head: a new one
+    "masked-lm": TaskCase({"type": "masked-lm"}, sentiment_rows, ".txt"),
 }
 # (task case, strategy case) -> the error a strategy that cannot apply must give
 REFUSED = {
@@ -109,15 +148,11 @@ NOT_PREDICTORS = {"masked-lm": "a masked-lm run is an adapted model, not a predi
 
 
 def task_config(task_case: str) -> dict:
-    return {k: v for k, v in TASK_CASES[task_case].items() if k != "backbone"}
+    return TASK_CASES[task_case].settings
 
 
 def arch_of(task_case: str) -> Arch:
-    return ARCHS[TASK_CASES[task_case].get("backbone", "bert")]
-
-
-# what `predict` takes per task (the default: text strings)
-PREDICT_INPUTS = {"qa": [("which price", "the bank was great"), {"question": "a b", "context": "stock market"}]}
+    return ARCHS[TASK_CASES[task_case].backbone]
 
 
 def test_every_registered_strategy_is_in_the_matrix():
@@ -125,82 +160,32 @@ def test_every_registered_strategy_is_in_the_matrix():
 
 
 def test_every_registered_task_is_in_the_matrix():
-    assert {case["type"] for case in TASK_CASES.values()} == set(TASKS.names())
+    assert {case.settings["type"] for case in TASK_CASES.values()} == set(TASKS.names())
 
 
 def test_every_backbone_architecture_is_in_the_matrix():
-    assert {case.get("backbone", "bert") for case in TASK_CASES.values()} == set(ARCHS)
+    assert {case.backbone for case in TASK_CASES.values()} == set(ARCHS)
 
 
-def multilabel_rows(n: int) -> list[dict]:
-    rows = sentiment_rows(n, seed=5)
-    # a second label marks texts containing a strongly positive word, so examples carry 1 or 2 labels
-    return [
-        {"text": r["text"], "label": [r["label"]] + (["strong"] if any(w in r["text"] for w in POSITIVE[:3]) else [])}
-        for r in rows
-    ]
-
-
-def lm_chat_rows(n: int) -> list[dict]:
-    rows = sentiment_rows(n, seed=1)
-    return [{"messages": [{"role": "user", "content": r["text"]}, {"role": "assistant", "content": r["label"]}]}
-            for r in rows]
+def write_rows(case: TaskCase, path: Path, n: int, seed: int) -> Path:
+    rows = case.rows(n, seed)
+    if case.suffix == ".txt":
+        path.with_suffix(".txt").write_text("\n\n".join(r["text"] for r in rows), encoding="utf-8")
+        return path.with_suffix(".txt")
+    return write_jsonl(path.with_suffix(case.suffix), rows)
 
 
 def data_files(task_case: str, tmp_path) -> dict:
-    if task_case == "causal-lm":
-        rows = lm_chat_rows(24)
-        return {"train": write_jsonl(tmp_path / "train.jsonl", rows[:16]),
-                "dev": write_jsonl(tmp_path / "dev.jsonl", rows[16:])}
-    if task_case in ("causal-lm-gpt2", "masked-lm"):
-        for name, seed in (("train", 1), ("dev", 2)):
-            text = "\n\n".join(r["text"] for r in sentiment_rows(24, seed=seed))
-            (tmp_path / f"{name}.txt").write_text(text, encoding="utf-8")
-        return {"train": tmp_path / "train.txt", "dev": tmp_path / "dev.txt"}
-    if task_case == "qa":
-        return {"train": write_jsonl(tmp_path / "train.jsonl", qa_rows(16, seed=1)),
-                "dev": write_jsonl(tmp_path / "dev.jsonl", qa_rows(8, seed=2))}
-    if task_case == "ner":
-        rows = ner_rows(16, seed=1)
-        return {"train": write_jsonl(tmp_path / "train.jsonl", rows), "dev": write_jsonl(tmp_path / "dev.jsonl",
-                                                                                         ner_rows(8, seed=2))}
-    if task_case.startswith("multi-label"):
-        rows = multilabel_rows(24)
-        return {
-            "train": write_jsonl(tmp_path / "train.jsonl", rows[:12] + rows[12:16]),
-            "dev": write_jsonl(tmp_path / "dev.jsonl", multilabel_rows(8)),
-        }
-    # 3:1 imbalance: a fresh head (uniform outputs) has an unambiguous first step to take
-    rows = sentiment_rows(24, seed=1)
-    return {
-        "train": write_jsonl(tmp_path / "train.jsonl", rows[:12] + rows[12:16]),
-        "dev": write_jsonl(tmp_path / "dev.jsonl", sentiment_rows(8, seed=2)),
-    }
+    case = TASK_CASES[task_case]
+    return {"train": write_rows(case, tmp_path / "train", 16, seed=1),
+            "dev": write_rows(case, tmp_path / "dev", 8, seed=2)}
 
 
-def task_records(task_case: str) -> list[Record]:
-    if task_case.startswith("causal-lm"):
-        from transferlm.data.lm import Turn
-
-        return [Record("", None, (Turn("user", r["text"]), Turn("assistant", "pos")), i)
-                for i, r in enumerate(sentiment_rows(8, seed=1))]
-    if task_case == "masked-lm":
-        return [Record(r["text"], None, None, i) for i, r in enumerate(sentiment_rows(8, seed=1))]
-    if task_case == "qa":
-        from transferlm.data.squad import Answer
-
-        return [Record(r["question"], r["context"], tuple(Answer(a["text"], a["answer_start"]) for a in r["answers"]),
-                       i, id=r["id"]) for i, r in enumerate(qa_rows(8, seed=1))]
-    if task_case == "ner":
-        return [Record(" ".join(r["tokens"]), None, tuple(r["tags"]), i, tuple(r["tokens"]))
-                for i, r in enumerate(ner_rows(8, seed=1))]
-    rows = multilabel_rows(8) if task_case.startswith("multi-label") else sentiment_rows(8, seed=1)
-    return [Record(r["text"], None, r["label"], i) for i, r in enumerate(rows)]
-
-
-def built_task(task_case: str, records):
+def built_task(task_case: str, tmp_path):
+    """The task with its labels learned from its own training rows, read as a user's file would be."""
     task = build_task(task_settings(**task_config(task_case)), DataConfig(train="x"))
-    assert task.fit_labels(records, {}) == []
+    records, problems = task.read_records(data_files(task_case, tmp_path)["train"])
+    assert problems == [] and task.fit_labels(records, {}) == []
     return task
 
 
@@ -209,7 +194,7 @@ def built_task(task_case: str, records):
 def test_strategy_freezes_exactly_what_it_says(request, task_case, strategy_case, tmp_path):
     arch = arch_of(task_case)
     model_dir = request.getfixturevalue(arch.fixture)
-    task = built_task(task_case, task_records(task_case))
+    task = built_task(task_case, tmp_path)
     settings, should_train = STRATEGY_CASES[strategy_case]
     strategy = build_strategy(strategy_settings(**settings))
     model = task.build_model(model_dir, load_tokenizer(model_dir))
@@ -278,7 +263,7 @@ def test_strategy_trains_with_falling_loss_and_reloads_to_identical_outputs(
         torch.testing.assert_close(reloaded, before_saving["logits"], rtol=1e-5, atol=1e-5)
     else:
         assert torch.equal(reloaded, before_saving["logits"])
-    inputs = PREDICT_INPUTS.get(task_case, texts)
+    inputs = list(TASK_CASES[task_case].predict_inputs) or texts
     if task_case in NOT_PREDICTORS:
         with pytest.raises(ConfigError, match=NOT_PREDICTORS[task_case]):
             predictor.predict(inputs)
@@ -311,10 +296,8 @@ def test_cached_frozen_cls_head_equals_uncached(tiny_model_dir, sentiment_files,
     torch.testing.assert_close(heads[True], heads[False], rtol=1e-4, atol=1e-5)
 
 
-def test_layer_lr_decay_gives_each_depth_its_rate(tiny_model_dir):
-    task = built_task(
-        "classification", [Record(r["text"], None, r["label"], i) for i, r in enumerate(sentiment_rows(8, seed=1))]
-    )
+def test_layer_lr_decay_gives_each_depth_its_rate(tiny_model_dir, tmp_path):
+    task = built_task("classification", tmp_path)
     strategy = build_strategy(strategy_settings(name="full", layer_lr_decay=0.5))
     model = strategy.apply(task.build_model(tiny_model_dir, load_tokenizer(tiny_model_dir)), task)
     from transferlm.config.schema import TrainConfig

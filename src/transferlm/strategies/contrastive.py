@@ -195,7 +195,8 @@ class Contrastive(Strategy):
         return model
 
     def trainable(self, model: nn.Module, task: Task) -> set[str]:
-        if not isinstance(model, MeanPoolingClassifier):
+        # Pairs are "same label" or not: only classes make them (a regression head on mean pooling is refused too).
+        if task.name != "classification" or not isinstance(model, MeanPoolingClassifier):
             what = (f"task {task.name}" if task.name != "classification"
                     else f"{type(model).__name__} (task.pooling: {getattr(task.task_config, 'pooling', None)})")
             raise ConfigError(
