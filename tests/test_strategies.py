@@ -261,8 +261,8 @@ def test_strategy_trains_with_falling_loss_and_reloads_to_identical_outputs(
         reloaded = predictor.task.logits(predictor.model(**inputs))
     if strategy_case == "lora-merged":  # merging changes the order of floating-point operations
         torch.testing.assert_close(reloaded, before_saving["logits"], rtol=1e-5, atol=1e-5)
-    else:
-        assert torch.equal(reloaded, before_saving["logits"])
+    else:  # the same weights; a one-output head may differ in the last bit (~1e-9) by the BLAS path it takes
+        torch.testing.assert_close(reloaded, before_saving["logits"], rtol=0, atol=1e-7)
     inputs = list(TASK_CASES[task_case].predict_inputs) or texts
     if task_case in NOT_PREDICTORS:
         with pytest.raises(ConfigError, match=NOT_PREDICTORS[task_case]):
