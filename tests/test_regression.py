@@ -12,6 +12,7 @@ from conftest import FILLER, POSITIVE, write_jsonl
 from transferlm.baselines.regression import run_mean, run_ridge
 from transferlm.config.schema import DataConfig
 from transferlm.data.records import Record, read_records
+from transferlm.errors import ConfigError
 from transferlm.evaluation.regression import regression_metrics
 from transferlm.tasks.regression import RegressionSettings, RegressionTask
 
@@ -56,8 +57,9 @@ def test_metrics_match_hand_computed_values():
 def test_direction_of_each_metric():
     task = make_task()
     assert task.default_metric == "spearman"
-    assert [task.greater_is_better(m) for m in ("spearman", "pearson", "rmse", "mae", "loss")] == [
-        True, True, False, False, False]
+    assert [task.greater_is_better(m) for m in ("spearman", "pearson", "rmse", "mae")] == [True, True, False, False]
+    with pytest.raises(ConfigError, match="'r2' is not a metric of task regression; choose one of mae, pearson"):
+        task.greater_is_better("r2")
 
 
 def test_labels_must_be_finite_numbers_and_problems_name_file_and_lines(tmp_path):

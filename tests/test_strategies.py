@@ -129,6 +129,8 @@ TASK_CASES = {
     "causal-lm-gpt2": TaskCase({"type": "causal-lm"}, sentiment_rows, ".txt", "gpt2"),  # plain text, packed
     # plain text; the tiny BERT has no masked-LM head: a new one
     "masked-lm": TaskCase({"type": "masked-lm"}, sentiment_rows, ".txt"),
+    "regression": TaskCase({"type": "regression"},
+                           lambda n, seed: [{**r, "label": len(r["text"]) / 10} for r in sentiment_rows(n, seed)]),
 }
 # (task case, strategy case) -> the error a strategy that cannot apply must give
 REFUSED = {

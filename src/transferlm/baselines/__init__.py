@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from transferlm.baselines.crf import run_crf
 from transferlm.baselines.overlap import run_overlap
+from transferlm.baselines.regression import run_mean, run_ridge
 from transferlm.baselines.tfidf import run_tfidf
 from transferlm.registry import Registry
 
@@ -13,3 +14,5 @@ BASELINES = Registry("baseline")
 BASELINES.register("tfidf", run_tfidf)
 BASELINES.register("crf", run_crf)
 BASELINES.register("overlap", run_overlap)
+BASELINES.register("mean", run_mean)
+BASELINES.register("ridge", run_ridge)

@@ -18,17 +18,18 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from transferlm.config.schema import DataConfig, Section
+from transferlm.config.schema import DataConfig
+from transferlm.config.selected import TaskSettings
 from transferlm.data.readers import summarise_lines
 from transferlm.data.records import Record
 from transferlm.evaluation.regression import regression_metrics
-from transferlm.tasks.base import Features, LossTerms, Task, pad_inputs
+from transferlm.tasks.base import Features, LossTerms, Task, pad_inputs, register_task
 from transferlm.tasks.heads import FeatureHead
-from transferlm.tasks.pooling import MeanPoolingClassifier
+from transferlm.tasks.pooling import MeanPoolingClassifier, PoolingSettings
 
 
-class RegressionSettings(Section):
-    type: Literal["regression"] = Field("regression", description="One number per text or text pair.")
+class RegressionSettings(PoolingSettings, TaskSettings):
+    type: Literal["regression"] = "regression"
     loss: Literal["mse", "huber"] = Field(
         "mse", description="mse (squared error), or huber: squared near the target, linear beyond huber_delta "
         "(less pulled by outlying targets).",
@@ -41,28 +42,19 @@ class RegressionSettings(Section):
         True, description="Train on targets standardised with the training mean and standard deviation (saved with "
         "the run); predictions are mapped back to the original scale.",
     )
-    pooling: Literal["auto", "cls", "mean"] = Field(
-        "auto",
-        description="Sentence representation for the head: cls (the model's own head; loads with plain "
-        "transformers), mean over tokens (better for sentence-embedding models like minilm), or auto: mean where "
-        "the checkpoint says it was trained with mean pooling, else cls.",
-    )
 
 
 class RegressionTask(Task):
     name = "regression"
+    settings = RegressionSettings
     default_metric = "spearman"
+    metric_directions = {"rmse": False, "mae": False, "pearson": True, "spearman": True}
     baselines = ("mean", "ridge")
-    higher_is_better: dict[str, bool] = {"rmse": False, "mae": False, "pearson": True, "spearman": True,
-                                         "loss": False}
 
     def __init__(self, task: RegressionSettings, data: DataConfig):
         super().__init__(task, data)
         self.normalize = task.normalize
         self.mean, self.std = 0.0, 1.0  # of the training targets; fitted by fit_labels
-
-    def greater_is_better(self, metric: str) -> bool:
-        return self.higher_is_better.get(metric, super().greater_is_better(metric))
 
     # --- labels and the state saved with the run ---
     def fit_labels(
@@ -213,3 +205,6 @@ def _number(label: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return value if math.isfinite(value) else None
+
+
+register_task(RegressionTask)
