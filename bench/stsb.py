@@ -83,7 +83,7 @@ def part_zeroshot(args: argparse.Namespace, tmp: Path) -> dict:
     from transferlm.models.resolve import resolve_model
 
     began = time.perf_counter()
-    path = resolve_model("minilm").path
+    path = resolve_model(args.model).path
     device = "cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu"
     tokenizer, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).to(device).eval()
 
@@ -137,7 +137,7 @@ def part_full(args: argparse.Namespace, tmp: Path) -> dict:
         return {"skipped": "task.type regression is not registered yet (transferlm.tasks.regression exists; "
                            "the settings system must register it)"}
     config = {
-        "model": {"name": "minilm", "max_length": 128},
+        "model": {"name": args.model, "max_length": 128},
         "task": {"type": "regression", "pooling": args.pooling},
         "data": data_section(train_file(args.max_train_rows, tmp)),
         "strategy": {"name": "full"},
@@ -182,6 +182,7 @@ def describe(name: str, r: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", default="zeroshot,ridge,full")
+    parser.add_argument("--model", default="minilm", help="Model spec (alias, directory or hub id).")
     parser.add_argument("--epochs", type=float, default=4)
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--batch-size", type=int, default=16)

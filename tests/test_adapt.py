@@ -192,7 +192,7 @@ def test_adapted_decoder_with_lora_is_merged_into_a_plain_model(tiny_llama_dir, 
                 "--no-progress",
                 "--output", str(adapted)]) == 0
     saved = yaml.safe_load((adapted / "transferlm.yaml").read_text())
-    assert saved["task"]["type"] == "causal-lm" and saved["strategy"]["lora"]["merge"] is True
+    assert saved["task"]["type"] == "causal-lm" and saved["strategy"]["merge"] is True
     assert (adapted / "model.safetensors").is_file() and not (adapted / "adapter_config.json").exists()
     curve = validation_perplexities(adapted)
     assert curve[-1] < curve[0], curve

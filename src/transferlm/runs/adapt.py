@@ -8,11 +8,12 @@ chosen from the model's config unless ``task.type`` names one. Every strategy ap
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
 from transferlm.config.load import build_config, set_dotted
-from transferlm.config.schema import RunConfig
+from transferlm.config.schema import ModelConfig, RunConfig
 from transferlm.errors import ConfigError, ModelSpecError
 
 OBJECTIVES = ("masked-lm", "causal-lm")
@@ -40,15 +41,18 @@ def adapt_config(data: dict[str, Any], overrides: list[tuple[str, Any]] = ()) ->
     the model when not given, and LoRA merged on save."""
     from transferlm.models.resolve import resolve_model
 
-    given = build_config(data, overrides).model_dump(exclude_unset=True, mode="json")  # validated, as given
-    task_type = given.get("task", {}).get("type")
+    given = copy.deepcopy(data)
+    for key, value in overrides:
+        set_dotted(given, key, value)
+    # The objective first: the task's own settings (whole_word_mask, documents) validate only under it.
+    task_type = (given.get("task") or {}).get("type")
     if task_type is None:
-        model = given.get("model", {}).get("name") or RunConfig.model_fields["model"].default.name
+        model = (given.get("model") or {}).get("name") or ModelConfig.model_fields["name"].default
         set_dotted(given, "task.type", objective(resolve_model(model).path))
     elif task_type not in OBJECTIVES:
         raise ConfigError(f"task.type: adapt continues pretraining, so it is one of {', '.join(OBJECTIVES)} (or "
                           f"unset: chosen from the model), not {task_type!r}; `transferlm train` fine-tunes for it")
-    if given.get("strategy", {}).get("name") == "lora":
+    if (given.get("strategy") or {}).get("name") == "lora":
         if given["strategy"].get("merge") is False:
             raise ConfigError("strategy.merge: adapt writes a plain model directory for `train --model`, so "
                               "the adapters are merged on save; remove merge: false")

@@ -2,7 +2,7 @@
 
 The head is new, so it trains and is saved inside the adapter (peft ``modules_to_save``); without that
 a reloaded classifier would get a fresh random head. Saved either as the adapter alone (small; the
-base model is resolved again when loading) or merged into a plain model (``strategy.lora.merge``).
+base model is resolved again when loading) or merged into a plain model (``strategy.merge``).
 """
 
 from __future__ import annotations
