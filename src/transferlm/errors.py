@@ -37,3 +37,7 @@ class ExperimentError(TransferLMError):
 
 class ExportError(TransferLMError):
     """A model cannot be exported faithfully, or the export was asked for wrongly."""
+
+
+class MissingExtraError(TransferLMError):
+    """An optional part is used without its packages; the message names the extra that installs them."""

@@ -12,6 +12,7 @@ from typing import Any
 
 from transferlm.config.load import build_config
 from transferlm.config.schema import RunConfig
+from transferlm.extras import require
 from transferlm.training.checkpoint import atomic_write_text
 
 
@@ -57,10 +58,9 @@ def train_job(config: RunConfig, trial: dict[str, Any] | None = None) -> dict[st
 
 def _pruner(trial: dict[str, Any], evaluations: int):
     """Report each validation score to the tuner's trial (in its shared storage) and ask whether to stop."""
-    import optuna
+    from transferlm.experiments.tune import TUNE, make_pruner
 
-    from transferlm.experiments.tune import make_pruner
-
+    optuna = require("optuna", "tune", TUNE)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=trial["study"], storage=trial["storage"], pruner=make_pruner(trial["pruner"]))
     handle = optuna.trial.Trial(study, trial["trial_id"])

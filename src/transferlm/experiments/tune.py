@@ -33,11 +33,14 @@ from transferlm.config.schema import RunConfig
 from transferlm.errors import ConfigError, ExperimentError
 from transferlm.experiments.config import MemberConfig, ParameterRange, TuneSettings
 from transferlm.experiments.jobs import Job, run_job
+from transferlm.extras import require
 from transferlm.runs import layout
 from transferlm.tasks import build_task
 from transferlm.training.checkpoint import atomic_write_text
 
 log = logging.getLogger(__name__)
+
+TUNE = "`transferlm tune`"  # what needs the tune extra, in its messages
 
 # The default search space of each strategy: the learning rate on a log scale around the strategy's default (the
 # setting that matters most), the batch size, and what the strategy itself adds.
@@ -83,8 +86,7 @@ def check_space(config: RunConfig, space: dict[str, ParameterRange]) -> None:
 
 
 def open_study(settings: TuneSettings, output: Path, direction: str):
-    import optuna
-
+    optuna = require("optuna", "tune", TUNE)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = settings.storage or f"sqlite:///{(output / 'study.db').resolve()}"
     name = settings.study or output.resolve().name
@@ -104,8 +106,7 @@ def open_study(settings: TuneSettings, output: Path, direction: str):
 def make_pruner(name: str):
     """The pruner of ``tune.pruner``. Storage does not keep it, so the trial's process builds its own from the
     name: median and Hyperband decide from the intermediate values in the storage alone."""
-    import optuna
-
+    optuna = require("optuna", "tune", TUNE)
     return {
         "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0),
         "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource="auto"),
@@ -120,8 +121,7 @@ def _worker() -> str:
 def _fail_abandoned(study) -> None:
     """Trials this machine started whose process is gone (an interrupted `tune`) count as failed, so that
     re-running continues with new trials instead of waiting for them."""
-    import optuna
-
+    optuna = require("optuna", "tune", TUNE)
     host = socket.gethostname()
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         owner = trial.user_attrs.get("worker", "")
@@ -157,9 +157,8 @@ def trial_config(base: dict, params: dict[str, Any], output: Path) -> RunConfig:
     return build_config(data)
 
 
-def tune(config: RunConfig, settings: TuneSettings, retrain_best: bool = False) -> dict[str, Any]:
-    import optuna
-
+def tune(config: RunConfig, settings: TuneSettings) -> dict[str, Any]:
+    optuna = require("optuna", "tune", TUNE)
     if config.output is None:
         raise ConfigError("output: tune needs --output (trials, the study and the reports are written there)")
     out = Path(config.output)
@@ -191,13 +190,12 @@ def tune(config: RunConfig, settings: TuneSettings, retrain_best: bool = False) 
             log.info("tune: timeout (%.0f s) reached; no new trials", settings.timeout)
             break
         _run_trial(study, storage, name, base, space, out, config, metric, settings.pruner)
-    return _write_outputs(study, out, config, metric, space, retrain_best)
+    return _write_outputs(study, out, config, metric, space, settings.retrain_best)
 
 
 def _run_trial(study, storage: str, name: str, base: dict, space, out: Path, config: RunConfig, metric: str,
                pruner: str) -> None:
-    import optuna
-
+    optuna = require("optuna", "tune", TUNE)
     trial = study.ask()
     trial.set_user_attr("worker", _worker())
     params = {key: _suggest(trial, key, spec) for key, spec in space.items()}
@@ -227,8 +225,7 @@ def _run_trial(study, storage: str, name: str, base: dict, space, out: Path, con
 
 
 def _write_outputs(study, out: Path, config: RunConfig, metric: str, space, retrain_best: bool) -> dict[str, Any]:
-    import optuna
-
+    optuna = require("optuna", "tune", TUNE)
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
@@ -261,8 +258,7 @@ def _importances(study, complete) -> dict[str, float] | None:
     differ = len({json.dumps(t.params, sort_keys=True, default=str) for t in complete}) > 1
     if not differ or len({t.value for t in complete}) < 2:
         return None  # fANOVA explains the variance of the scores: it needs trials that differ in both
-    import optuna
-
+    optuna = require("optuna", "tune", TUNE)
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)  # fANOVA (Hutter et al., 2014)
     importances = optuna.importance.get_param_importances(study, evaluator=evaluator)
     return {k: round(float(v), 4) for k, v in importances.items()}

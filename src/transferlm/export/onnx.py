@@ -32,12 +32,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Optional
 
 import torch
+from pydantic import Field
 from torch import nn
 
+from transferlm.config.selected import CommandSettings
 from transferlm.errors import ExportError, RunDirError
+from transferlm.extras import require
 from transferlm.inference.batches import map_batches
 from transferlm.inference.onnx_runtime import MODEL_FILE, OnnxForward
 from transferlm.runs import layout
@@ -47,6 +50,7 @@ from transferlm.training.checkpoint import atomic_write_text
 
 log = logging.getLogger(__name__)
 
+EXPORT = "`transferlm export`"  # what needs the export extra, in its messages
 PARITY_EXAMPLES = 256
 # Architectures ONNX Runtime's transformer optimiser knows (model_type in the HF config -> its name).
 OPTIMIZER_TYPES = {"bert": "bert", "roberta": "bert", "distilbert": "bert", "xlm-roberta": "bert",
@@ -84,18 +88,23 @@ class _Logits(nn.Module):
         return self.task.logits(self.model(**inputs))
 
 
-def export(
-    run_dir: Path,
-    output: Path,
-    quantize: str | None = None,
-    check: Path | None = None,
-    tolerance: float = 1e-3,
-    overwrite: bool = False,
-) -> ExportReport:
+class ExportSettings(CommandSettings):
+    section = "export"
+    quantize: Optional[Literal["int8"]] = Field(None, description="Dynamic int8 quantisation (per-channel weights).")
+    check: Optional[Path] = Field(
+        None, description="Labelled file for the checks (default: the run's validation or test file)."
+    )
+    tolerance: float = Field(1e-3, description="Largest allowed absolute logit difference to torch, fp32.")
+
+
+def export(run_dir: Path, output: Path, settings: ExportSettings | None = None,
+           overwrite: bool = False) -> ExportReport:
+    settings = settings or ExportSettings()
+    quantize, check, tolerance = settings.quantize, settings.check, settings.tolerance
+    for module in ("onnx", "onnxscript", "onnxruntime"):  # torch.onnx.export needs the first two
+        require(module, "export", EXPORT)
     began = time.perf_counter()
     run_dir, output = Path(run_dir), Path(output)
-    if quantize not in (None, "int8"):
-        raise ExportError(f"--quantize {quantize!r}: the choices are int8 (or leave it out for fp32)")
     if output.resolve() == run_dir.resolve() or output.resolve() in run_dir.resolve().parents:
         raise ExportError(f"--output {output} is the run directory or holds it; export somewhere else")
     if output.exists() and any(output.iterdir()):
@@ -257,8 +266,7 @@ def _optimise(path: Path, model: nn.Module) -> dict[str, Any]:
         reason = f"no transformer fusions for model_type {getattr(config, 'model_type', None)!r}"
         log.info("onnx: %s; the graph keeps ONNX Runtime's generic optimisations", reason)
         return {"applied": False, "reason": reason}
-    from onnxruntime.transformers.optimizer import optimize_model
-
+    optimize_model = require("onnxruntime.transformers.optimizer", "export", EXPORT).optimize_model
     with _quiet_root_logger():  # the optimiser logs each fusion on the root logger; the summary follows
         optimised = optimize_model(str(path), model_type=model_type, num_heads=config.num_attention_heads,
                                    hidden_size=config.hidden_size)
@@ -269,13 +277,12 @@ def _optimise(path: Path, model: nn.Module) -> dict[str, Any]:
 
 
 def _quantize(source: Path, target: Path) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
+    quantization = require("onnxruntime.quantization", "export", EXPORT)
     # Per-channel weight scales: the per-tensor default visibly hurts MiniLM (ENVIRONMENT.md).
     # Fused nodes (com.microsoft domain) defeat the quantiser's shape inference; their outputs are float.
     with _quiet_root_logger():  # the quantiser logs every tensor on the root logger at INFO
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
-                         extra_options={"DefaultTensorType": 1})  # onnx.TensorProto.FLOAT
+        quantization.quantize_dynamic(str(source), str(target), weight_type=quantization.QuantType.QInt8,
+                                      per_channel=True, extra_options={"DefaultTensorType": 1})  # TensorProto.FLOAT
 
 
 def _onnx_outputs(path: Path, predictor: Predictor, features: Features) -> list[torch.Tensor]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from transferlm.errors import ExportError
+from transferlm.extras import require
 
 MODEL_FILE = "model.onnx"  # the graph's name in an export directory
 
@@ -22,8 +23,7 @@ class OnnxForward:
         """``spin=False`` stops idle intra-op threads from spin-waiting for work: a server's event loop shares the
         cores with them (serving int8 on 2 cores: 170 requests/s against 152 one at a time, 125 against 91
         micro-batched; bench/README.md)."""
-        import onnxruntime as ort
-
+        ort = require("onnxruntime", "export", "running an ONNX export")
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from transferlm.errors import ModelSpecError
+from transferlm.extras import require
 from transferlm.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ def _dequantize_gguf(gguf: Path, target: Path) -> None:
     """Load the GGUF once (~18 s), then keep an fp32 safetensors copy that reloads in well under a second."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    require("gguf", "gguf", "reading the bundled smollm2 (a GGUF file)")
     log.info("dequantizing %s into %s (one time)", gguf.name, target)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
