@@ -108,11 +108,12 @@ def head_of(path: Path, chars: int | None) -> str:
 
 
 def measure_perplexity(model: str, text_path: str, chars: int | None, context: int, stride: int) -> dict[str, Any]:
-    from transferlm.evaluation.perplexity import perplexity
+    from transferlm.evaluation.perplexity import PerplexitySettings, perplexity
     from transferlm.generation import load_causal_lm
 
     lm, tokenizer = load_causal_lm(model)
-    result = perplexity(lm, tokenizer, head_of(Path(text_path), chars), context, stride)
+    settings = PerplexitySettings(context=context, stride=stride)
+    result = perplexity(lm, tokenizer, head_of(Path(text_path), chars), settings)
     return {**result.to_dict(), "protocol": result.protocol()}
 
 

@@ -72,12 +72,12 @@ def model_run(out: Path, run: Path | None) -> Path:
 
 def part_backends(out: Path, run: Path, rounds: int = 2) -> dict:
     import transferlm
-    from transferlm.export.onnx import export
+    from transferlm.export.onnx import ExportSettings, export
 
     dev = write_jsonl(out / "data" / "dev.jsonl", sst2_rows("dev.tsv"))
     exports = {}
     for name, quantize in (("onnx-fp32", None), ("onnx-int8", "int8")):
-        report = export(run, out / name, quantize=quantize, check=dev, overwrite=True)
+        report = export(run, out / name, ExportSettings(quantize=quantize, check=dev), overwrite=True)
         exports[name] = {"dir": out / name, "report": report.__dict__}
     dirs = {"torch-fp32": run, **{k: v["dir"] for k, v in exports.items()}}
     texts = [r["text"] for r in sst2_rows("dev.tsv")]
@@ -207,10 +207,10 @@ def part_server(out: Path, run: Path, ceiling: dict | None) -> dict:
     texts = [r["text"] for r in sst2_rows("dev.tsv")]
     int8 = out / "onnx-int8"
     if not (int8 / "run.json").is_file():
-        from transferlm.export.onnx import export
+        from transferlm.export.onnx import ExportSettings, export
 
-        export(run, int8, quantize="int8", check=write_jsonl(out / "data" / "dev.jsonl", sst2_rows("dev.tsv")),
-               overwrite=True)
+        dev = write_jsonl(out / "data" / "dev.jsonl", sst2_rows("dev.tsv"))
+        export(run, int8, ExportSettings(quantize="int8", check=dev), overwrite=True)
     rows = {}
     for backend, path in (("torch", run), ("onnx-int8", int8)):
         for max_batch in (1, 32):

@@ -197,3 +197,33 @@ def test_list_flags_are_comma_separated(tmp_path):
     config = config_from_args(build_parser(argv).parse_args(argv))
     assert config.strategy.target_modules == ["query", "key"] and config.strategy.r == 4
     assert config.train.progress is False
+
+
+def test_command_settings_take_their_flags_and_defaults_from_one_class():
+    from transferlm.cli.flags import settings_from_args
+    from transferlm.cli.main import build_parser
+    from transferlm.errors import ConfigError
+    from transferlm.serve.app import ServeSettings
+
+    def settings(argv, **values):
+        return settings_from_args(build_parser(argv).parse_args(argv), **values)
+
+    served = settings(["serve", "run", "--max-batch", "4", "--port", "9000"], api_key="from-env")
+    assert (served.max_batch, served.port, served.api_key) == (4, 9000, "from-env")
+    assert served.model_batch == ServeSettings.model_fields["model_batch"].default
+    generated = settings(["generate", "m", "--prompt", "x", "--stop", "END,###", "--temperature", "0.5"])
+    assert generated.stop == ("END", "###") and generated.temperature == 0.5
+    with pytest.raises(ConfigError, match="serve.max_batch: Input should be greater than or equal to 1"):
+        settings(["serve", "run", "--max-batch", "0"])
+
+
+def test_experiment_flags_come_from_their_section(tmp_path):
+    from transferlm.cli.commands import _experiment
+    from transferlm.cli.main import build_parser
+    from transferlm.experiments.config import CurveSettings
+
+    argv = ["curve", "--train", "t.csv", "--output", "o", "--members", "frozen,tfidf", "--sizes", "8,all",
+            "--curve-evaluations", "3", "--evaluations", "2", "--seeds", "0,1"]
+    config, settings = _experiment(build_parser(argv).parse_args(argv), "curve", CurveSettings)
+    assert [m.name for m in settings.members] == ["frozen", "tfidf"] and settings.sizes == [8, "all"]
+    assert settings.evaluations == 3 and config.train.evaluations == 2 and settings.seeds == [0, 1]

@@ -18,7 +18,7 @@ from transferlm.config import DataConfig, task_settings
 from transferlm.data.lm import Turn, read_lm_records, text_documents
 from transferlm.data.records import Record
 from transferlm.errors import ConfigError, DataError, ModelSpecError
-from transferlm.evaluation.perplexity import perplexity, window_plan
+from transferlm.evaluation.perplexity import PerplexitySettings, perplexity, window_plan
 from transferlm.generation import GenerationSettings, Generator, cut_at_stop
 from transferlm.models.load import load_tokenizer
 from transferlm.tasks import build_task
@@ -217,7 +217,7 @@ def test_perplexity_is_exp_of_the_mean_nll_checked_by_hand(tiny_llama_dir):
     with torch.no_grad():
         log_probs = F.log_softmax(model(torch.tensor([ids])).logits[0].float(), dim=-1)
     by_hand = [-float(log_probs[p - 1, ids[p]]) for p in range(1, len(ids))]
-    whole = perplexity(model, tokenizer, text, context=len(ids) + 5, stride=4)
+    whole = perplexity(model, tokenizer, text, PerplexitySettings(context=len(ids) + 5, stride=4))
     assert whole.scored_tokens == len(ids) - 1 and whole.windows == 1
     assert whole.perplexity == pytest.approx(math.exp(sum(by_hand) / len(by_hand)), rel=1e-5)
     # With short windows each token sees only its window: score each token by hand with that context.
@@ -227,12 +227,12 @@ def test_perplexity_is_exp_of_the_mean_nll_checked_by_hand(tiny_llama_dir):
         with torch.no_grad():
             window = F.log_softmax(model(torch.tensor([ids[begin:end]])).logits[0].float(), dim=-1)
         nll += [-float(window[p - begin - 1, ids[p]]) for p in range(first, end)]
-    windowed = perplexity(model, tokenizer, text, context=context, stride=stride, batch_size=3)
+    windowed = perplexity(model, tokenizer, text, PerplexitySettings(context=context, stride=stride, batch_size=3))
     assert windowed.scored_tokens == len(ids) - 1
     assert windowed.perplexity == pytest.approx(math.exp(sum(nll) / len(nll)), rel=1e-5)
     assert "windows of 6 tokens, each scoring the next 2" in windowed.protocol()
     with pytest.raises(ConfigError, match="below the context"):
-        perplexity(model, tokenizer, text, context=4, stride=4)
+        perplexity(model, tokenizer, text, PerplexitySettings(context=4, stride=4))
 
 
 def test_perplexity_cli_prints_the_protocol(tiny_gpt2_dir, tmp_path, capsys):
@@ -272,7 +272,7 @@ def test_streamed_pieces_make_the_text_and_stop_strings_cut_it(tiny_llama_dir):
     assert len(words) >= 3, free
     stop = words[2]
     pieces: list[str] = []
-    stopped = generator.generate(["the"], GenerationSettings(12, 1.0, stop=(stop,), seed=3),
+    stopped = generator.generate(["the"], GenerationSettings(max_new_tokens=12, temperature=1.0, stop=(stop,), seed=3),
                                  on_text=lambda i, piece: pieces.append(piece))[0]
     assert stopped["finish_reason"] == "stop"
     assert stopped["text"] == cut_at_stop(free["text"], [stop])[0] and stop not in stopped["text"]
@@ -280,13 +280,14 @@ def test_streamed_pieces_make_the_text_and_stop_strings_cut_it(tiny_llama_dir):
 
 
 @pytest.mark.parametrize(("settings", "message"), [
-    (GenerationSettings(max_new_tokens=0), "at least 1"),
-    (GenerationSettings(temperature=-1), "temperature"),
-    (GenerationSettings(top_p=0), "top_p"),
+    ({"max_new_tokens": 0}, "generate.max_new_tokens: Input should be greater than or equal to 1"),
+    ({"temperature": -1}, "generate.temperature: Input should be greater than or equal to 0"),
+    ({"top_p": 0}, "generate.top_p: Input should be greater than 0"),
+    ({"stop": ["end", ""]}, "generate.stop: stop strings must not be empty"),
 ])
-def test_bad_generation_settings_are_refused(settings, message):
+def test_bad_generation_settings_are_refused_with_the_setting_named(settings, message):
     with pytest.raises(ConfigError, match=message):
-        settings.check()
+        GenerationSettings(**settings)
 
 
 def test_generate_cli_streams_a_prompt_and_reads_jsonl(tiny_llama_dir, tmp_path, capsys):

@@ -11,7 +11,7 @@ import torch
 import transferlm
 from conftest import ner_rows, qa_rows, sentiment_rows, tiny_config, write_jsonl
 from transferlm.errors import ExportError
-from transferlm.export.onnx import export
+from transferlm.export.onnx import ExportSettings, export
 from transferlm.inference.onnx_runtime import MODEL_FILE, OnnxForward
 
 pytest.importorskip("onnxruntime")
@@ -90,7 +90,7 @@ def _same(a, b, tolerance=1e-4) -> bool:
 
 def test_int8_export_reports_the_metric_beside_torch(tiny_model_dir, tmp_path):
     run, files = trained(tiny_model_dir, tmp_path, "classification")
-    report = export(run, tmp_path / "int8", quantize="int8", check=files["dev"])
+    report = export(run, tmp_path / "int8", ExportSettings(quantize="int8", check=files["dev"]))
     assert report.metric == "accuracy" and report.check_examples == 12
     assert 0 <= report.onnx_metric <= 1 and 0 <= report.torch_metric <= 1
     assert len(transferlm.load(tmp_path / "int8").predict(["great film"])) == 1
@@ -99,7 +99,7 @@ def test_int8_export_reports_the_metric_beside_torch(tiny_model_dir, tmp_path):
 def test_a_failed_parity_check_leaves_nothing_behind(tiny_model_dir, tmp_path):
     run, _ = trained(tiny_model_dir, tmp_path, "classification")
     with pytest.raises(ExportError, match="disagrees with torch"):
-        export(run, tmp_path / "export", tolerance=-1.0)  # any difference fails
+        export(run, tmp_path / "export", ExportSettings(tolerance=-1.0))  # any difference fails
     assert not (tmp_path / "export").exists()
     assert not any(p.name.endswith(".partial") for p in tmp_path.iterdir())
 

@@ -84,7 +84,7 @@ def test_an_export_is_served_with_onnx_runtime_threads_that_do_not_spin(classifi
 @pytest.mark.parametrize("bad", [{"model_batch": 0}, {"max_batch": 0}, {"max_wait_ms": -1}])
 def test_serve_settings_below_their_minimum_are_refused_with_the_setting_named(bad):
     name = next(iter(bad))
-    with pytest.raises(ConfigError, match=f"serve: {name} must be at least"):
+    with pytest.raises(ConfigError, match=f"serve.{name}: Input should be greater than or equal to"):
         ServeSettings(**bad)
 
 

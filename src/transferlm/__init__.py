@@ -13,11 +13,13 @@ if TYPE_CHECKING:
     from transferlm.runs.train import TrainResult
 
 
-def load(path, batch_size: int = 64) -> Predictor:
-    """Load a finished run directory; ``.predict(["great film"])`` gives labels and probabilities."""
+def load(path, batch_size: int | None = None) -> Predictor:
+    """Load a finished run directory; ``.predict(["great film"])`` gives labels and probabilities. ``batch_size``:
+    examples per forward pass (default ``runs.predictor.PREDICT_BATCH``)."""
+    from transferlm.runs.predictor import PREDICT_BATCH
     from transferlm.runs.predictor import load as _load
 
-    return _load(path, batch_size)
+    return _load(path, PREDICT_BATCH if batch_size is None else batch_size)
 
 
 def train(config: RunConfig | dict, resume: bool = False, overwrite: bool = False,

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
+from transferlm.cli.flags import settings_from_args
 from transferlm.errors import DataError
 
 
@@ -57,27 +58,21 @@ def _print_trained(result) -> None:
     print(f"run directory: {result.run_dir}")
 
 
-def _experiment(args, section: str, settings_cls, extra: dict[str, str]):
+def _experiment(args, section: str, settings_cls):
+    from transferlm.cli.flags import flag_overrides
     from transferlm.cli.train_args import overrides_from_args
     from transferlm.experiments.config import load_experiment
 
-    overrides = overrides_from_args(args)
-    for key, text in extra.items():
-        if text:
-            overrides.append((f"{section}.{key}", [_number_or_word(v) for v in text.split(",") if v.strip()]))
+    # the section's flags come before --set, which is applied last
+    overrides = flag_overrides(args, args.experiment_flags) + overrides_from_args(args)
     return load_experiment(args.config, section, overrides, settings_cls)
-
-
-def _number_or_word(text: str):
-    text = text.strip()
-    return int(text) if text.lstrip("-").isdigit() else text
 
 
 def cmd_compare(args) -> int:
     from transferlm.experiments.compare import compare
     from transferlm.experiments.config import CompareSettings
 
-    config, settings = _experiment(args, "compare", CompareSettings, {"members": args.members, "seeds": args.seeds})
+    config, settings = _experiment(args, "compare", CompareSettings)
     compare(config, settings, overwrite=args.overwrite)
     print((Path(config.output) / "report.md").read_text())
     print(f"reports: {config.output}/report.md, report.html, report.json")
@@ -88,9 +83,7 @@ def cmd_curve(args) -> int:
     from transferlm.experiments.config import CurveSettings
     from transferlm.experiments.curve import curve
 
-    config, settings = _experiment(
-        args, "curve", CurveSettings, {"members": args.members, "seeds": args.seeds, "sizes": args.sizes}
-    )
+    config, settings = _experiment(args, "curve", CurveSettings)
     curve(config, settings, overwrite=args.overwrite)
     print((Path(config.output) / "report.md").read_text())
     print(f"reports: {config.output}/report.md, curve.csv, curve.png, report.json")
@@ -98,16 +91,11 @@ def cmd_curve(args) -> int:
 
 
 def cmd_tune(args) -> int:
-    from transferlm.cli.train_args import overrides_from_args
-    from transferlm.experiments.config import TuneSettings, load_experiment
+    from transferlm.experiments.config import TuneSettings
     from transferlm.experiments.tune import tune
 
-    overrides = overrides_from_args(args)
-    for key in ("trials", "timeout", "storage", "study", "pruner"):
-        if getattr(args, key) is not None:
-            overrides.append((f"tune.{key}", getattr(args, key)))
-    config, settings = load_experiment(args.config, "tune", overrides, TuneSettings)
-    report = tune(config, settings, retrain_best=args.retrain_best)
+    config, settings = _experiment(args, "tune", TuneSettings)
+    report = tune(config, settings)
     print((Path(config.output) / "report.md").read_text())
     print(f"best config: {config.output}/best.yaml; every trial: {config.output}/trials.csv")
     if report.get("retrained"):
@@ -169,10 +157,9 @@ def _text_lines(stream: TextIO | None, source: str, task) -> list:
 
 
 def cmd_generate(args) -> int:
-    from transferlm.generation import GenerationSettings, Generator
+    from transferlm.generation import Generator
 
-    settings = GenerationSettings(args.max_new_tokens, args.temperature, args.top_p, tuple(args.stop or ()), args.seed)
-    settings.check()
+    settings = settings_from_args(args)
     if (args.prompt is None) == (args.input is None):
         raise DataError("give exactly one of --prompt TEXT or --input FILE")
     generator = Generator.from_model(args.model)
@@ -237,7 +224,7 @@ def cmd_perplexity(args) -> int:
     from transferlm.generation import load_causal_lm
 
     model, tokenizer = load_causal_lm(args.model)
-    result = perplexity(model, tokenizer, read_text(Path(args.data)), args.context, args.stride, args.batch_size)
+    result = perplexity(model, tokenizer, read_text(Path(args.data)), settings_from_args(args))
     if args.json:
         print(json.dumps({"model": args.model, "data": args.data, **result.to_dict()}, indent=2))
     else:
@@ -249,8 +236,7 @@ def cmd_perplexity(args) -> int:
 def cmd_export(args) -> int:
     from transferlm.export.onnx import export
 
-    report = export(Path(args.run), Path(args.output), quantize=args.quantize,
-                    check=Path(args.check) if args.check else None, tolerance=args.tolerance, overwrite=args.overwrite)
+    report = export(Path(args.run), Path(args.output), settings_from_args(args), overwrite=args.overwrite)
     print(f"exported {args.run} -> {report.output} ({report.quantize or 'fp32'}, {report.size_mb} MB, "
           f"{report.seconds} s)")
     print(f"largest logit difference to torch: {report.max_abs_logit_diff:.2e} on {report.parity_examples} examples"
@@ -267,13 +253,10 @@ def cmd_export(args) -> int:
 def cmd_serve(args) -> int:
     import os
 
-    from transferlm.serve.app import ServeSettings, serve
+    from transferlm.serve.app import serve
 
-    settings = ServeSettings(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, model_batch=args.model_batch,
-                             api_key=args.api_key or os.environ.get("TRANSFERLM_API_KEY") or None,
-                             max_body_bytes=args.max_body_bytes, max_inputs=args.max_inputs, max_chars=args.max_chars,
-                             backend=args.backend)
-    serve(Path(args.run), args.host, args.port, settings)
+    settings = settings_from_args(args, api_key=os.environ.get("TRANSFERLM_API_KEY") or None)
+    serve(Path(args.run), settings)
     return 0
 
 

@@ -103,12 +103,19 @@ def _is_bool(field: FieldInfo) -> bool:
 
 def _is_list(annotation: Any) -> bool:
     """A list, or an optional list: comma-separated on the command line."""
-    if typing.get_origin(annotation) is list:
+    if typing.get_origin(annotation) in (list, tuple):
         return True
     if typing.get_origin(annotation) in (Union, types.UnionType):
         members = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return len(members) == 1 and typing.get_origin(members[0]) is list
+        return len(members) == 1 and typing.get_origin(members[0]) in (list, tuple)
     return False
+
+
+def _items_are_text(annotation: Any) -> bool:
+    """Whether a list field holds strings (kept as written: '###' is a stop string, not a YAML comment)."""
+    while typing.get_origin(annotation) in (Union, types.UnionType):
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    return all(a in (str, Ellipsis) for a in typing.get_args(annotation))
 
 
 def _is_text(annotation: Any) -> bool:
@@ -124,7 +131,8 @@ def parse_value(text: str, field: FieldInfo) -> Any:
     if _is_text(field.annotation):
         return text
     if _is_list(field.annotation) and not text.lstrip().startswith("["):
-        return [yaml.safe_load(part) for part in text.split(",") if part.strip()]
+        parts = [part.strip() for part in text.split(",") if part.strip()]
+        return parts if _items_are_text(field.annotation) else [yaml.safe_load(part) for part in parts]
     return yaml.safe_load(text)
 
 
@@ -178,3 +186,10 @@ def selected_names(argv: Sequence[str]) -> dict[str, str | None]:
                 if chosen[section] is None and isinstance(data.get(section), dict):
                     chosen[section] = data[section].get(name_key)
     return chosen
+
+
+def settings_from_args(args: argparse.Namespace, **values: Any) -> Any:
+    """The settings object of a command that has no run config (``_settings_group``): its flags, and ``values``
+    for keys the command fills itself (e.g. an API key from the environment), given flags winning."""
+    cls, flags = args.settings_flags
+    return cls(**{**values, **dict(flag_overrides(args, flags))})

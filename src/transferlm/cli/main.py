@@ -8,74 +8,54 @@ import sys
 
 from transferlm import __version__
 from transferlm.cli import commands
-from transferlm.cli.flags import selected_names
+from transferlm.cli.flags import add_flags, run_flags, section_flags, selected_names
 from transferlm.cli.train_args import add_train_arguments
 from transferlm.errors import TransferLMError
 
 
-def add_experiment_arguments(parser: argparse.ArgumentParser, chosen: dict) -> None:
-    add_train_arguments(parser, resume=False, chosen=chosen)
-    parser.add_argument(
-        "--members",
-        help="Strategies and baselines, comma-separated, e.g. frozen,lora,full,tfidf,scratch (ner: crf, qa: overlap "
-        "for tfidf) (options per member go in the YAML).",
-    )
-    parser.add_argument("--seeds", help="Training seeds, comma-separated, e.g. 0,1,2.")
+def _settings_group(parser: argparse.ArgumentParser, cls, title: str = "settings") -> None:
+    """Flags for every key of a command's settings class (its defaults and documentation live there)."""
+    group = parser.add_argument_group(title)
+    flags = section_flags(cls)
+    add_flags(parser, flags, lambda flag: group)
+    parser.set_defaults(settings_flags=(cls, flags))
 
 
 def _add_experiment_commands(sub, chosen: dict) -> None:
-    compare = sub.add_parser(
-        "compare",
-        help="Train several strategies and baselines on the same split; report which transfer helped.",
-        description="Compare strategies against baselines (the task's own: TF-IDF + logistic regression, a CRF, a "
-        "word-overlap answer finder; and the same model from "
-        "random initialisation) on one split and budget, over seeds. Writes report.md/.html/.json and a chart "
-        "into --output. Re-running the same command continues an interrupted comparison.",
+    from transferlm.experiments.config import CompareSettings, CurveSettings, TuneSettings
+
+    taken = {f.flag for f in run_flags()}
+    commands_and_sections = (
+        ("compare", CompareSettings, commands.cmd_compare,
+         "Train several strategies and baselines on the same split; report which transfer helped.",
+         "Compare strategies against baselines (the task's own: TF-IDF + logistic regression, a CRF, a word-overlap "
+         "answer finder, ridge regression; and the same model from random initialisation) on one split and budget, "
+         "over seeds. Writes report.md/.html/.json and a chart into --output. Re-running the same command continues "
+         "an interrupted comparison."),
+        ("curve", CurveSettings, commands.cmd_curve,
+         "Metric against number of labelled examples (nested subsets), for strategies and baselines.",
+         "Learning curves: train on nested subsets of the training data (sizes per class; per example for tasks "
+         "without classes) over seeds. Writes curve.csv, curve.png, report.md and report.json into --output."),
+        ("tune", TuneSettings, commands.cmd_tune,
+         "Search hyperparameters on the validation split (Optuna: TPE, pruning, shared storage).",
+         "Hyperparameter search with Optuna. The space is `tune.space` in the YAML (any config key: float/int "
+         "ranges, optionally log-scaled, or categorical choices); by default the strategy's: train.lr (log range "
+         "around its default), train.batch_size, train.weight_decay, plus lora's r, last-n's layers, contrastive's "
+         "pairs_per_example. Each trial trains in its own process; the pruner stops poor trials on their "
+         "intermediate validation scores. The study is stored in OUTPUT/study.db (re-running continues it) or in "
+         "--storage, which several workers on several machines may share. Writes best.yaml, trials.csv, report.md, "
+         "report.html and report.json into --output."),
     )
-    add_experiment_arguments(compare, chosen)
-    compare.set_defaults(func=commands.cmd_compare)
-
-    curve = sub.add_parser(
-        "curve",
-        help="Metric against number of labelled examples (nested subsets), for strategies and baselines.",
-        description="Learning curves: train on nested, stratified subsets of the training data (sizes per class) "
-        "over seeds. Writes curve.csv, curve.png, report.md and report.json into --output.",
-    )
-    add_experiment_arguments(curve, chosen)
-    curve.add_argument("--sizes", help="Examples per class, comma-separated, e.g. 16,64,256,all [curve.sizes].")
-    curve.set_defaults(func=commands.cmd_curve)
-
-    tune = sub.add_parser(
-        "tune",
-        help="Search hyperparameters on the validation split (Optuna: TPE, pruning, shared storage).",
-        description="Hyperparameter search with Optuna. The space is `tune.space` in the YAML (any config key: "
-        "float/int ranges, optionally log-scaled, or categorical choices); by default the strategy's: train.lr "
-        "(log range around its default), train.batch_size, train.weight_decay, plus lora's r, last-n's layers, "
-        "contrastive's pairs_per_example. Each trial trains in its own process; the pruner stops poor trials on "
-        "their intermediate validation scores. The study is stored in OUTPUT/study.db (re-running continues it) or "
-        "in --storage, which several workers on several machines may share. Writes best.yaml, trials.csv, "
-        "report.md, report.html and report.json into --output.",
-    )
-    add_train_arguments(tune, resume=False, chosen=chosen)
-    tune.add_argument("--trials", type=int, help="Finished trials the study should have, all workers [tune.trials].")
-    tune.add_argument("--timeout", type=float, help="Start no new trial after this many seconds [tune.timeout].")
-    tune.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://user@host/db [tune.storage].")
-    tune.add_argument("--study", help="Study name (default: the output directory's name) [tune.study].")
-    tune.add_argument("--pruner", choices=["median", "hyperband", "none"], help="[tune.pruner]")
-    tune.add_argument("--retrain-best", action="store_true",
-                      help="Train the best config into OUTPUT/best-run (and test it there, if a test split is given).")
-    tune.set_defaults(func=commands.cmd_tune)
+    for name, cls, func, help_text, description in commands_and_sections:
+        parser = sub.add_parser(name, help=help_text, description=description)
+        add_train_arguments(parser, resume=False, chosen=chosen)
+        group = parser.add_argument_group(f"{name} settings (each is also a YAML key under {name}:)")
+        flags = section_flags(cls, f"{name}.", taken)
+        add_flags(parser, flags, lambda flag, group=group: group)
+        parser.set_defaults(func=func, experiment_flags=flags)
 
 
-def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    """The parser; ``argv`` (the command line to parse) tells ``--help`` which task's and strategy's settings to
-    document."""
-    chosen = selected_names(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="transferlm", description="Transfer pretrained language models to your task.")
-    parser.add_argument("--version", action="version", version=f"transferlm {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="Debug logging, including library warnings.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_training_commands(sub, chosen: dict) -> None:
     train = sub.add_parser(
         "train",
         help="Fine-tune a pretrained model on labelled data.",
@@ -95,7 +75,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     add_train_arguments(adapt, chosen=chosen)
     adapt.set_defaults(func=commands.cmd_adapt)
 
-    _add_experiment_commands(sub, chosen)
+
+def _add_run_commands(sub) -> None:
+    from transferlm.runs.predictor import PREDICT_BATCH
 
     evaluate = sub.add_parser("evaluate", help="Score a finished run on a labelled file.")
     evaluate.add_argument("run", help="Run directory written by `transferlm train`.")
@@ -113,8 +95,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         "column, or - for stdin lines.",
     )
     predict.add_argument("--output", help="Write the JSONL here instead of stdout.")
-    predict.add_argument("--batch-size", type=int, default=64, help="Examples per forward pass.")
+    predict.add_argument("--batch-size", type=int, default=PREDICT_BATCH, help="Examples per forward pass.")
     predict.set_defaults(func=commands.cmd_predict)
+
+
+def _add_language_model_commands(sub) -> None:
+    from transferlm.evaluation.perplexity import PerplexitySettings
+    from transferlm.inference.generation import GenerationSettings
 
     generate = sub.add_parser(
         "generate", help="Generate text with a causal-lm run or a causal LM (greedy or sampled, streamed).",
@@ -126,12 +113,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     generate.add_argument("--input", help="Prompts: .txt (one per line) or .jsonl (prompt or messages per line).")
     generate.add_argument("--chat", action="store_true",
                           help="Render each prompt as a user turn with the model's chat template.")
-    generate.add_argument("--max-new-tokens", type=int, default=128)
-    generate.add_argument("--temperature", type=float, default=0.0, help="0: greedy (default); > 0: sampling.")
-    generate.add_argument("--top-p", type=float, default=1.0, help="Nucleus sampling mass (with --temperature).")
-    generate.add_argument("--stop", action="append", help="Stop at this string (repeatable); not included.")
-    generate.add_argument("--seed", type=int, help="Seed for sampling.")
     generate.add_argument("--output", help="Write the JSONL here instead of stdout (with --input).")
+    _settings_group(generate, GenerationSettings, "generation settings")
     generate.set_defaults(func=commands.cmd_generate)
 
     ppl = sub.add_parser("perplexity", help="Perplexity of a causal LM on a text file, with its protocol.",
@@ -140,11 +123,14 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                          "two figures can be compared.")
     ppl.add_argument("model", help="A causal-lm run directory, or a model: bundled alias, directory or hub id.")
     ppl.add_argument("--data", required=True, help="A text file (read whole, as one sequence).")
-    ppl.add_argument("--context", type=int, default=512, help="Tokens per window (default 512).")
-    ppl.add_argument("--stride", type=int, default=256, help="New tokens scored per window (default 256).")
-    ppl.add_argument("--batch-size", type=int, default=4, help="Windows per forward pass.")
     ppl.add_argument("--json", action="store_true", help="Print the result as JSON.")
+    _settings_group(ppl, PerplexitySettings, "perplexity settings")
     ppl.set_defaults(func=commands.cmd_perplexity)
+
+
+def _add_shipping_commands(sub) -> None:
+    from transferlm.export.onnx import ExportSettings
+    from transferlm.serve.app import ServeSettings
 
     export = sub.add_parser(
         "export",
@@ -155,11 +141,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     )
     export.add_argument("run", help="Run directory written by `transferlm train`.")
     export.add_argument("--output", required=True, help="Directory to write.")
-    export.add_argument("--quantize", choices=["int8"], help="Dynamic int8 quantisation (per-channel weights).")
-    export.add_argument("--check", help="Labelled file for the checks (default: the run's validation or test file).")
-    export.add_argument("--tolerance", type=float, default=1e-3,
-                        help="Largest allowed absolute logit difference to torch, fp32 (default 1e-3).")
     export.add_argument("--overwrite", action="store_true", help="Replace an existing --output.")
+    _settings_group(export, ExportSettings, "export settings")
     export.set_defaults(func=commands.cmd_export)
 
     serve = sub.add_parser(
@@ -169,21 +152,23 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         "/docs, and / (a playground page). Binds 127.0.0.1 unless --host says otherwise.",
     )
     serve.add_argument("run", help="Run directory (`transferlm train`) or export directory (`transferlm export`).")
-    serve.add_argument("--backend", choices=["torch", "onnx"],
-                       help="Check that the directory holds this backend (default: whatever it holds).")
-    serve.add_argument("--host", default="127.0.0.1", help="Address to bind (default 127.0.0.1: this machine only).")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--max-batch", type=int, default=32, help="Inputs per model batch (1: no batching).")
-    serve.add_argument("--max-wait-ms", type=float, default=5.0, help="How long a batch waits to fill, in ms.")
-    serve.add_argument("--model-batch", type=int, default=8,
-                       help="Inputs per forward pass within a batch, in length order (less padding than one forward "
-                       "over the whole batch; default 8).")
-    serve.add_argument("--api-key", help="Require this key (Authorization: Bearer KEY or X-API-Key) on /v1/* and "
-                       "/metrics; default: $TRANSFERLM_API_KEY if set.")
-    serve.add_argument("--max-inputs", type=int, default=256, help="Inputs per request.")
-    serve.add_argument("--max-chars", type=int, default=20_000, help="Characters per input.")
-    serve.add_argument("--max-body-bytes", type=int, default=1_000_000, help="Request body size.")
+    _settings_group(serve, ServeSettings, "serve settings")
     serve.set_defaults(func=commands.cmd_serve)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; ``argv`` (the command line to parse) tells ``--help`` which task's and strategy's settings to
+    document."""
+    chosen = selected_names(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="transferlm", description="Transfer pretrained language models to your task.")
+    parser.add_argument("--version", action="version", version=f"transferlm {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="Debug logging, including library warnings.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_training_commands(sub, chosen)
+    _add_experiment_commands(sub, chosen)
+    _add_run_commands(sub)
+    _add_language_model_commands(sub)
+    _add_shipping_commands(sub)
 
     models = sub.add_parser("models", help="List bundled model aliases and whether they are installed.")
     models.set_defaults(func=commands.cmd_models)

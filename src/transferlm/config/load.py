@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import difflib
+import types
+import typing
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -81,19 +83,38 @@ def format_validation_error(error: ValidationError, root: type[BaseModel] = RunC
 
 
 def _field_path(loc: tuple, root: type[BaseModel]) -> str:
-    """Keep the part of a pydantic location that names fields; drop union member tags like 'int'."""
+    """Keep the part of a pydantic location that names fields (and the keys of mappings of sections, e.g.
+    ``tune.space.train.lr.type``); drop union member tags like 'int'."""
     parts: list[str] = []
     model: type[BaseModel] | None = root
+    keyed = False  # the next part is a key of a mapping of sections (or an index into a list of them)
     for part in loc:
+        if keyed:
+            parts.append(str(part))
+            keyed = False
+            continue
         if model is None:  # past a leaf field: the rest are union tags or list indices
             break
         parts.append(str(part))
         field = model.model_fields.get(str(part))
         if field is None:  # an unknown key inside a section
             break
-        annotation = field.annotation
-        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        model, keyed = _inner_section(field.annotation)
     return ".".join(parts)
+
+
+def _inner_section(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
+    """The section a field holds: directly, or as the values of a mapping or items of a list (then keyed)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (Union, types.UnionType) and len(args) == 1:
+        return _inner_section(args[0])
+    if typing.get_origin(annotation) in (dict, list) and args:
+        inner = args[-1]
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            return inner, True
+    return None, False
 
 
 def _suggest(loc: tuple, root: type[BaseModel]) -> str:

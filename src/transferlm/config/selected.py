@@ -10,12 +10,12 @@ imports the layers above it.
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
 
-from transferlm.errors import RegistryError
+from transferlm.errors import ConfigError, RegistryError
 from transferlm.registry import Registry
 
 
@@ -26,6 +26,21 @@ class Section(BaseModel):
 def flag(name: str) -> dict[str, str]:
     """A field's command-line flag where the field's own name would be unclear (``--model`` for model.name)."""
     return {"flag": name}
+
+
+class CommandSettings(Section):
+    """The settings of a command that takes no run config (serve, generate, export, predict, perplexity): built
+    from keyword arguments or the command's flags, each problem reported as ``section.key: ...``."""
+
+    section: ClassVar[str]
+
+    def __init__(self, **values: Any):
+        try:
+            super().__init__(**values)
+        except ValidationError as e:
+            from transferlm.config.load import format_validation_error  # the formatter sits above this module
+
+            raise ConfigError([f"{self.section}.{p}" for p in format_validation_error(e, type(self))]) from None
 
 
 class TaskSettings(Section):

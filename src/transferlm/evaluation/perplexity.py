@@ -18,7 +18,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
+from transferlm.config.selected import CommandSettings
 from transferlm.errors import ConfigError
 
 
@@ -52,8 +54,17 @@ def window_plan(n_tokens: int, context: int, stride: int) -> list[tuple[int, int
     return plan
 
 
+class PerplexitySettings(CommandSettings):
+    section = "perplexity"
+    context: int = Field(512, ge=2, description="Tokens per window.")
+    stride: int = Field(256, ge=1, description="New tokens scored per window (below the context).")
+    batch_size: int = Field(4, ge=1, description="Windows per forward pass.")
+
+
 @torch.no_grad()
-def perplexity(model, tokenizer, text: str, context: int, stride: int, batch_size: int = 4) -> PerplexityResult:
+def perplexity(model, tokenizer, text: str, settings: PerplexitySettings | None = None) -> PerplexityResult:
+    settings = settings or PerplexitySettings()
+    context, stride, batch_size = settings.context, settings.stride, settings.batch_size
     if not 0 < stride < context:
         raise ConfigError(f"stride {stride}: must be at least 1 and below the context ({context}), so that every "
                           f"scored token has context; {context - 1} gives windows that barely overlap")

@@ -150,6 +150,9 @@ class TuneSettings(Section):
     )
     study: Optional[str] = Field(None, description="Study name; null: the output directory's name.")
     seed: int = Field(0, description="Seed of the TPE sampler.")
+    retrain_best: bool = Field(
+        False, description="Train the best config into OUTPUT/best-run (and test it there, if a test split is given)."
+    )
 
 
 def load_experiment(

@@ -157,7 +157,7 @@ def trial_config(base: dict, params: dict[str, Any], output: Path) -> RunConfig:
     return build_config(data)
 
 
-def tune(config: RunConfig, settings: TuneSettings, retrain_best: bool = False) -> dict[str, Any]:
+def tune(config: RunConfig, settings: TuneSettings) -> dict[str, Any]:
     optuna = require("optuna", "tune", TUNE)
     if config.output is None:
         raise ConfigError("output: tune needs --output (trials, the study and the reports are written there)")
@@ -190,7 +190,7 @@ def tune(config: RunConfig, settings: TuneSettings, retrain_best: bool = False) 
             log.info("tune: timeout (%.0f s) reached; no new trials", settings.timeout)
             break
         _run_trial(study, storage, name, base, space, out, config, metric, settings.pruner)
-    return _write_outputs(study, out, config, metric, space, retrain_best)
+    return _write_outputs(study, out, config, metric, space, settings.retrain_best)
 
 
 def _run_trial(study, storage: str, name: str, base: dict, space, out: Path, config: RunConfig, metric: str,

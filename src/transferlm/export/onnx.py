@@ -32,11 +32,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Optional
 
 import torch
+from pydantic import Field
 from torch import nn
 
+from transferlm.config.selected import CommandSettings
 from transferlm.errors import ExportError, RunDirError
 from transferlm.extras import require
 from transferlm.inference.batches import map_batches
@@ -86,20 +88,23 @@ class _Logits(nn.Module):
         return self.task.logits(self.model(**inputs))
 
 
-def export(
-    run_dir: Path,
-    output: Path,
-    quantize: str | None = None,
-    check: Path | None = None,
-    tolerance: float = 1e-3,
-    overwrite: bool = False,
-) -> ExportReport:
+class ExportSettings(CommandSettings):
+    section = "export"
+    quantize: Optional[Literal["int8"]] = Field(None, description="Dynamic int8 quantisation (per-channel weights).")
+    check: Optional[Path] = Field(
+        None, description="Labelled file for the checks (default: the run's validation or test file)."
+    )
+    tolerance: float = Field(1e-3, description="Largest allowed absolute logit difference to torch, fp32.")
+
+
+def export(run_dir: Path, output: Path, settings: ExportSettings | None = None,
+           overwrite: bool = False) -> ExportReport:
+    settings = settings or ExportSettings()
+    quantize, check, tolerance = settings.quantize, settings.check, settings.tolerance
     for module in ("onnx", "onnxscript", "onnxruntime"):  # torch.onnx.export needs the first two
         require(module, "export", EXPORT)
     began = time.perf_counter()
     run_dir, output = Path(run_dir), Path(output)
-    if quantize not in (None, "int8"):
-        raise ExportError(f"--quantize {quantize!r}: the choices are int8 (or leave it out for fp32)")
     if output.resolve() == run_dir.resolve() or output.resolve() in run_dir.resolve().parents:
         raise ExportError(f"--output {output} is the run directory or holds it; export somewhere else")
     if output.exists() and any(output.iterdir()):

@@ -11,35 +11,38 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import torch
+from pydantic import Field, field_validator
 
+from transferlm.config.selected import CommandSettings
 from transferlm.data.lm import Turn, parse_turns
 from transferlm.data.records import Record
-from transferlm.errors import ConfigError, DataError
+from transferlm.errors import DataError
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class GenerationSettings:
-    max_new_tokens: int = 128
-    temperature: float = 0.0  # 0: greedy (deterministic); > 0: sampling at this temperature
-    top_p: float = 1.0  # nucleus sampling: the smallest set of tokens with this much probability
-    stop: tuple[str, ...] = ()  # generation ends at the first of these strings (not included in the text)
-    seed: int | None = None  # sampling seed, for repeatable samples
+class GenerationSettings(CommandSettings):
+    section = "generate"
+    max_new_tokens: int = Field(128, ge=1, description="Tokens generated at most per prompt.")
+    temperature: float = Field(0.0, ge=0, description="0: greedy (deterministic); > 0: sampling at this temperature.")
+    top_p: float = Field(
+        1.0, gt=0, le=1, description="Nucleus sampling (with temperature): the smallest set of tokens with this "
+        "much probability.",
+    )
+    stop: tuple[str, ...] = Field(
+        (), description="Generation ends at the first of these strings, which is not included (comma-separated).",
+    )
+    seed: Optional[int] = Field(None, description="Sampling seed, for repeatable samples.")
 
-    def check(self) -> None:
-        if self.max_new_tokens < 1:
-            raise ConfigError(f"max_new_tokens {self.max_new_tokens}: must be at least 1")
-        if self.temperature < 0:
-            raise ConfigError(f"temperature {self.temperature}: must be 0 (greedy) or positive (sampling)")
-        if not 0 < self.top_p <= 1:
-            raise ConfigError(f"top_p {self.top_p}: must be in (0, 1]")
-        if any(not s for s in self.stop):
-            raise ConfigError("stop strings must not be empty")
+    @field_validator("stop")
+    @classmethod
+    def _no_empty_stop(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not s for s in value):
+            raise ValueError("stop strings must not be empty")
+        return value
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
@@ -126,12 +129,12 @@ class Generator:
         return prompt_ids(self.tokenizer, record)
 
     @torch.no_grad()
-    def generate(self, prompts: Sequence[Any], settings: GenerationSettings = GenerationSettings(), chat: bool = False,
+    def generate(self, prompts: Sequence[Any], settings: GenerationSettings | None = None, chat: bool = False,
                  on_text: Callable[[int, str], None] | None = None) -> list[dict[str, Any]]:
         """One result per prompt: ``text`` (the continuation), ``tokens`` (new tokens) and ``finish_reason``
         (``stop``: a stop string, ``eos``: the end-of-sequence token, ``length``: max_new_tokens).
         ``on_text(i, piece)`` receives prompt i's text as it is generated."""
-        settings.check()
+        settings = settings or GenerationSettings()
         results = []
         for i, prompt in enumerate(prompts):
             ids = self.prompt_ids(prompt, chat)

@@ -27,9 +27,11 @@ from transferlm.tasks.base import Features
 
 log = logging.getLogger(__name__)
 
+PREDICT_BATCH = 64  # examples per forward pass in predict and evaluate, unless the caller says otherwise
+
 
 class Predictor:
-    def __init__(self, root: Path, batch_size: int = 64, onnx_spin: bool = True):
+    def __init__(self, root: Path, batch_size: int = PREDICT_BATCH, onnx_spin: bool = True):
         """``onnx_spin``: whether an export's ONNX Runtime threads spin-wait between runs (``OnnxForward``)."""
         self.root = Path(root)
         self.manifest = layout.read_manifest(self.root)
@@ -115,6 +117,6 @@ class Predictor:
         return run_inference(self.model, self.task, features, self.tokenizer.pad_token_id, self.batch_size)
 
 
-def load(path: str | Path, batch_size: int = 64, onnx_spin: bool = True) -> Predictor:
+def load(path: str | Path, batch_size: int = PREDICT_BATCH, onnx_spin: bool = True) -> Predictor:
     """Load a finished run directory for prediction and evaluation."""
     return Predictor(Path(path), batch_size, onnx_spin)

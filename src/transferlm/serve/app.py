@@ -19,12 +19,14 @@ import json
 import logging
 import time
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Optional
 
-from transferlm.errors import ConfigError, DataError, RunDirError
+from pydantic import Field
+
+from transferlm.config.selected import CommandSettings
+from transferlm.errors import DataError, RunDirError
 from transferlm.extras import require
 from transferlm.runs import layout
 from transferlm.serve.batcher import BatcherClosed, MicroBatcher
@@ -36,28 +38,29 @@ SERVE = "`transferlm serve`"  # what needs the serve extra, in its messages
 Request = require("fastapi", "serve", SERVE).Request
 
 
-@dataclass(frozen=True)
-class ServeSettings:
-    max_batch: int = 32
-    max_wait_ms: float = 5.0
-    # Inputs per forward pass within a micro-batch, taken in length order. Requests arrive in random lengths, so
-    # one forward over a whole batch pads every input to the longest of 32; on 2 CPU cores, forwards of 8
-    # similar-length inputs ran 1.37x faster for torch and 1.50x for ONNX int8 (bench/README.md, serve section).
-    model_batch: int = 8
-    api_key: str | None = None
-    max_body_bytes: int = 1_000_000
-    max_inputs: int = 256
-    max_chars: int = 20_000  # per input, all its strings together
-    backend: str | None = None  # torch or onnx; None: what the directory holds
-
-    def __post_init__(self):
-        small = [f"{name} must be at least 1 (got {getattr(self, name)})"
-                 for name in ("max_batch", "model_batch", "max_inputs", "max_chars", "max_body_bytes")
-                 if getattr(self, name) < 1]
-        if self.max_wait_ms < 0:
-            small.append(f"max_wait_ms must be at least 0 (got {self.max_wait_ms})")
-        if small:
-            raise ConfigError([f"serve: {problem}" for problem in small])
+class ServeSettings(CommandSettings):
+    section = "serve"
+    host: str = Field("127.0.0.1", description="Address to bind (127.0.0.1: this machine only).")
+    port: int = Field(8000, ge=0, le=65535, description="Port to listen on.")
+    max_batch: int = Field(32, ge=1, description="Inputs per model batch (1: no batching).")
+    max_wait_ms: float = Field(5.0, ge=0, description="How long a batch waits to fill, in ms.")
+    # Requests arrive in random lengths, so one forward over a whole batch pads every input to the longest of 32;
+    # on 2 CPU cores, forwards of 8 similar-length inputs ran 1.37x faster for torch and 1.50x for ONNX int8
+    # (bench/README.md, serve section).
+    model_batch: int = Field(
+        8, ge=1, description="Inputs per forward pass within a batch, in length order (less padding than one forward "
+        "over the whole batch).",
+    )
+    api_key: Optional[str] = Field(
+        None, description="Require this key (Authorization: Bearer KEY or X-API-Key) on /v1/* and /metrics; the CLI "
+        "reads $TRANSFERLM_API_KEY when it is not given.",
+    )
+    max_body_bytes: int = Field(1_000_000, ge=1, description="Request body size.")
+    max_inputs: int = Field(256, ge=1, description="Inputs per request.")
+    max_chars: int = Field(20_000, ge=1, description="Characters per input, all its strings together.")
+    backend: Optional[Literal["torch", "onnx"]] = Field(
+        None, description="Check that the directory holds this backend (default: whatever it holds)."
+    )
 
 
 def check_weights(root: Path, backend: str | None) -> str:
@@ -78,7 +81,8 @@ def check_weights(root: Path, backend: str | None) -> str:
     return holds
 
 
-def create_app(root: Path, settings: ServeSettings = ServeSettings()):
+def create_app(root: Path, settings: ServeSettings | None = None):
+    settings = settings or ServeSettings()
     require("prometheus_client", "serve", SERVE)
     from fastapi import Depends, FastAPI
     from fastapi.exceptions import RequestValidationError
@@ -261,9 +265,11 @@ def _characters(item: Any) -> int:
     return 0
 
 
-def serve(root: Path, host: str = "127.0.0.1", port: int = 8000, settings: ServeSettings = ServeSettings()) -> None:
+def serve(root: Path, settings: ServeSettings | None = None) -> None:
+    settings = settings or ServeSettings()
     uvicorn = require("uvicorn", "serve", SERVE)
     app = create_app(root, settings)
-    if host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:
-        log.warning("serving on %s without an API key: anyone who can reach this address can use the model", host)
-    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=30)
+    if settings.host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:
+        log.warning("serving on %s without an API key: anyone who can reach this address can use the model",
+                    settings.host)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=30)
