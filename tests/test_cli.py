@@ -192,7 +192,8 @@ def test_list_flags_are_comma_separated(tmp_path):
     from transferlm.cli.main import build_parser
     from transferlm.cli.train_args import config_from_args
 
-    argv = ["train", "--train", "t.csv", "--output", "o", "--strategy", "lora", "--target-modules", "query,key",
+    argv = ["train", "--train", "t.csv", "--output", "o", "--strategy", "lora", "--target-modules", "query",
+            "--target-modules", "key",
             "--lora-r", "4", "--no-progress"]
     config = config_from_args(build_parser(argv).parse_args(argv))
     assert config.strategy.target_modules == ["query", "key"] and config.strategy.r == 4
@@ -203,7 +204,7 @@ def test_command_settings_take_their_flags_and_defaults_from_one_class():
     from transferlm.cli.flags import settings_from_args
     from transferlm.cli.main import build_parser
     from transferlm.errors import ConfigError
-    from transferlm.serve.app import ServeSettings
+    from transferlm.serve.settings import ServeSettings
 
     def settings(argv, **values):
         return settings_from_args(build_parser(argv).parse_args(argv), **values)
@@ -211,8 +212,9 @@ def test_command_settings_take_their_flags_and_defaults_from_one_class():
     served = settings(["serve", "run", "--max-batch", "4", "--port", "9000"], api_key="from-env")
     assert (served.max_batch, served.port, served.api_key) == (4, 9000, "from-env")
     assert served.model_batch == ServeSettings.model_fields["model_batch"].default
-    generated = settings(["generate", "m", "--prompt", "x", "--stop", "END,###", "--temperature", "0.5"])
-    assert generated.stop == ("END", "###") and generated.temperature == 0.5
+    generated = settings(["generate", "m", "--prompt", "x", "--stop", "END, now", "--stop", "###", "--temperature",
+                          "0.5"])
+    assert generated.stop == ("END, now", "###") and generated.temperature == 0.5
     with pytest.raises(ConfigError, match="serve.max_batch: Input should be greater than or equal to 1"):
         settings(["serve", "run", "--max-batch", "0"])
 

@@ -125,14 +125,22 @@ def _is_text(annotation: Any) -> bool:
     return annotation in (str, Path)
 
 
-def parse_value(text: str, field: FieldInfo) -> Any:
-    """A flag's text as the field's type: text stays text; a list is comma-separated (or a YAML list); anything
-    else is read as YAML (numbers, null, auto, a YAML mapping)."""
+def parse_value(text: str | list[str], field: FieldInfo) -> Any:
+    """A flag's text as the field's type: text stays text; anything else is read as YAML (numbers, null, auto, a
+    YAML mapping). A list flag may be repeated; each occurrence of a list of numbers or names is comma-separated
+    (``--seeds 0,1,2``), while text items are taken whole (``--stop ", "`` is one stop string)."""
+    if isinstance(text, list):
+        values: list[Any] = []
+        for occurrence in text:
+            if occurrence.lstrip().startswith("["):
+                values += yaml.safe_load(occurrence)
+            elif _items_are_text(field.annotation):
+                values.append(occurrence)
+            else:
+                values += [yaml.safe_load(part) for part in occurrence.split(",") if part.strip()]
+        return values
     if _is_text(field.annotation):
         return text
-    if _is_list(field.annotation) and not text.lstrip().startswith("["):
-        parts = [part.strip() for part in text.split(",") if part.strip()]
-        return parts if _items_are_text(field.annotation) else [yaml.safe_load(part) for part in parts]
     return yaml.safe_load(text)
 
 
@@ -149,7 +157,8 @@ def add_flags(parser: argparse.ArgumentParser, flags: Sequence[Flag], group_of: 
             continue
         choices = _choices(f.field.annotation)
         metavar = "{" + ",".join(choices) + "}" if choices else f.key.rsplit(".", 1)[-1].upper()
-        target.add_argument(f.flag, dest=f.dest, metavar=metavar, help=help_text)
+        action = "append" if _is_list(f.field.annotation) else "store"  # a list flag may be repeated
+        target.add_argument(f.flag, dest=f.dest, metavar=metavar, action=action, help=help_text)
 
 
 def flag_overrides(args: argparse.Namespace, flags: Sequence[Flag], prefix: str = "") -> list[tuple[str, Any]]:
@@ -158,7 +167,7 @@ def flag_overrides(args: argparse.Namespace, flags: Sequence[Flag], prefix: str 
     for f in flags:
         value = getattr(args, f.dest, None)
         if value is not None:
-            found.append((prefix + f.key, parse_value(value, f.field) if isinstance(value, str) else value))
+            found.append((prefix + f.key, parse_value(value, f.field) if isinstance(value, (str, list)) else value))
     return found
 
 

@@ -130,7 +130,7 @@ def _add_language_model_commands(sub) -> None:
 
 def _add_shipping_commands(sub) -> None:
     from transferlm.export.onnx import ExportSettings
-    from transferlm.serve.app import ServeSettings
+    from transferlm.serve.settings import ServeSettings
 
     export = sub.add_parser(
         "export",

@@ -33,7 +33,8 @@ class GenerationSettings(CommandSettings):
         "much probability.",
     )
     stop: tuple[str, ...] = Field(
-        (), description="Generation ends at the first of these strings, which is not included (comma-separated).",
+        (), description="Generation ends at the first of these strings, which is not included (repeat the flag for "
+        "several).",
     )
     seed: Optional[int] = Field(None, description="Sampling seed, for repeatable samples.")
 

@@ -21,46 +21,19 @@ import time
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any
 
-from pydantic import Field
-
-from transferlm.config.selected import CommandSettings
 from transferlm.errors import DataError, RunDirError
 from transferlm.extras import require
 from transferlm.runs import layout
 from transferlm.serve.batcher import BatcherClosed, MicroBatcher
+from transferlm.serve.settings import ServeSettings
 
 log = logging.getLogger(__name__)
 
 SERVE = "`transferlm serve`"  # what needs the serve extra, in its messages
 # At module level: FastAPI resolves the handlers' string annotations here.
 Request = require("fastapi", "serve", SERVE).Request
-
-
-class ServeSettings(CommandSettings):
-    section = "serve"
-    host: str = Field("127.0.0.1", description="Address to bind (127.0.0.1: this machine only).")
-    port: int = Field(8000, ge=0, le=65535, description="Port to listen on.")
-    max_batch: int = Field(32, ge=1, description="Inputs per model batch (1: no batching).")
-    max_wait_ms: float = Field(5.0, ge=0, description="How long a batch waits to fill, in ms.")
-    # Requests arrive in random lengths, so one forward over a whole batch pads every input to the longest of 32;
-    # on 2 CPU cores, forwards of 8 similar-length inputs ran 1.37x faster for torch and 1.50x for ONNX int8
-    # (bench/README.md, serve section).
-    model_batch: int = Field(
-        8, ge=1, description="Inputs per forward pass within a batch, in length order (less padding than one forward "
-        "over the whole batch).",
-    )
-    api_key: Optional[str] = Field(
-        None, description="Require this key (Authorization: Bearer KEY or X-API-Key) on /v1/* and /metrics; the CLI "
-        "reads $TRANSFERLM_API_KEY when it is not given.",
-    )
-    max_body_bytes: int = Field(1_000_000, ge=1, description="Request body size.")
-    max_inputs: int = Field(256, ge=1, description="Inputs per request.")
-    max_chars: int = Field(20_000, ge=1, description="Characters per input, all its strings together.")
-    backend: Optional[Literal["torch", "onnx"]] = Field(
-        None, description="Check that the directory holds this backend (default: whatever it holds)."
-    )
 
 
 def check_weights(root: Path, backend: str | None) -> str:

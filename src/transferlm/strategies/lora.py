@@ -81,7 +81,8 @@ class LoraSettings(Adapting):
                            json_schema_extra=flag("--lora-dropout"))
     target_modules: Optional[list[str]] = Field(
         None,
-        description="Module names that get adapters (comma-separated on the command line); null: the "
+        description="Module names that get adapters (on the command line, repeat the flag: --target-modules query "
+        "--target-modules value); null: the "
         "architecture's defaults (bert: query, value; llama: q_proj, v_proj), logged and written into the saved "
         "config.",
     )

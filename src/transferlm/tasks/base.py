@@ -59,6 +59,24 @@ def pad_inputs(items: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.
     return batch
 
 
+IGNORE = -100  # the target of positions outside the loss (padding, special tokens, unlabelled subwords)
+
+
+def hf_model(auto_class: str, path: Path, tokenizer: Any, pretrained: bool, config: dict[str, Any]) -> nn.Module:
+    """A Hugging Face model of ``auto_class`` (e.g. "AutoModelForTokenClassification") with ``config`` set on it:
+    pretrained from ``path``, or the same architecture with random weights; its pad id made the tokenizer's."""
+    import transformers
+
+    auto = getattr(transformers, auto_class)
+    if pretrained:
+        model = auto.from_pretrained(path, **config)
+    else:
+        model = auto.from_config(transformers.AutoConfig.from_pretrained(path, **config))
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
 @dataclass(frozen=True)
 class LossTerms:
     """Un-normalised loss and the number of units it sums over, so accumulation can normalise exactly."""
@@ -75,6 +93,9 @@ class Task(ABC):
     metric_directions: ClassVar[Mapping[str, bool]]
     baselines: tuple[str, ...] = ()  # the no-transfer baselines of `compare` that apply (besides scratch)
     has_new_head: bool = True  # False: the model's own pretrained head is trained (language modelling)
+    auto_model: ClassVar[str] = ""  # the transformers AutoModelFor... class that builds the task's model
+    target_keys: ClassVar[tuple[str, ...]] = ("labels",)  # what collate_targets adds to a batch
+    label_dtype: ClassVar[torch.dtype] = torch.long  # of one scalar target per item (default collate_targets)
     generates: bool = False  # True: predictions are generated text (``Predictor.generate``), not read off outputs
 
     def __init__(self, task: TaskSettings, data: DataConfig):
@@ -114,21 +135,29 @@ class Task(ABC):
         return None
 
     # --- model ---
-    @abstractmethod
+    def head_config(self) -> dict[str, Any]:
+        """Config values of the task's head for ``build_model`` (number of outputs, label names)."""
+        return {}
+
     def build_model(self, path: Path, tokenizer: Any, pretrained: bool = True) -> nn.Module:
         """Backbone from ``path`` plus a new task head; ``pretrained=False``: same architecture, random weights."""
+        return hf_model(self.auto_model, path, tokenizer, pretrained, self.head_config())
 
-    @abstractmethod
     def load_model(self, path: Path) -> nn.Module:
         """A fine-tuned model saved by this task."""
+        import transformers
+
+        return getattr(transformers, self.auto_model).from_pretrained(path)
 
     def save_model(self, model: nn.Module, path: Path) -> None:
         """Write the fine-tuned model so that ``load_model(path)`` restores it."""
         model.save_pretrained(path)
 
-    @abstractmethod
     def head_parameter_names(self, model: nn.Module) -> set[str]:
-        """Parameters that belong to the task head rather than the pretrained backbone."""
+        """Parameters that belong to the task head rather than the pretrained backbone: by default, everything
+        outside the backbone."""
+        prefix = f"{model.base_model_prefix}."
+        return {n for n, _ in model.named_parameters() if not n.startswith(prefix)}
 
     def feature_head(self, model: nn.Module) -> FeatureHead | None:
         """The head over fixed backbone features, if this task knows how to split ``model``; else None."""
@@ -178,8 +207,12 @@ class Task(ABC):
         """Model-ready items. A task may split one record into several items (windows of a long input); each
         item then carries ``"example"``, the index of its record, and the task merges them back."""
 
-    @abstractmethod
-    def collate(self, items: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]: ...
+    def collate(self, items: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
+        """A padded batch of the items' inputs, with their targets when they carry them."""
+        batch = pad_inputs(items, pad_id)
+        if "labels" in items[0]:
+            batch.update(self.collate_targets(items))
+        return batch
 
     def training_collate(self, items: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
         """A training batch: ``collate`` unless the task draws something afresh each time (masked-lm's masks);
@@ -187,11 +220,12 @@ class Task(ABC):
         return self.collate(items, pad_id)
 
     def collate_targets(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        """Only the targets of a batch (training on cached features needs no inputs); override to skip
-        collating the inputs."""
-        batch = self.collate(items, pad_id=0)
-        inputs = self.model_inputs(batch)
-        return {k: v for k, v in batch.items() if k not in inputs}
+        """Only the targets of a batch (training on cached features needs no inputs): by default one target per
+        item (``label_dtype``), or a sequence per item padded with ``IGNORE``."""
+        labels = [item["labels"] for item in items]
+        if isinstance(labels[0], (list, tuple)):
+            return {"labels": pad_sequences(labels, IGNORE)}
+        return {"labels": torch.tensor(labels, dtype=self.label_dtype)}
 
     def loss_units(self, items: Sequence[dict[str, Any]]) -> int:
         """What ``loss`` sums over in these items (examples; labelled tokens for tagging): the loop divides
@@ -201,8 +235,9 @@ class Task(ABC):
     @abstractmethod
     def loss(self, outputs: Any, batch: dict[str, torch.Tensor]) -> LossTerms: ...
 
-    @abstractmethod
-    def model_inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]: ...
+    def model_inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """What the model is called with: the batch without its targets."""
+        return {k: v for k, v in batch.items() if k not in self.target_keys}
 
     def logits(self, outputs: Any) -> torch.Tensor:
         """The tensor inference keeps from the model's outputs."""

@@ -28,9 +28,8 @@ from transferlm.config.selected import TaskSettings
 from transferlm.data.lm import ROLES, LmColumns, Turn, is_chat, is_prompt_completion, parse_turns, read_lm_records
 from transferlm.data.records import Record
 from transferlm.errors import ConfigError, DataError, ModelSpecError
-from transferlm.tasks.base import Features, LossTerms, TextObjectiveTask, pad_inputs, pad_sequences, register_task
+from transferlm.tasks.base import IGNORE, Features, LossTerms, TextObjectiveTask, register_task
 
-IGNORE = -100
 # Encoder families: their checkpoints have no causal language-model head to fine-tune.
 ENCODER_TYPES = {"bert", "roberta", "distilbert", "electra", "xlm-roberta", "albert", "deberta", "deberta-v2",
                  "mpnet", "camembert", "modernbert"}
@@ -104,25 +103,13 @@ class CausalLmSettings(LmColumns, TaskSettings):
 class CausalLmTask(TextObjectiveTask):
     name = "causal-lm"
     settings = CausalLmSettings
+    auto_model = "AutoModelForCausalLM"
     generates = True
 
     # --- model ---
     def build_model(self, path: Path, tokenizer: Any, pretrained: bool = True) -> nn.Module:
-        from transformers import AutoConfig, AutoModelForCausalLM
-
         check_decoder(path)
-        if pretrained:
-            model = AutoModelForCausalLM.from_pretrained(path)
-        else:
-            model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path))
-        if model.config.pad_token_id is None:
-            model.config.pad_token_id = tokenizer.pad_token_id
-        return model
-
-    def load_model(self, path: Path) -> nn.Module:
-        from transformers import AutoModelForCausalLM
-
-        return AutoModelForCausalLM.from_pretrained(path)
+        return super().build_model(path, tokenizer, pretrained)
 
     def head_parameter_names(self, model: nn.Module) -> set[str]:
         return set()  # the language-model head is pretrained (and usually tied to the embeddings)
@@ -207,19 +194,6 @@ class CausalLmTask(TextObjectiveTask):
             stream.extend(ids)
             stream.append(tokenizer.eos_token_id)
         return [{"input_ids": stream[i:i + block], "labels": stream[i:i + block]} for i in range(0, len(stream), block)]
-
-    def collate(self, items: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
-        batch = pad_inputs(items, pad_id)
-        if "labels" in items[0]:
-            batch.update(self.collate_targets(items))
-        return batch
-
-    def collate_targets(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        labels = pad_sequences([item["labels"] for item in items], IGNORE)
-        return {"labels": labels}
-
-    def model_inputs(self, batch):
-        return {k: v for k, v in batch.items() if k != "labels"}
 
     def loss_units(self, items: Sequence[dict[str, Any]]) -> int:
         return sum(sum(1 for label in item["labels"][1:] if label != IGNORE) for item in items)

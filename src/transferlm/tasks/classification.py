@@ -4,24 +4,21 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field
-from torch import nn
-from transformers.modeling_outputs import SequenceClassifierOutput
 
 from transferlm.config.selected import TaskSettings
 from transferlm.data.readers import summarise_lines
 from transferlm.data.records import Record
 from transferlm.evaluation.classification import multi_label_metrics, single_label_metrics
-from transferlm.tasks.base import Features, LossTerms, Task, pad_inputs, register_task
-from transferlm.tasks.heads import FeatureHead
+from transferlm.tasks.base import Features, LossTerms, register_task
 from transferlm.tasks.labels import LabelMap, split_labels
-from transferlm.tasks.pooling import MeanPoolingClassifier, PoolingSettings
+from transferlm.tasks.pooling import PoolingSettings
+from transferlm.tasks.sentence_head import SentenceHeadTask
 
 
 class ClassificationSettings(PoolingSettings, TaskSettings):
@@ -39,7 +36,7 @@ class ClassificationSettings(PoolingSettings, TaskSettings):
     )
 
 
-class ClassificationTask(Task):
+class ClassificationTask(SentenceHeadTask):
     name = "classification"
     settings = ClassificationSettings
     metric_directions = {"accuracy": True, "f1_macro": True, "f1_micro": True, "f1_weighted": True,
@@ -149,60 +146,13 @@ class ClassificationTask(Task):
         self.class_weights = state.get("class_weights")
 
     # --- model ---
-    def build_model(self, path: Path, tokenizer: Any, pretrained: bool = True) -> nn.Module:
+    def num_outputs(self) -> int:
+        return len(self.label_map.labels)
+
+    def head_config(self) -> dict[str, Any]:
         labels = self.label_map.labels
-        if self.task_config.pooling == "mean":
-            return MeanPoolingClassifier.from_backbone(path, len(labels), pretrained)
-        from transformers import AutoConfig, AutoModelForSequenceClassification
-
-        settings = dict(
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id=self.label_map.index(),
-            problem_type="multi_label_classification" if self.multi_label else "single_label_classification",
-        )
-        if pretrained:
-            model = AutoModelForSequenceClassification.from_pretrained(path, **settings)
-        else:
-            model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(path, **settings))
-        if model.config.pad_token_id is None:
-            model.config.pad_token_id = tokenizer.pad_token_id
-        return model
-
-    def feature_head(self, model: nn.Module) -> FeatureHead | None:
-        if isinstance(model, MeanPoolingClassifier):
-            return FeatureHead(model, model.pooled, model.classify)
-        from transformers import BertForSequenceClassification
-
-        if isinstance(model, BertForSequenceClassification):
-            # BERT's head: pooler (dense + tanh on the first token) -> dropout -> classifier.
-            def first_token(**inputs):
-                return model.bert(**inputs).last_hidden_state[:, 0]
-
-            def head(features):
-                pooled = model.bert.pooler(features.unsqueeze(1))
-                return SequenceClassifierOutput(logits=model.classifier(model.dropout(pooled)))
-
-            return FeatureHead(model, first_token, head)
-        return None
-
-    def load_model(self, path: Path) -> nn.Module:
-        if self.task_config.pooling == "mean":
-            return MeanPoolingClassifier.load(path)
-        from transformers import AutoModelForSequenceClassification
-
-        return AutoModelForSequenceClassification.from_pretrained(path)
-
-    def save_model(self, model: nn.Module, path: Path) -> None:
-        if isinstance(model, MeanPoolingClassifier):
-            model.save(path)
-        else:
-            model.save_pretrained(path)
-
-    def head_parameter_names(self, model: nn.Module) -> set[str]:
-        # The head is everything outside the backbone, plus BERT's pooler: it only exists to feed a head.
-        prefix = f"{model.base_model_prefix}."
-        return {n for n, _ in model.named_parameters() if not n.startswith(prefix) or ".pooler." in n}
+        return dict(num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=self.label_map.index(),
+                    problem_type="multi_label_classification" if self.multi_label else "single_label_classification")
 
     # --- features ---
     def encode(self, tokenizer, records: Sequence[Record], max_length: int, with_labels: bool = True) -> Features:
@@ -231,18 +181,9 @@ class ClassificationTask(Task):
             target[index[label]] = 1.0
         return target
 
-    def collate(self, items: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
-        batch = pad_inputs(items, pad_id)
-        if "labels" in items[0]:
-            batch.update(self.collate_targets(items))
-        return batch
-
     def collate_targets(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         dtype = torch.float if self.multi_label else torch.long
         return {"labels": torch.tensor([item["labels"] for item in items], dtype=dtype)}
-
-    def model_inputs(self, batch):
-        return {k: v for k, v in batch.items() if k != "labels"}
 
     # --- loss and outputs ---
     def loss(self, outputs, batch) -> LossTerms:

@@ -37,10 +37,17 @@ from transferlm.config.selected import TaskSettings
 from transferlm.data.lm import Documents, read_documents
 from transferlm.data.records import Record
 from transferlm.errors import ConfigError, ModelSpecError
-from transferlm.tasks.base import Features, LossTerms, TextObjectiveTask, pad_inputs, pad_sequences, register_task
+from transferlm.tasks.base import (
+    IGNORE,
+    Features,
+    LossTerms,
+    TextObjectiveTask,
+    pad_inputs,
+    pad_sequences,
+    register_task,
+)
 
 log = logging.getLogger(__name__)
-IGNORE = -100
 SPECIAL = -1  # word key of special tokens: never masked
 NOT_A_PREDICTOR = ConfigError("a masked-lm run is an adapted model, not a predictor; fine-tune it for a task with "
                               "`transferlm train --model RUN_DIR`")
@@ -118,6 +125,8 @@ class MaskedLmSettings(Documents, TaskSettings):
 class MaskedLmTask(TextObjectiveTask):
     name = "masked-lm"
     settings = MaskedLmSettings
+    auto_model = "AutoModelForMaskedLM"
+    target_keys = ("labels", "units")
     empty_split = "no text"
     # The objective is the model's own pretraining one: nothing new to train alone (frozen is refused). A
     # checkpoint saved without its masked-LM head (sentence-embedding models such as minilm) gets a new one,
@@ -145,11 +154,6 @@ class MaskedLmTask(TextObjectiveTask):
             log.warning("%s has no masked-LM head (%d tensors missing, e.g. %s); adaptation starts with a new, "
                         "randomly initialised one", path, len(self.new_head), sorted(self.new_head)[0])
         return model
-
-    def load_model(self, path: Path) -> nn.Module:
-        from transformers import AutoModelForMaskedLM
-
-        return AutoModelForMaskedLM.from_pretrained(path)
 
     def head_parameter_names(self, model: nn.Module) -> set[str]:
         """A new masked-LM head's own layers (its transform: dense and norm), which LoRA trains in full. Left out:
@@ -233,9 +237,6 @@ class MaskedLmTask(TextObjectiveTask):
     def collate_targets(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         labels = pad_sequences([item["labels"] for item in items], IGNORE)
         return {"labels": labels, "units": torch.tensor([item["units"] for item in items], dtype=torch.float32)}
-
-    def model_inputs(self, batch):
-        return {k: v for k, v in batch.items() if k not in ("labels", "units")}
 
     def loss_units(self, items: Sequence[dict[str, Any]]) -> int:
         return sum(item["units"] for item in items)

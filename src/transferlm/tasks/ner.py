@@ -27,11 +27,10 @@ from transferlm.data.records import Record
 from transferlm.data.sequences import SequenceColumns, read_sequence_records
 from transferlm.errors import DataError
 from transferlm.evaluation.ner import entity_metrics
-from transferlm.tasks.base import Features, LossTerms, Task, pad_inputs, pad_sequences, register_task
+from transferlm.tasks.base import IGNORE, Features, LossTerms, Task, register_task
 from transferlm.tasks.heads import FeatureHead
 from transferlm.tasks.windows import context, plan_windows
 
-IGNORE = -100  # label of positions outside the loss (special tokens, later subwords)
 DEFAULT_STRIDE = 32
 
 
@@ -55,6 +54,7 @@ class NerTask(Task):
     default_metric = "f1"
     metric_directions = {"f1": True, "precision": True, "recall": True, "token_accuracy": True}
     baselines = ("crf",)
+    auto_model = "AutoModelForTokenClassification"
 
     def __init__(self, task, data):
         super().__init__(task, data)
@@ -115,27 +115,9 @@ class NerTask(Task):
         self.labels = list(state["labels"])
 
     # --- model ---
-    def build_model(self, path: Path, tokenizer: Any, pretrained: bool = True) -> nn.Module:
-        from transformers import AutoConfig, AutoModelForTokenClassification
-
-        settings = dict(num_labels=len(self.labels), id2label=dict(enumerate(self.labels)),
-                        label2id={tag: i for i, tag in enumerate(self.labels)})
-        if pretrained:
-            model = AutoModelForTokenClassification.from_pretrained(path, **settings)
-        else:
-            model = AutoModelForTokenClassification.from_config(AutoConfig.from_pretrained(path, **settings))
-        if model.config.pad_token_id is None:
-            model.config.pad_token_id = tokenizer.pad_token_id
-        return model
-
-    def load_model(self, path: Path) -> nn.Module:
-        from transformers import AutoModelForTokenClassification
-
-        return AutoModelForTokenClassification.from_pretrained(path)
-
-    def head_parameter_names(self, model: nn.Module) -> set[str]:
-        prefix = f"{model.base_model_prefix}."
-        return {n for n, _ in model.named_parameters() if not n.startswith(prefix)}
+    def head_config(self) -> dict[str, Any]:
+        return dict(num_labels=len(self.labels), id2label=dict(enumerate(self.labels)),
+                    label2id={tag: i for i, tag in enumerate(self.labels)})
 
     def feature_head(self, model: nn.Module) -> FeatureHead | None:
         backbone = getattr(model, model.base_model_prefix, None)
@@ -192,17 +174,6 @@ class NerTask(Task):
             item["units"] = sum(1 for x in labels if x != IGNORE)
         return item
 
-    def collate(self, items: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
-        batch = pad_inputs(items, pad_id)
-        if "labels" in items[0]:
-            batch.update(self.collate_targets(items))
-        return batch
-
-    def collate_targets(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        return {"labels": pad_sequences([i["labels"] for i in items], IGNORE)}
-
-    def model_inputs(self, batch):
-        return {k: v for k, v in batch.items() if k != "labels"}
 
     def loss_units(self, items: Sequence[dict[str, Any]]) -> int:
         return sum(item["units"] for item in items)

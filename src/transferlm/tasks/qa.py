@@ -113,6 +113,8 @@ class QaTask(Task):
     default_metric = "f1"
     metric_directions = {"f1": True, "exact_match": True}
     baselines = ("overlap",)
+    auto_model = "AutoModelForQuestionAnswering"
+    target_keys = ("start_positions", "end_positions")
     calibrates = True
 
     def __init__(self, task, data):
@@ -177,26 +179,6 @@ class QaTask(Task):
         self.null_threshold = float(state["null_threshold"])
 
     # --- model ---
-    def build_model(self, path: Path, tokenizer: Any, pretrained: bool = True) -> nn.Module:
-        from transformers import AutoConfig, AutoModelForQuestionAnswering
-
-        if pretrained:
-            model = AutoModelForQuestionAnswering.from_pretrained(path)
-        else:
-            model = AutoModelForQuestionAnswering.from_config(AutoConfig.from_pretrained(path))
-        if model.config.pad_token_id is None:
-            model.config.pad_token_id = tokenizer.pad_token_id
-        return model
-
-    def load_model(self, path: Path) -> nn.Module:
-        from transformers import AutoModelForQuestionAnswering
-
-        return AutoModelForQuestionAnswering.from_pretrained(path)
-
-    def head_parameter_names(self, model: nn.Module) -> set[str]:
-        prefix = f"{model.base_model_prefix}."
-        return {n for n, _ in model.named_parameters() if not n.startswith(prefix)}
-
     def feature_head(self, model: nn.Module) -> FeatureHead | None:
         backbone = getattr(model, model.base_model_prefix, None)
         outputs = getattr(model, "qa_outputs", None)
@@ -272,30 +254,9 @@ class QaTask(Task):
             item["labels"] = next((span for a in record.label if (span := _token_span(item["offsets"], a))),
                                   (NULL, NULL))
 
-    def collate(self, items: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
-        width = max(len(item["input_ids"]) for item in items)
-        ids = torch.full((len(items), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(items), width), dtype=torch.long)
-        types = torch.zeros((len(items), width), dtype=torch.long)
-        for row, item in enumerate(items):
-            n = len(item["input_ids"])
-            ids[row, :n] = torch.tensor(item["input_ids"])
-            mask[row, :n] = 1
-            if "token_type_ids" in item:
-                types[row, :n] = torch.tensor(item["token_type_ids"])
-        batch = {"input_ids": ids, "attention_mask": mask}
-        if "token_type_ids" in items[0]:
-            batch["token_type_ids"] = types
-        if "labels" in items[0]:
-            batch.update(self.collate_targets(items))
-        return batch
-
     def collate_targets(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         spans = torch.tensor([item["labels"] for item in items], dtype=torch.long)
         return {"start_positions": spans[:, 0], "end_positions": spans[:, 1]}
-
-    def model_inputs(self, batch):
-        return {k: v for k, v in batch.items() if k not in ("start_positions", "end_positions")}
 
     def loss(self, outputs, batch) -> LossTerms:
         start = F.cross_entropy(outputs.start_logits.float(), batch["start_positions"], reduction="sum")

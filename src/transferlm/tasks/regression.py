@@ -9,23 +9,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field
-from torch import nn
 
 from transferlm.config.schema import DataConfig
 from transferlm.config.selected import TaskSettings
 from transferlm.data.readers import summarise_lines
 from transferlm.data.records import Record
 from transferlm.evaluation.regression import regression_metrics
-from transferlm.tasks.base import Features, LossTerms, Task, pad_inputs, register_task
-from transferlm.tasks.heads import FeatureHead
-from transferlm.tasks.pooling import MeanPoolingClassifier, PoolingSettings
+from transferlm.tasks.base import Features, LossTerms, register_task
+from transferlm.tasks.pooling import PoolingSettings
+from transferlm.tasks.sentence_head import SentenceHeadTask
 
 
 class RegressionSettings(PoolingSettings, TaskSettings):
@@ -44,12 +42,13 @@ class RegressionSettings(PoolingSettings, TaskSettings):
     )
 
 
-class RegressionTask(Task):
+class RegressionTask(SentenceHeadTask):
     name = "regression"
     settings = RegressionSettings
     default_metric = "spearman"
     metric_directions = {"rmse": False, "mae": False, "pearson": True, "spearman": True}
     baselines = ("mean", "ridge")
+    label_dtype = torch.float
 
     def __init__(self, task: RegressionSettings, data: DataConfig):
         super().__init__(task, data)
@@ -98,47 +97,11 @@ class RegressionTask(Task):
         return outputs * self.std + self.mean if self.normalize else outputs
 
     # --- model ---
-    def _mean_pooling(self) -> bool:
-        return self.task_config.pooling == "mean"  # auto is resolved before the task is built; unresolved: cls
+    def num_outputs(self) -> int:
+        return 1
 
-    def build_model(self, path: Path, tokenizer: Any, pretrained: bool = True) -> nn.Module:
-        if self._mean_pooling():
-            return MeanPoolingClassifier.from_backbone(path, 1, pretrained)
-        from transformers import AutoConfig, AutoModelForSequenceClassification
-
-        settings = dict(num_labels=1, problem_type="regression")
-        if pretrained:
-            model = AutoModelForSequenceClassification.from_pretrained(path, **settings)
-        else:
-            model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(path, **settings))
-        if model.config.pad_token_id is None:
-            model.config.pad_token_id = tokenizer.pad_token_id
-        return model
-
-    def load_model(self, path: Path) -> nn.Module:
-        if self._mean_pooling():
-            return MeanPoolingClassifier.load(path)
-        from transformers import AutoModelForSequenceClassification
-
-        return AutoModelForSequenceClassification.from_pretrained(path)
-
-    def save_model(self, model: nn.Module, path: Path) -> None:
-        if isinstance(model, MeanPoolingClassifier):
-            model.save(path)
-        else:
-            model.save_pretrained(path)
-
-    def head_parameter_names(self, model: nn.Module) -> set[str]:
-        # As for classification: everything outside the backbone, plus BERT's pooler (it only feeds a head).
-        prefix = f"{model.base_model_prefix}."
-        return {n for n, _ in model.named_parameters() if not n.startswith(prefix) or ".pooler." in n}
-
-    def feature_head(self, model: nn.Module) -> FeatureHead | None:
-        # The BERT cls-head split lives inside ClassificationTask.feature_head; until it is shared, a frozen
-        # backbone under cls pooling runs every step (the strategy logs that).
-        if isinstance(model, MeanPoolingClassifier):
-            return FeatureHead(model, model.pooled, model.classify)
-        return None
+    def head_config(self) -> dict[str, Any]:
+        return dict(num_labels=1, problem_type="regression")
 
     # --- features ---
     def encode(self, tokenizer, records: Sequence[Record], max_length: int, with_labels: bool = True) -> Features:
@@ -155,18 +118,6 @@ class RegressionTask(Task):
     def targets(self, records: Sequence[Record]) -> torch.Tensor:
         """Targets on their own scale, as ``score`` takes them (also used by the baselines)."""
         return torch.tensor([_number(r.label) for r in records], dtype=torch.float)
-
-    def collate(self, items: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
-        batch = pad_inputs(items, pad_id)
-        if "labels" in items[0]:
-            batch.update(self.collate_targets(items))
-        return batch
-
-    def collate_targets(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        return {"labels": torch.tensor([item["labels"] for item in items], dtype=torch.float)}
-
-    def model_inputs(self, batch):
-        return {k: v for k, v in batch.items() if k != "labels"}
 
     # --- loss and outputs ---
     def loss(self, outputs, batch) -> LossTerms:
