@@ -155,23 +155,12 @@ class ClassificationTask(SentenceHeadTask):
                     problem_type="multi_label_classification" if self.multi_label else "single_label_classification")
 
     # --- features ---
-    def encode(self, tokenizer, records: Sequence[Record], max_length: int, with_labels: bool = True) -> Features:
-        texts = [r.text for r in records]
-        pairs = [r.text_pair for r in records] if self.data_config.text_pair_column else None
-        enc = tokenizer(texts, pairs, truncation=True, max_length=max_length)
-        keys = [k for k in ("input_ids", "token_type_ids") if k in enc]
-        items = [{k: enc[k][i] for k in keys} for i in range(len(records))]
-        if with_labels:
-            for item, record in zip(items, records, strict=False):
-                item["labels"] = self._target(record)
-        return Features(items, [len(ids) for ids in enc["input_ids"]])
-
     def targets(self, records: Sequence[Record]) -> torch.Tensor:
         """Targets as the loss and metrics take them: class indices, or multi-hot rows for multi-label."""
         dtype = torch.float if self.multi_label else torch.long
-        return torch.tensor([self._target(r) for r in records], dtype=dtype)
+        return torch.tensor([self.target(r) for r in records], dtype=dtype)
 
-    def _target(self, record: Record):
+    def target(self, record: Record):
         index = self.label_map.index()
         labels = self.labels_of(record)
         if not self.multi_label:

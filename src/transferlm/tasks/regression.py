@@ -104,16 +104,8 @@ class RegressionTask(SentenceHeadTask):
         return dict(num_labels=1, problem_type="regression")
 
     # --- features ---
-    def encode(self, tokenizer, records: Sequence[Record], max_length: int, with_labels: bool = True) -> Features:
-        texts = [r.text for r in records]
-        pairs = [r.text_pair for r in records] if self.data_config.text_pair_column else None
-        enc = tokenizer(texts, pairs, truncation=True, max_length=max_length)
-        keys = [k for k in ("input_ids", "token_type_ids") if k in enc]
-        items = [{k: enc[k][i] for k in keys} for i in range(len(records))]
-        if with_labels:
-            for item, record in zip(items, records, strict=True):
-                item["labels"] = _number(record.label)  # on the target scale; the loss standardises
-        return Features(items, [len(ids) for ids in enc["input_ids"]])
+    def target(self, record: Record) -> float:
+        return _number(record.label)  # on the target scale; the loss standardises
 
     def targets(self, records: Sequence[Record]) -> torch.Tensor:
         """Targets on their own scale, as ``score`` takes them (also used by the baselines)."""

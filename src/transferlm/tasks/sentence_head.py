@@ -9,13 +9,15 @@ goes into the head's config.
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from transferlm.tasks.base import Task
+from transferlm.data.records import Record
+from transferlm.tasks.base import Features, Task
 from transferlm.tasks.heads import FeatureHead
 from transferlm.tasks.pooling import MeanPoolingClassifier
 
@@ -26,6 +28,22 @@ class SentenceHeadTask(Task):
     @abstractmethod
     def num_outputs(self) -> int:
         """Outputs of the head (classes; 1 for a regression)."""
+
+    @abstractmethod
+    def target(self, record: Record) -> Any:
+        """One record's target as an item carries it (a class index, a multi-hot row, a number)."""
+
+    def encode(self, tokenizer, records: Sequence[Record], max_length: int, with_labels: bool = True) -> Features:
+        """One item per record: the text, or the text pair as one input (truncated to ``max_length``)."""
+        texts = [r.text for r in records]
+        pairs = [r.text_pair for r in records] if self.data_config.text_pair_column else None
+        enc = tokenizer(texts, pairs, truncation=True, max_length=max_length)
+        keys = [k for k in ("input_ids", "token_type_ids") if k in enc]
+        items = [{k: enc[k][i] for k in keys} for i in range(len(records))]
+        if with_labels:
+            for item, record in zip(items, records, strict=True):
+                item["labels"] = self.target(record)
+        return Features(items, [len(ids) for ids in enc["input_ids"]])
 
     def _mean_pooling(self) -> bool:
         return self.task_config.pooling == "mean"  # auto is resolved before the task is built; unresolved: cls
