@@ -10,6 +10,7 @@ import torch
 
 import transferlm
 from conftest import ner_rows, qa_rows, sentiment_rows, tiny_config, write_jsonl
+from test_strategies import NOT_PREDICTORS, TASK_CASES, data_files
 from transferlm.errors import ExportError
 from transferlm.export.onnx import ExportSettings, export
 from transferlm.inference.onnx_runtime import MODEL_FILE, OnnxForward
@@ -27,9 +28,6 @@ def trained(tiny_model_dir, tmp_path, task: str, strategy: dict | None = None, *
     else:
         files = {"train": write_jsonl(tmp_path / "train.jsonl", sentiment_rows(24, seed=1)),
                  "dev": write_jsonl(tmp_path / "dev.jsonl", sentiment_rows(12, seed=2))}
-    if task_settings.get("multi_label"):
-        rows = [{"text": r["text"], "label": [r["label"], "any"]} for r in sentiment_rows(24, seed=1)]
-        files = {"train": write_jsonl(tmp_path / "train.jsonl", rows), "dev": write_jsonl(tmp_path / "dev.jsonl", rows)}
     config = tiny_config(tiny_model_dir, files, tmp_path / f"run-{task}", epochs=2)
     config["task"] = {"type": task, **task_settings}
     if strategy:
@@ -37,34 +35,44 @@ def trained(tiny_model_dir, tmp_path, task: str, strategy: dict | None = None, *
     return transferlm.train(config).run_dir, files
 
 
-INPUTS = {
-    "classification": ["the film was great", "a dull and boring story", "music"],
-    "ner": ["the bank market was a goal", ["team", "and", "stock", "price"]],
-    "qa": [{"question": "the plot", "context": "a great bank story and music"}, ("film", "stock")],
-}
+def trained_case(tiny_model_dir, tmp_path, task_case: str, strategy: dict | None):
+    """A run of one row of the contract matrix (tests/test_strategies.py), on that row's data."""
+    files = data_files(task_case, tmp_path)
+    config = tiny_config(tiny_model_dir, files, tmp_path / "run", epochs=2)
+    config["task"] = TASK_CASES[task_case].settings
+    if strategy:
+        config["strategy"] = strategy
+    return transferlm.train(config).run_dir, files
 
 
-CASES = {  # case -> (task, task settings, strategy)
-    "classification-mean": ("classification", {"pooling": "mean"}, None),
-    "multi-label-lora": ("classification", {"multi_label": True}, {"name": "lora", "r": 2}),
+TEXTS = ["the film was great", "a dull and boring story", "music"]
+# Export parity joins the contract matrix: every task case that predicts from logits on the tiny BERT (generation
+# and masked-lm runs are no predictors to export), plus the strategies that change what is saved.
+CASES = {
+    **{case: (case, None) for case, row in TASK_CASES.items()
+       if row.backbone == "bert" and case not in NOT_PREDICTORS and row.settings["type"] != "causal-lm"},
+    "multi-label-lora": ("multi-label", {"name": "lora", "r": 2}),
     # unit-length embeddings under the fitted logistic-regression head
-    "contrastive": ("classification", {"pooling": "mean"},
-                    {"name": "contrastive", "pairs_per_example": 2}),
-    "ner": ("ner", {}, None),
-    "qa": ("qa", {}, None),
+    "contrastive": ("classification-mean-pooling", {"name": "contrastive", "pairs_per_example": 2}),
 }
+
+
+def test_every_exportable_task_of_the_matrix_is_exported():
+    assert {TASK_CASES[case].settings["type"] for case, _ in CASES.values()} >= {"classification", "ner", "qa",
+                                                                                 "regression"}
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_fp32_export_predicts_as_the_run_does(tiny_model_dir, tmp_path, case):
-    task, settings, strategy = CASES[case]
-    run, files = trained(tiny_model_dir, tmp_path, task, strategy, **settings)
+    task_case, strategy = CASES[case]
+    run, files = trained_case(tiny_model_dir, tmp_path, task_case, strategy)
+    inputs = list(TASK_CASES[task_case].predict_inputs) or TEXTS
     report = export(run, tmp_path / "export")
     assert report.max_abs_logit_diff <= 1e-3 and report.parity_examples > 0
     exported = transferlm.load(tmp_path / "export")
     assert exported.backend == "onnx" and exported.model is None
     original = transferlm.load(run)
-    ours, theirs = exported.predict(INPUTS[task]), original.predict(INPUTS[task])
+    ours, theirs = exported.predict(inputs), original.predict(inputs)
     assert _same(ours, theirs), (ours, theirs)
     assert exported.evaluate(files["dev"])[exported.task.default_metric] == pytest.approx(
         original.evaluate(files["dev"])[original.task.default_metric])
