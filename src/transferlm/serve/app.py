@@ -19,6 +19,7 @@ import json
 import logging
 import time
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -54,174 +55,214 @@ def check_weights(root: Path, backend: str | None) -> str:
     return holds
 
 
-def create_app(root: Path, settings: ServeSettings | None = None):
-    settings = settings or ServeSettings()
-    require("prometheus_client", "serve", SERVE)
-    from fastapi import Depends, FastAPI
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import HTMLResponse, JSONResponse, Response
-    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-    from starlette.exceptions import HTTPException
+@dataclass
+class _Metrics:
+    """The server's Prometheus metrics, in a registry of their own."""
 
-    from transferlm.runs.predictor import load
+    registry: Any
+    requests: Any
+    errors: Any
+    latency: Any
+    batch_sizes: Any
+    batch_seconds: Any
+    queue_depth: Any
 
-    root = Path(root)
-    backend = check_weights(root, settings.backend)
-    # ONNX Runtime's idle threads would spin on the cores the event loop needs (see OnnxForward)
-    predictor = load(root, batch_size=min(settings.model_batch, settings.max_batch), onnx_spin=False)
-    registry = CollectorRegistry()
-    requests = Counter("transferlm_requests", "HTTP requests", ["path", "status"], registry=registry)
-    errors = Counter("transferlm_errors", "Failed requests by kind", ["kind"], registry=registry)
-    latency = Histogram("transferlm_request_seconds", "Request latency", ["path"], registry=registry,
-                        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
-    batch_sizes = Histogram("transferlm_batch_size", "Inputs per model batch", registry=registry,
-                            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
-    batch_seconds = Histogram("transferlm_batch_seconds", "Model time per batch", registry=registry)
-    queue_depth = Gauge("transferlm_queue_depth", "Inputs waiting for the model", registry=registry)
+    @classmethod
+    def create(cls) -> _Metrics:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-    def on_batch(size: int, seconds: float) -> None:
-        batch_sizes.observe(size)
-        batch_seconds.observe(seconds)
+        registry = CollectorRegistry()
+        return cls(
+            registry,
+            Counter("transferlm_requests", "HTTP requests", ["path", "status"], registry=registry),
+            Counter("transferlm_errors", "Failed requests by kind", ["kind"], registry=registry),
+            Histogram("transferlm_request_seconds", "Request latency", ["path"], registry=registry,
+                      buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)),
+            Histogram("transferlm_batch_size", "Inputs per model batch", registry=registry,
+                      buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)),
+            Histogram("transferlm_batch_seconds", "Model time per batch", registry=registry),
+            Gauge("transferlm_queue_depth", "Inputs waiting for the model", registry=registry),
+        )
 
-    batcher = MicroBatcher(predictor.predict_records, settings.max_batch, settings.max_wait_ms, on_batch)
-    queue_depth.set_function(lambda: batcher.depth)
-    state = {"ready": False}
+    def on_batch(self, size: int, seconds: float) -> None:
+        self.batch_sizes.observe(size)
+        self.batch_seconds.observe(seconds)
+
+
+class _Service:
+    """What the routes do, over one loaded model and its micro-batcher."""
+
+    def __init__(self, root: Path, settings: ServeSettings):
+        from transferlm.runs.predictor import load
+
+        self.root, self.settings = Path(root), settings
+        self.backend = check_weights(self.root, settings.backend)
+        # ONNX Runtime's idle threads would spin on the cores the event loop needs (see OnnxForward)
+        self.predictor = load(self.root, batch_size=min(settings.model_batch, settings.max_batch), onnx_spin=False)
+        self.metrics = _Metrics.create()
+        self.batcher = MicroBatcher(self.predictor.predict_records, settings.max_batch, settings.max_wait_ms,
+                                    self.metrics.on_batch)
+        self.metrics.queue_depth.set_function(lambda: self.batcher.depth)
+        self.ready_now = False
+        self.wanted = hashlib.sha256(settings.api_key.encode()).digest() if settings.api_key else None
 
     @asynccontextmanager
-    async def lifespan(app):
-        batcher.start()
-        state["ready"] = True
-        log.info("serving %s (%s, task %s); max batch %d (forwards of %d), max wait %.1f ms", root, backend,
-                 predictor.task.name, settings.max_batch, predictor.batch_size, settings.max_wait_ms)
+    async def lifespan(self, app):
+        self.batcher.start()
+        self.ready_now = True
+        log.info("serving %s (%s, task %s); max batch %d (forwards of %d), max wait %.1f ms", self.root,
+                 self.backend, self.predictor.task.name, self.settings.max_batch, self.predictor.batch_size,
+                 self.settings.max_wait_ms)
         yield
-        state["ready"] = False
-        await batcher.close()  # SIGTERM: uvicorn stops accepting, then this drains the queue
+        self.ready_now = False
+        await self.batcher.close()  # SIGTERM: uvicorn stops accepting, then this drains the queue
 
-    app = FastAPI(title="transferlm", version=layout.library_versions().get("transferlm", "?"), lifespan=lifespan,
-                  description=f"A {predictor.task.name} model from {root.name}.")
+    def problem(self, status: int, message: str, kind: str):
+        from fastapi.responses import JSONResponse
 
-    def problem(status: int, message: str, kind: str) -> JSONResponse:
-        errors.labels(kind).inc()
+        self.metrics.errors.labels(kind).inc()
         return JSONResponse({"error": message}, status_code=status)
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
+    async def guard(self, request: Request, call_next):
         began = time.perf_counter()
         path = request.url.path if request.url.path in KNOWN_PATHS else "other"
-        response = await _guarded(request, call_next)
-        requests.labels(path, str(response.status_code)).inc()
-        latency.labels(path).observe(time.perf_counter() - began)
+        response = await self._guarded(request, call_next)
+        self.metrics.requests.labels(path, str(response.status_code)).inc()
+        self.metrics.latency.labels(path).observe(time.perf_counter() - began)
         return response
 
-    async def _guarded(request: Request, call_next):
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > settings.max_body_bytes:
-            return problem(413, f"request body of {declared} bytes is over the limit of {settings.max_body_bytes}",
-                           "too_large")
+    async def _guarded(self, request: Request, call_next):
+        declared, limit = request.headers.get("content-length"), self.settings.max_body_bytes
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return self.problem(413, f"request body of {declared} bytes is over the limit of {limit}", "too_large")
         try:
             return await call_next(request)
         except Exception:  # never a traceback to the client; the server log has it
             log.exception("unhandled error on %s", request.url.path)
-            return problem(500, "internal error; the server log has the details", "internal")
+            return self.problem(500, "internal error; the server log has the details", "internal")
 
-    wanted = hashlib.sha256(settings.api_key.encode()).digest() if settings.api_key else None
-
-    async def require_key(request: Request) -> None:
+    async def require_key(self, request: Request) -> None:
         """On /v1/* and /metrics (a route dependency, so no path prefix can slip past it)."""
-        if wanted is None:
+        from starlette.exceptions import HTTPException
+
+        if self.wanted is None:
             return
         given = request.headers.get("x-api-key")
         if given is None:
             scheme, _, token = request.headers.get("authorization", "").partition(" ")
             given = token.strip() if scheme.lower() == "bearer" else ""
         # Digests of equal length, compared in constant time: neither the key nor its length leaks.
-        if not hmac.compare_digest(hashlib.sha256(given.encode()).digest(), wanted):
-            errors.labels("auth").inc()
+        if not hmac.compare_digest(hashlib.sha256(given.encode()).digest(), self.wanted):
+            self.metrics.errors.labels("auth").inc()
             raise HTTPException(401, "missing or wrong API key: send it as 'Authorization: Bearer KEY' or "
                                 "'X-API-Key: KEY'")
 
-    guarded = [Depends(require_key)]
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, error: RequestValidationError):
+    async def invalid(self, request: Request, error):
         reasons = [f"{'.'.join(str(x) for x in e.get('loc', ()))}: {e.get('msg')}" for e in error.errors()]
-        return problem(422, "; ".join(reasons) or "invalid request", "invalid")
+        return self.problem(422, "; ".join(reasons) or "invalid request", "invalid")
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, error: HTTPException):
+    async def http_error(self, request: Request, error):
+        from fastapi.responses import JSONResponse
+
         return JSONResponse({"error": error.detail}, status_code=error.status_code)
 
-    @app.get("/health")
-    async def health():
+    async def health(self):
         return {"status": "ok"}
 
-    @app.get("/ready")
-    async def ready():
-        if not state["ready"] or not batcher.healthy:
+    async def ready(self):
+        from fastapi.responses import JSONResponse
+
+        if not self.ready_now or not self.batcher.healthy:
             return JSONResponse({"status": "not ready"}, status_code=503)
         return {"status": "ready"}
 
-    @app.get("/v1/model", dependencies=guarded)
-    async def model_info():
-        metrics_file = root / layout.METRICS
+    async def model_info(self):
+        metrics_file, versions = self.root / layout.METRICS, self.root / layout.VERSIONS
         return {
-            "task": predictor.task.name,
-            "backend": backend,
-            "state": predictor.task.state(),
+            "task": self.predictor.task.name,
+            "backend": self.backend,
+            "state": self.predictor.task.state(),
             "metrics": json.loads(metrics_file.read_text()) if metrics_file.is_file() else None,
-            "versions": json.loads((root / layout.VERSIONS).read_text()) if (root / layout.VERSIONS).is_file()
-            else None,
-            "manifest": predictor.manifest,
-            "limits": {"max_inputs": settings.max_inputs, "max_chars": settings.max_chars,
-                       "max_body_bytes": settings.max_body_bytes},
+            "versions": json.loads(versions.read_text()) if versions.is_file() else None,
+            "manifest": self.predictor.manifest,
+            "limits": {"max_inputs": self.settings.max_inputs, "max_chars": self.settings.max_chars,
+                       "max_body_bytes": self.settings.max_body_bytes},
         }
 
-    @app.post("/v1/predict", dependencies=guarded)
-    async def predict(request: Request):
+    async def predict(self, request: Request):
         body = bytearray()
         async for chunk in request.stream():  # counted as it arrives: a chunked upload cannot exhaust memory
             body += chunk
-            if len(body) > settings.max_body_bytes:
-                return problem(413, f"request body is over the limit of {settings.max_body_bytes} bytes",
-                               "too_large")
+            if len(body) > self.settings.max_body_bytes:
+                return self.problem(413, f"request body is over the limit of {self.settings.max_body_bytes} bytes",
+                                    "too_large")
+        inputs, refused = self._inputs(body)
+        if refused:
+            return self.problem(*refused)
+        try:
+            records = [self.predictor.task.input_record(item, i) for i, item in enumerate(inputs, start=1)]
+            predictions = await self.batcher.submit(records)
+        except BatcherClosed as e:
+            return self.problem(503, f"{e}; retry on another instance", "closed")
+        except DataError as e:
+            return self.problem(422, "; ".join(e.problems), "invalid")
+        return {"predictions": predictions}
+
+    def _inputs(self, body: bytes) -> tuple[list, tuple | None]:
+        """The request's inputs, or why they are refused: (status, message, kind)."""
         try:
             payload = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            return problem(422, f"the body is not valid JSON ({e}); send {{\"inputs\": [...]}}", "invalid")
+            return [], (422, f"the body is not valid JSON ({e}); send {{\"inputs\": [...]}}", "invalid")
         except RecursionError:
-            return problem(422, "the body nests too deeply; send {\"inputs\": [...]}", "invalid")
+            return [], (422, "the body nests too deeply; send {\"inputs\": [...]}", "invalid")
         inputs = payload.get("inputs") if isinstance(payload, dict) else None
         if not isinstance(inputs, list) or not inputs:
-            return problem(422, 'send {"inputs": [...]}: a non-empty list of inputs', "invalid")
-        if len(inputs) > settings.max_inputs:
-            return problem(422, f"{len(inputs)} inputs is over the limit of {settings.max_inputs} per request; "
-                           "split the request", "too_many")
+            return [], (422, 'send {"inputs": [...]}: a non-empty list of inputs', "invalid")
+        if len(inputs) > self.settings.max_inputs:
+            return [], (422, f"{len(inputs)} inputs is over the limit of {self.settings.max_inputs} per request; "
+                        "split the request", "too_many")
         for i, item in enumerate(inputs, start=1):
             chars = _characters(item)
-            if chars > settings.max_chars:
-                return problem(422, f"input {i} has {chars} characters, over the limit of {settings.max_chars}",
-                               "too_long")
-        try:
-            records = [predictor.task.input_record(item, i) for i, item in enumerate(inputs, start=1)]
-        except DataError as e:
-            return problem(422, "; ".join(e.problems), "invalid")
-        try:
-            predictions = await batcher.submit(records)
-        except BatcherClosed as e:
-            return problem(503, f"{e}; retry on another instance", "closed")
-        except DataError as e:
-            return problem(422, "; ".join(e.problems), "invalid")
-        return {"predictions": predictions}
+            if chars > self.settings.max_chars:
+                return [], (422, f"input {i} has {chars} characters, over the limit of {self.settings.max_chars}",
+                            "too_long")
+        return inputs, None
 
-    @app.get("/metrics", dependencies=guarded)
-    async def metrics():
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    async def prometheus(self):
+        from fastapi.responses import Response
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-    @app.get("/", response_class=HTMLResponse)
-    async def playground():
+        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def playground(self):
+        from fastapi.responses import HTMLResponse
+
         return HTMLResponse(resources.files("transferlm.serve").joinpath("static/index.html").read_text())
 
-    app.state.predictor, app.state.batcher = predictor, batcher
+
+def create_app(root: Path, settings: ServeSettings | None = None):
+    require("prometheus_client", "serve", SERVE)
+    from fastapi import Depends, FastAPI
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import HTMLResponse
+    from starlette.exceptions import HTTPException
+
+    service = _Service(root, settings or ServeSettings())
+    app = FastAPI(title="transferlm", version=layout.library_versions().get("transferlm", "?"),
+                  lifespan=service.lifespan, description=f"A {service.predictor.task.name} model from "
+                  f"{service.root.name}.")
+    app.middleware("http")(service.guard)
+    app.exception_handler(RequestValidationError)(service.invalid)
+    app.exception_handler(HTTPException)(service.http_error)
+    guarded = [Depends(service.require_key)]
+    app.get("/health")(service.health)
+    app.get("/ready")(service.ready)
+    app.get("/v1/model", dependencies=guarded)(service.model_info)
+    app.post("/v1/predict", dependencies=guarded)(service.predict)
+    app.get("/metrics", dependencies=guarded)(service.prometheus)
+    app.get("/", response_class=HTMLResponse)(service.playground)
+    app.state.predictor, app.state.batcher = service.predictor, service.batcher
     return app
 
 
