@@ -64,6 +64,16 @@ def part_transferlm(out: Path, strategy: str, pooling: str, **train) -> dict:
     }
 
 
+def _length_grouping(on: bool) -> dict:
+    """The TrainingArguments keyword for length-grouped batches: transformers 5 replaced group_by_length with
+    train_sampling_strategy="group_by_length" (passing the old keyword is a TypeError there)."""
+    from transformers import TrainingArguments
+
+    if "group_by_length" in TrainingArguments.__dataclass_fields__:
+        return {"group_by_length": on}
+    return {"train_sampling_strategy": "group_by_length" if on else "random"}
+
+
 def part_trainer(steps: int, group_by_length: bool = False) -> dict:
     import csv
 
@@ -103,7 +113,7 @@ def part_trainer(steps: int, group_by_length: bool = False) -> dict:
             logging_steps=steps,
             seed=42,
             disable_tqdm=True,
-            group_by_length=group_by_length,
+            **_length_grouping(group_by_length),
         )
         trainer = Trainer(
             model=model, args=args, train_dataset=dataset, data_collator=DataCollatorWithPadding(tokenizer)
