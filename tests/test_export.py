@@ -144,7 +144,7 @@ def test_bundled_minilm_exports_with_fused_attention_and_int8_keeps_its_predicti
     assert fp32.max_abs_logit_diff <= 1e-3 and fp32.optimizer["applied"]
     assert fp32.optimizer["exporter"] == "torchscript"
     assert fp32.optimizer["fused"].get("Attention") == 6, fp32.optimizer  # one per layer
-    int8 = export(run, tmp_path / "int8", quantize="int8")
+    int8 = export(run, tmp_path / "int8", ExportSettings(quantize="int8"))
     import onnx
 
     ops = Counter(node.op_type for node in onnx.load(str(tmp_path / "int8" / "model.onnx")).graph.node)
