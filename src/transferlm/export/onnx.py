@@ -105,15 +105,7 @@ def export(run_dir: Path, output: Path, settings: ExportSettings | None = None,
         require(module, "export", EXPORT)
     began = time.perf_counter()
     run_dir, output = Path(run_dir), Path(output)
-    if output.resolve() == run_dir.resolve() or output.resolve() in run_dir.resolve().parents:
-        raise ExportError(f"--output {output} is the run directory or holds it; export somewhere else")
-    if output.exists() and any(output.iterdir()):
-        if not overwrite:
-            raise ExportError(f"{output}: already exists and is not empty; choose another --output or pass "
-                              "--overwrite")
-        if not _is_export(output):
-            raise ExportError(f"{output}: --overwrite replaces only an earlier export, and this directory is not "
-                              "one; choose another --output")
+    _check_output(run_dir, output, overwrite)
     predictor = load(run_dir)
     if predictor.backend != "torch":
         raise ExportError(f"{run_dir}: already an ONNX export; export the run directory it came from")
@@ -130,14 +122,7 @@ def export(run_dir: Path, output: Path, settings: ExportSettings | None = None,
         exporter = _exporter(model)
         _export_graph(model, predictor, features, fp32, exporter)
         optimizer = {"exporter": exporter, **_optimise(fp32, model)}
-        torch_rows = predictor.outputs(features)
-        onnx_rows = _onnx_outputs(fp32, predictor, features)
-        diff = max(float((a - b).abs().max()) for a, b in zip(torch_rows, onnx_rows, strict=True))
-        log.info("fp32 ONNX against torch on %d examples: largest logit difference %.2e", len(features), diff)
-        if diff > tolerance:
-            raise ExportError(f"the ONNX graph disagrees with torch by {diff:.2e} (> tolerance {tolerance:g}) on "
-                              f"{len(parity_records)} examples of {check_path}; this architecture does not export "
-                              "faithfully. Nothing was written.")
+        diff = _fp32_parity(predictor, features, fp32, tolerance, check_path)
         report_metric: tuple[str | None, float | None, float | None, int | None] = (None, None, None, None)
         if quantize == "int8":
             _quantize(fp32, staging / MODEL_FILE)
@@ -156,6 +141,31 @@ def export(run_dir: Path, output: Path, settings: ExportSettings | None = None,
         return report
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _check_output(run_dir: Path, output: Path, overwrite: bool) -> None:
+    if output.resolve() == run_dir.resolve() or output.resolve() in run_dir.resolve().parents:
+        raise ExportError(f"--output {output} is the run directory or holds it; export somewhere else")
+    if output.exists() and any(output.iterdir()):
+        if not overwrite:
+            raise ExportError(f"{output}: already exists and is not empty; choose another --output or pass "
+                              "--overwrite")
+        if not _is_export(output):
+            raise ExportError(f"{output}: --overwrite replaces only an earlier export, and this directory is not "
+                              "one; choose another --output")
+
+
+def _fp32_parity(predictor: Predictor, features, path: Path, tolerance: float, check_path: Path) -> float:
+    """The largest logit difference between torch and the fp32 graph; above ``tolerance`` nothing is published."""
+    torch_rows = predictor.outputs(features)
+    onnx_rows = _onnx_outputs(path, predictor, features)
+    diff = max(float((a - b).abs().max()) for a, b in zip(torch_rows, onnx_rows, strict=True))
+    log.info("fp32 ONNX against torch on %d examples: largest logit difference %.2e", len(features), diff)
+    if diff > tolerance:
+        raise ExportError(f"the ONNX graph disagrees with torch by {diff:.2e} (> tolerance {tolerance:g}) on "
+                          f"{len(features)} inputs from {check_path}; this architecture does not export "
+                          "faithfully. Nothing was written.")
+    return diff
 
 
 def _is_export(path: Path) -> bool:

@@ -156,6 +156,27 @@ def _gradient_checkpointing(model) -> None:
         module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
+def _output(config: RunConfig, resume: bool, overwrite: bool, accelerator) -> RunPaths:
+    """The run directory's paths, cleared first where the run overwrites it."""
+    paths, clear = check_output(config, resume, overwrite)
+    accelerator.wait_for_everyone()  # every process has seen the directory before the main one clears it
+    if clear and accelerator.is_main_process:
+        shutil.rmtree(paths.root)
+    return paths
+
+
+def _model(config: RunConfig, task, strategy, resolved, tokenizer, device):
+    """The task's model from the resolved checkpoint (or randomly initialised), as the strategy trains it."""
+    pretrained = config.model.init == "pretrained"
+    model = strategy.apply(task.build_model(resolved.path, tokenizer, pretrained=pretrained), task)
+    if config.train.gradient_checkpointing:
+        _gradient_checkpointing(model)
+    params = count_parameters(model)
+    log.info("model %s (%s%s) on %s; strategy %s; %s", config.model.name, resolved.source,
+             "" if pretrained else ", randomly initialised", device, strategy.name, params.describe())
+    return model, params
+
+
 def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
           on_evaluate: Callable[[int, int, float], bool] | None = None) -> TrainResult:
     """Train a run directory from ``config``. ``on_evaluate(step, total_steps, value)`` sees each validation score
@@ -170,21 +191,12 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
         log.info("train.lr auto: %g (strategy %s)", strategy.default_lr, strategy.name)
         config = _with_train(config, lr=strategy.default_lr)
     accelerator = _accelerator(config)
-    paths, clear = check_output(config, resume, overwrite)
-    accelerator.wait_for_everyone()  # every process has seen the directory before the main one clears it
-    if clear and accelerator.is_main_process:
-        shutil.rmtree(paths.root)
+    paths = _output(config, resume, overwrite, accelerator)
     splits = load_splits(config, task)
     set_seed(config.train.seed)
     tokenizer = load_tokenizer(resolved.path)
     encoded = _encode_splits(task, tokenizer, splits, config.model.max_length)  # bad input fails before training
-    pretrained = config.model.init == "pretrained"
-    model = strategy.apply(task.build_model(resolved.path, tokenizer, pretrained=pretrained), task)
-    if config.train.gradient_checkpointing:
-        _gradient_checkpointing(model)
-    params = count_parameters(model)
-    log.info("model %s (%s%s) on %s; strategy %s; %s", config.model.name, resolved.source,
-             "" if pretrained else ", randomly initialised", accelerator.device, strategy.name, params.describe())
+    model, params = _model(config, task, strategy, resolved, tokenizer, accelerator.device)
     config = config.model_copy(update={"strategy": strategy.resolved()})
 
     validation = encoded["validation"]
