@@ -182,3 +182,24 @@ def test_ridge_beats_the_mean_where_words_predict_the_score():
     assert ridge.chosen["alpha"] in (0.3, 1.0, 3.0, 10.0)
     assert ridge.metrics["test"]["spearman"] > 0.8 and ridge.metrics["test"]["rmse"] < 0.6 * expected_rmse
     assert ridge.metrics["test"]["per_example"] is None and set(ridge.metrics) == {"validation", "test"}
+
+
+@pytest.mark.slow
+def test_compare_and_curve_run_regression_with_its_baselines(tmp_path, tiny_model_dir):
+    from conftest import tiny_config
+    from transferlm.config import build_config
+    from transferlm.experiments.compare import compare
+    from transferlm.experiments.config import CompareSettings, CurveSettings
+    from transferlm.experiments.curve import curve
+
+    files = {"train": write_jsonl(tmp_path / "train.jsonl", scored_rows(40, seed=1)),
+             "dev": write_jsonl(tmp_path / "dev.jsonl", scored_rows(16, seed=2))}
+    config = tiny_config(tiny_model_dir, files, tmp_path / "exp", epochs=1, batch_size=8)
+    config["task"] = {"type": "regression"}
+    report = compare(build_config(config), CompareSettings(members=["full", "mean", "ridge"], seeds=[0]))
+    rows = {m["title"]: m for m in report["members"]}
+    assert set(rows) == {"full", "mean", "ridge"} and report["metric"] == "spearman"
+    assert report["best_baseline"] == "ridge"  # the mean predicts one number: no correlation at all
+    config["output"] = str(tmp_path / "curve")
+    curved = curve(build_config(config), CurveSettings(members=["ridge"], seeds=[0], sizes=[8, "all"]))
+    assert [p["n_train"] for p in curved["curves"]["ridge"]] == [8, 40]  # sizes count examples, not classes
