@@ -54,8 +54,9 @@ class DataConfig(Section):
     )
     quoting: bool = Field(
         True,
-        description="csv/tsv: a double quote opens a quoted field; false: quotes are ordinary characters (files "
-        "such as the STS Benchmark, whose sentences hold unbalanced quotes that would merge rows).",
+        description="csv: a double quote opens a quoted field; false: quotes are ordinary characters (files such as "
+        "the STS Benchmark, whose sentences hold unbalanced quotes that would merge rows). tsv is always read "
+        "unquoted (GLUE-style).",
     )
     extra_columns: Literal["error", "ignore"] = Field(
         "error",
