@@ -42,16 +42,26 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def train_file(max_rows: int | None, tmp: Path) -> Path:
-    """sts-train, or a seeded sample of ``max_rows`` of its lines (in file order) for a quick run."""
+def train_file(max_rows: int | None, tmp: Path, both_orders: bool = False) -> Path:
+    """sts-train, or a seeded sample of ``max_rows`` of its lines (in file order) for a quick run; with
+    ``both_orders``, each pair also appears with its sentences swapped (the score is symmetric), written to tmp."""
     source = DATA / "sts-train.csv"
-    if not max_rows:
+    if not max_rows and not both_orders:
         return source
     lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
-    keep = sorted(random.Random(0).sample(range(len(lines)), min(max_rows, len(lines))))
-    target = tmp / f"sts-train-{len(keep)}.csv"
-    target.write_text("".join(lines[i] for i in keep), encoding="utf-8")
+    keep = sorted(random.Random(0).sample(range(len(lines)), min(max_rows or len(lines), len(lines))))
+    chosen = [lines[i] for i in keep]
+    if both_orders:
+        chosen += [_swapped(line) for line in chosen]
+    target = tmp / f"sts-train-{len(chosen)}.csv"
+    target.write_text("".join(chosen), encoding="utf-8")
     return target
+
+
+def _swapped(line: str) -> str:
+    cells = line.rstrip("\n").split("\t")
+    cells[5], cells[6] = cells[6], cells[5]
+    return "\t".join(cells) + "\n"
 
 
 def data_section(train: Path) -> dict:
@@ -139,7 +149,7 @@ def part_full(args: argparse.Namespace, tmp: Path) -> dict:
     config = {
         "model": {"name": args.model, "max_length": 128},
         "task": {"type": "regression", "pooling": args.pooling},
-        "data": data_section(train_file(args.max_train_rows, tmp)),
+        "data": data_section(train_file(args.max_train_rows, tmp, args.both_orders)),
         "strategy": {"name": "full"},
         "train": {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "warmup_ratio": 0.1,
                   "eval_every": args.eval_every, "metric": "spearman", "progress": False},
@@ -189,6 +199,8 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=180, help="Optimizer steps between dev evaluations.")
     parser.add_argument("--pooling", choices=["cls", "mean"], default="mean", help="task.pooling for full.")
     parser.add_argument("--max-train-rows", type=int, help="A seeded sample of this many training rows.")
+    parser.add_argument("--both-orders", action="store_true",
+                        help="full: train on each pair in both sentence orders (twice the rows per epoch).")
     parser.add_argument("--device", choices=["auto", "cpu"], default="auto", help="cpu: hide any GPU.")
     parser.add_argument("--json-out", type=Path, help="Also write all results here (e.g. bench/results/stsb.json).")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -202,6 +214,7 @@ def main() -> None:
         return
     argv = ["--epochs", str(args.epochs), "--lr", str(args.lr), "--batch-size", str(args.batch_size),
             "--eval-every", str(args.eval_every), "--pooling", args.pooling, "--device", args.device,
+            "--model", args.model, *(["--both-orders"] if args.both_orders else []),
             *(["--max-train-rows", str(args.max_train_rows)] if args.max_train_rows else [])]
     results: dict = {"machine": {"cpus": os.cpu_count()}, "args": {k: str(v) for k, v in vars(args).items()}}
     for name in args.parts.split(","):
