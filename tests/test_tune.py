@@ -248,3 +248,29 @@ def postgres_url(tmp_path):
 def test_two_workers_share_one_postgresql_study(tiny_model_dir, sentiment_files, tmp_path, postgres_url):
     outputs = _workers(tiny_model_dir, sentiment_files, tmp_path, postgres_url)
     _check_shared_study(outputs, postgres_url)
+
+
+def test_a_worker_that_loses_the_race_to_create_the_tables_opens_the_study_again(tmp_path, monkeypatch):
+    """Two workers on a new database: the second one's schema insert fails with an IntegrityError (seen in CI on
+    sqlite); opening again finds the tables the first one made."""
+    optuna = pytest.importorskip("optuna")
+    from transferlm.experiments import tune as tune_module
+
+    class IntegrityError(Exception):  # what sqlalchemy raises, matched by name as open_study does
+        pass
+
+    real, calls = optuna.create_study, []
+
+    def racing(**kwargs):
+        calls.append(kwargs["storage"])
+        if len(calls) == 1:
+            raise IntegrityError("UNIQUE constraint failed: alembic_version.version_num")
+        return real(**kwargs)
+
+    monkeypatch.setattr(optuna, "create_study", racing)
+    monkeypatch.setattr(tune_module.time, "sleep", lambda seconds: None)
+    study, storage, _ = tune_module.open_study(TuneSettings(), tmp_path, "maximize")
+    assert len(calls) == 2 and study.direction.name == "MAXIMIZE"
+    monkeypatch.setattr(optuna, "create_study", lambda **kwargs: (_ for _ in ()).throw(IntegrityError("again")))
+    with pytest.raises(ConfigError, match="cannot be opened: IntegrityError"):
+        tune_module.open_study(TuneSettings(), tmp_path / "other", "maximize")

@@ -85,18 +85,29 @@ def check_space(config: RunConfig, space: dict[str, ParameterRange]) -> None:
         raise ConfigError(problems)
 
 
+SCHEMA_RACE_TRIES = 4
+
+
 def open_study(settings: TuneSettings, output: Path, direction: str):
     optuna = require("optuna", "tune", TUNE)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = settings.storage or f"sqlite:///{(output / 'study.db').resolve()}"
     name = settings.study or output.resolve().name
-    try:
-        study = optuna.create_study(storage=storage, study_name=name, load_if_exists=True, direction=direction,
-                                    sampler=optuna.samplers.TPESampler(seed=settings.seed),
-                                    pruner=make_pruner(settings.pruner))
-    except Exception as e:  # sqlalchemy/driver errors: a URL that cannot be opened, a missing driver
-        raise ConfigError(f"tune.storage {storage!r} cannot be opened: {type(e).__name__}: {e}; give a reachable "
-                          "database URL (sqlite:///path.db, postgresql://user:password@host/db)") from e
+    for attempt in range(SCHEMA_RACE_TRIES):
+        try:
+            study = optuna.create_study(storage=storage, study_name=name, load_if_exists=True, direction=direction,
+                                        sampler=optuna.samplers.TPESampler(seed=settings.seed),
+                                        pruner=make_pruner(settings.pruner))
+            break
+        except Exception as e:  # sqlalchemy/driver errors: a URL that cannot be opened, a missing driver
+            # Workers that start together on a new database race to create Optuna's tables: the losers' inserts
+            # violate a unique key (IntegrityError). Once the winner has committed, opening succeeds.
+            if type(e).__name__ == "IntegrityError" and attempt + 1 < SCHEMA_RACE_TRIES:
+                log.info("tune.storage: another worker is creating the study's tables; opening again")
+                time.sleep(1 + attempt)
+                continue
+            raise ConfigError(f"tune.storage {storage!r} cannot be opened: {type(e).__name__}: {e}; give a "
+                              "reachable database URL (sqlite:///path.db, postgresql://user:password@host/db)") from e
     if study.direction.name.lower() != direction:
         raise ConfigError(f"study {name!r} in {storage} maximises/minimises the other way ({study.direction.name}); "
                           "use another --study for this metric")
