@@ -82,7 +82,9 @@ def select(registry: Registry, key: str, value: Any, section: str) -> Any:
     """Validate ``value`` (a mapping with ``key`` naming the class) with the registered class it names."""
     base = TaskSettings if registry is TASK_SETTINGS else StrategySettings
     if isinstance(value, base):
-        value = value.model_dump()  # revalidated as the class its name selects: a subclass may have been asked for
+        if type(value) is registry.get(str(getattr(value, key))):
+            return value  # already validated by the class its name selects
+        value = value.model_dump()  # a base or other class carrying this name: validated as the selected class
     if not isinstance(value, dict):
         raise ValidationError.from_exception_data(section, [_error("section_type", f"must be a mapping of {section} "
                                                                    f"settings, got {type(value).__name__}", (), value)])

@@ -208,7 +208,7 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
     loop = TrainingLoop(inputs.module, inputs.task, strategy, inputs.train, config.train, accelerator,
                         tokenizer.pad_token_id)
     log.info("%d training %s, %d validation examples (%s); %d steps", len(inputs.train),
-             getattr(inputs.task, "unit_name", "examples"), len(validation), splits.validation_source,
+             inputs.task.unit_name, len(validation), splits.validation_source,
              loop.total_steps)
     if config.train.epochs == "auto":
         log.info("train.epochs auto: %g (%d steps per epoch)", loop.epochs, loop.steps_per_epoch)

@@ -25,6 +25,8 @@ class CachedFeatureTask:
     """The loop's task for a head over cached features (a ``LoopTask``): batches carry the cached features instead
     of the backbone's inputs; the head's outputs are the model's, so loss, outputs and metrics are the task's."""
 
+    unit_name = "examples"
+
     def __init__(self, task: Task, head: FeatureHead):
         self.task, self.head = task, head
 

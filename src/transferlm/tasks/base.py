@@ -93,6 +93,7 @@ class Task(ABC):
     metric_directions: ClassVar[Mapping[str, bool]]
     baselines: tuple[str, ...] = ()  # the no-transfer baselines of `compare` that apply (besides scratch)
     has_new_head: bool = True  # False: the model's own pretrained head is trained (language modelling)
+    unit_name: ClassVar[str] = "examples"  # what the training set is counted in, in the run's log
     auto_model: ClassVar[str] = ""  # the transformers AutoModelFor... class that builds the task's model
     target_keys: ClassVar[tuple[str, ...]] = ("labels",)  # what collate_targets adds to a batch
     label_dtype: ClassVar[torch.dtype] = torch.long  # of one scalar target per item (default collate_targets)

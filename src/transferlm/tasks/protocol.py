@@ -20,6 +20,8 @@ Items = Sequence[dict[str, Any]]
 
 @runtime_checkable
 class LoopTask(Protocol):
+    unit_name: str  # what the training set is counted in (examples, pairs), for the run's log
+
     def training_collate(self, items: Items, pad_id: int) -> Batch:
         """A training batch (may draw afresh each time, e.g. masked-lm's masks)."""
 

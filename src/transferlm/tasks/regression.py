@@ -109,7 +109,7 @@ class RegressionTask(SentenceHeadTask):
 
     def targets(self, records: Sequence[Record]) -> torch.Tensor:
         """Targets on their own scale, as ``score`` takes them (also used by the baselines)."""
-        return torch.tensor([_number(r.label) for r in records], dtype=torch.float)
+        return torch.tensor([self.target(r) for r in records], dtype=torch.float)
 
     # --- loss and outputs ---
     def loss(self, outputs, batch) -> LossTerms:
