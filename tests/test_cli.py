@@ -161,10 +161,12 @@ def _help(capsys, *argv) -> str:
 
 def test_help_shows_the_settings_of_the_task_and_strategy_given_and_names_the_others(capsys):
     plain = _help(capsys, "train")
-    assert "[task.pooling]" in plain and "[task.stride]" not in plain and "[strategy.r]" not in plain
+    assert "[task.pooling]" in plain and "[task.long_inputs]" in plain and "[strategy.r]" not in plain
+    assert "[task.tag_scheme]" not in plain
     assert "Other tasks have settings of their own: causal-lm, masked-lm, ner, qa" in plain
     ner = _help(capsys, "train", "--task", "ner", "--strategy", "lora")
-    assert "settings of task ner: --tokens-column" in ner and "[task.stride]" in ner and "[task.pooling]" not in ner
+    assert "settings of task ner:" in ner and "--tokens-column" in ner and "[task.stride]" in ner and "[task.pooling]" not in ner
+    assert "[task.long_inputs]" not in ner
     assert "--lora-r R LoRA rank. [strategy.r]" in ner and "[strategy.cache_features]" not in ner
     assert "Other tasks have settings of their own: causal-lm, classification, masked-lm, qa" in ner
 
@@ -183,9 +185,9 @@ def test_every_key_of_every_task_and_strategy_has_one_flag():
 
 
 def test_a_key_of_another_task_given_as_a_flag_is_an_error_naming_its_task(capsys, tmp_path):
-    code = main(["train", "--train", str(tmp_path / "t.csv"), "--output", str(tmp_path / "o"), "--stride", "8"])
+    code = main(["train", "--train", str(tmp_path / "t.csv"), "--output", str(tmp_path / "o"), "--tag-scheme", "bio"])
     err = capsys.readouterr().err
-    assert code == 1 and "task.stride: not a setting of task classification (it is a setting of task ner, qa" in err
+    assert code == 1 and "task.tag_scheme: not a setting of task classification (it is a setting of task ner" in err
 
 
 def test_list_flags_are_comma_separated(tmp_path):

@@ -67,9 +67,11 @@ def test_task_and_strategy_select_their_own_settings_class():
 
 
 def test_a_key_of_another_task_names_its_task_and_what_applies():
-    [problem] = problems_of({"task": {"stride": 8}})
-    assert problem.startswith("task.stride: not a setting of task classification (it is a setting of task ner, qa;")
-    assert "classification's settings are: pooling, multi_label, threshold, class_weights, label_delimiter" in problem
+    [problem] = problems_of({"task": {"max_answer_length": 8}})
+    assert problem.startswith("task.max_answer_length: not a setting of task classification (it is a setting of "
+                              "task qa;")
+    assert ("classification's settings are: long_inputs, stride, window_aggregate, pooling, multi_label, threshold, "
+            "class_weights, label_delimiter") in problem
     [problem] = problems_of({"strategy": {"name": "frozen", "gradual_unfreeze": True}})
     assert problem.startswith("strategy.gradual_unfreeze: not a setting of strategy frozen (it is a setting of "
                               "strategy bitfit, full, last-n, lora;")

@@ -134,7 +134,11 @@ def saved_sections(saved: dict[str, Any], where: str) -> tuple[DataConfig, TaskS
     (written by another version) are dropped with a warning; 0.1's moved keys are read where they live now."""
     saved = moved_keys(saved)
     data = _lenient(DataConfig, saved.get("data") or {}, f"{where}/data")
-    task = _lenient_selected(TASK_SETTINGS, TaskSettings, "type", saved.get("task") or {}, f"{where}/task")
+    task_section = dict(saved.get("task") or {})
+    task = _lenient_selected(TASK_SETTINGS, TaskSettings, "type", task_section, f"{where}/task")
+    if "long_inputs" in type(task).model_fields and "long_inputs" not in task_section:
+        # Written before 0.2, which read long inputs in windows: the model was trained on inputs cut at its length.
+        task = task.model_copy(update={"long_inputs": "truncate"})
     strategy = _lenient_selected(STRATEGY_SETTINGS, StrategySettings, "name", saved.get("strategy") or {},
                                  f"{where}/strategy")
     return data, task, strategy

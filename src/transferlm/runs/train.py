@@ -21,6 +21,7 @@ from transferlm.inference.batches import run_inference
 from transferlm.models.load import load_tokenizer
 from transferlm.models.resolve import resolve_model, trained_with_mean_pooling
 from transferlm.runs import layout
+from transferlm.runs.lengths import report_cuts, resolve_max_length
 from transferlm.runs.prepare import load_splits
 from transferlm.strategies import build_strategy, count_parameters
 from transferlm.strategies.base import LoopContext, TrainingInputs
@@ -28,6 +29,7 @@ from transferlm.tasks import build_task
 from transferlm.tasks.pooling import PoolingSettings
 from transferlm.training.checkpoint import atomic_write_text
 from transferlm.training.fit import FitSummary, Fitter, RunPaths
+from transferlm.training.sampler import max_batch_tokens
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +80,7 @@ def check_output(config: RunConfig, resume: bool, overwrite: bool) -> tuple[RunP
 def _config_differences(old: dict, new: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
     ignored = {"train.progress"}  # display only: free to change between the two halves of a run
     # null or auto means "the default", saved resolved
-    resolved_later = {"strategy.target_modules", "train.epochs"}
+    resolved_later = {"strategy.target_modules", "train.epochs", "model.max_length", "train.max_batch_tokens"}
     found = []
     for key in sorted(set(old) | set(new)):
         name = f"{prefix}{key}"
@@ -191,11 +193,18 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
         log.info("train.lr auto: %g (strategy %s)", strategy.default_lr, strategy.name)
         config = _with_train(config, lr=strategy.default_lr)
     accelerator = _accelerator(config)
+    if config.train.max_batch_tokens == "auto":
+        tokens = max_batch_tokens(config.train, accelerator.device.type)
+        log.info("train.max_batch_tokens auto: %s (on %s)", tokens or "no limit", accelerator.device.type)
+        config = _with_train(config, max_batch_tokens=tokens)
     paths = _output(config, resume, overwrite, accelerator)
     splits = load_splits(config, task)
     set_seed(config.train.seed)
     tokenizer = load_tokenizer(resolved.path)
+    config = resolve_max_length(config, task, tokenizer, resolved.path, splits.train)
     encoded = _encode_splits(task, tokenizer, splits, config.model.max_length)  # bad input fails before training
+    cuts = report_cuts(task, encoded, {"train": len(splits.train), "validation": len(splits.validation),
+                                       "test": len(splits.test or [])}, config.model.max_length)
     model, params = _model(config, task, strategy, resolved, tokenizer, accelerator.device)
     config = config.model_copy(update={"strategy": strategy.resolved()})
 
@@ -219,7 +228,7 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
     fitter = Fitter(loop, inputs.validation, config.train, paths, config.train.metric or task.default_metric,
                     on_evaluate)
     summary = fitter.run(resume=resume)
-    notes = {**inputs.notes, **strategy.finish(inputs, context)}
+    notes = {**inputs.notes, **strategy.finish(inputs, context), **({"truncation": cuts} if cuts else {})}
 
     summary, calibration, test, test_scores = _final_metrics(model, task, summary, encoded,
                                                              tokenizer.pad_token_id, accelerator.device)

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -74,4 +75,4 @@ def cache_features(
     rows = map_batches(head.extract, task, features, pad_id, batch_size, device, autocast)  # backbone: eval
     items = [{**item, "features": row} for item, row in zip(features.items, rows, strict=True)]
     log.info("cached backbone features of %d examples in %.1f s", len(items), time.perf_counter() - began)
-    return Features(items, features.lengths)
+    return replace(features, items=items)

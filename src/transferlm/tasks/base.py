@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -17,6 +17,7 @@ from transferlm.data.records import Record, read_records
 from transferlm.errors import ConfigError, DataError
 from transferlm.registry import Registry
 from transferlm.tasks.heads import FeatureHead
+from transferlm.tasks.long_inputs import Cut
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class Features:
     # Problems found while encoding labelled data that the caller weighs: fatal for training data, a
     # warning for data that is only scored (e.g. an answer no window can hold: it can only score partly).
     problems: tuple[str, ...] = ()
+    # What encoding cut from an input longer than the model's window, by the input's index (nothing: not there).
+    cuts: Mapping[int, Cut] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -82,7 +85,7 @@ class LossTerms:
     """Un-normalised loss and the number of units it sums over, so accumulation can normalise exactly."""
 
     total: torch.Tensor
-    count: int
+    count: float  # fractional where items are weighted (the windows of a long input share one unit)
 
 
 class Task(ABC):
@@ -208,6 +211,11 @@ class Task(ABC):
         """Model-ready items. A task may split one record into several items (windows of a long input); each
         item then carries ``"example"``, the index of its record, and the task merges them back."""
 
+    def input_lengths(self, tokenizer: Any, records: Sequence[Record]) -> list[int] | None:
+        """Each record's length in tokens as one model input (special tokens included), for ``model.max_length:
+        auto``; None for tasks that read long inputs in windows of their own and pick no length from the data."""
+        return None
+
     def collate(self, items: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
         """A padded batch of the items' inputs, with their targets when they carry them."""
         batch = pad_inputs(items, pad_id)
@@ -228,7 +236,7 @@ class Task(ABC):
             return {"labels": pad_sequences(labels, IGNORE)}
         return {"labels": torch.tensor(labels, dtype=self.label_dtype)}
 
-    def loss_units(self, items: Sequence[dict[str, Any]]) -> int:
+    def loss_units(self, items: Sequence[dict[str, Any]]) -> float:
         """What ``loss`` sums over in these items (examples; labelled tokens for tagging): the loop divides
         by the total over an optimizer step, so accumulation and DDP normalise exactly."""
         return len(items)

@@ -17,11 +17,12 @@ from transferlm.data.records import Record
 from transferlm.evaluation.classification import multi_label_metrics, single_label_metrics
 from transferlm.tasks.base import Features, LossTerms, register_task
 from transferlm.tasks.labels import LabelMap, split_labels
+from transferlm.tasks.long_inputs import LongInputSettings
 from transferlm.tasks.pooling import PoolingSettings
 from transferlm.tasks.sentence_head import SentenceHeadTask
 
 
-class ClassificationSettings(PoolingSettings, TaskSettings):
+class ClassificationSettings(PoolingSettings, LongInputSettings, TaskSettings):
     type: Literal["classification"] = "classification"
     multi_label: bool = Field(
         False, description="Each example may carry several labels (sigmoid outputs, per-label threshold)."
@@ -181,10 +182,10 @@ class ClassificationTask(SentenceHeadTask):
         weight = None if self.class_weights is None else torch.tensor(self.class_weights, device=logits.device)
         if self.multi_label:
             per_label = F.binary_cross_entropy_with_logits(logits, targets, pos_weight=weight, reduction="none")
-            total = per_label.mean(dim=1).sum()
+            per_item = per_label.mean(dim=1)
         else:
-            total = F.cross_entropy(logits, targets, weight=weight, reduction="sum")
-        return LossTerms(total, len(targets))
+            per_item = F.cross_entropy(logits, targets, weight=weight, reduction="none")
+        return self.weighted(per_item, batch)
 
     def _decide(self, logits: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         if self.multi_label:
@@ -194,7 +195,8 @@ class ClassificationTask(SentenceHeadTask):
         return probs.numpy(), probs.argmax(dim=-1).numpy()
 
     def _stacked(self, outputs: Sequence[torch.Tensor], features: Features) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.stack(list(outputs)), self.collate_targets(features.items)["labels"]
+        logits, firsts = self.documents(outputs, features)
+        return logits, self.collate_targets(firsts)["labels"]
 
     def metrics(self, outputs: Sequence[torch.Tensor], features: Features) -> dict[str, Any]:
         return self.score(*self._stacked(outputs, features))
@@ -220,7 +222,7 @@ class ClassificationTask(SentenceHeadTask):
     ) -> list[dict[str, Any]]:
         if not outputs:
             return []
-        probs, decided = self._decide(torch.stack(list(outputs)))
+        probs, decided = self._decide(self.documents(outputs, features)[0])
         labels = self.label_map.labels
         out = []
         for p, d in zip(probs, decided, strict=False):

@@ -22,11 +22,12 @@ from transferlm.data.readers import summarise_lines
 from transferlm.data.records import Record
 from transferlm.evaluation.regression import regression_metrics
 from transferlm.tasks.base import Features, LossTerms, register_task
+from transferlm.tasks.long_inputs import LongInputSettings
 from transferlm.tasks.pooling import PoolingSettings
 from transferlm.tasks.sentence_head import SentenceHeadTask
 
 
-class RegressionSettings(PoolingSettings, TaskSettings):
+class RegressionSettings(PoolingSettings, LongInputSettings, TaskSettings):
     type: Literal["regression"] = "regression"
     loss: Literal["mse", "huber"] = Field(
         "mse", description="mse (squared error), or huber: squared near the target, linear beyond huber_delta "
@@ -116,13 +117,14 @@ class RegressionTask(SentenceHeadTask):
         predicted = outputs.logits.float().reshape(-1)
         target = self.standardised(batch["labels"].float())
         if self.task_config.loss == "huber":
-            total = F.huber_loss(predicted, target, delta=self.task_config.huber_delta, reduction="sum")
+            per_item = F.huber_loss(predicted, target, delta=self.task_config.huber_delta, reduction="none")
         else:
-            total = F.mse_loss(predicted, target, reduction="sum")
-        return LossTerms(total, len(target))
+            per_item = F.mse_loss(predicted, target, reduction="none")
+        return self.weighted(per_item, batch)
 
     def metrics(self, outputs: Sequence[torch.Tensor], features: Features) -> dict[str, Any]:
-        return self.score(self.values(torch.stack(list(outputs))), self.collate_targets(features.items)["labels"])
+        rows, firsts = self.documents(outputs, features)
+        return self.score(self.values(rows), self.collate_targets(firsts)["labels"])
 
     def score(self, predicted: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
         """Metrics of predictions on the target scale (``values`` of the model's outputs, or a baseline's)."""
@@ -136,7 +138,7 @@ class RegressionTask(SentenceHeadTask):
     ) -> list[dict[str, Any]]:
         if not outputs:
             return []
-        return [{"score": round(float(v), 6)} for v in self.values(torch.stack(list(outputs)))]
+        return [{"score": round(float(v), 6)} for v in self.values(self.documents(outputs, features)[0])]
 
 
 def _number(label: Any) -> float | None:

@@ -13,12 +13,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from transferlm.data.records import Record
-from transferlm.tasks.base import Features, Task
+from transferlm.tasks.base import Features, LossTerms, Task
 from transferlm.tasks.heads import FeatureHead
+from transferlm.tasks.long_inputs import Template, plan, take
 from transferlm.tasks.pooling import MeanPoolingClassifier
 
 
@@ -34,16 +36,77 @@ class SentenceHeadTask(Task):
         """One record's target as an item carries it (a class index, a multi-hot row, a number)."""
 
     def encode(self, tokenizer, records: Sequence[Record], max_length: int, with_labels: bool = True) -> Features:
-        """One item per record: the text, or the text pair as one input (truncated to ``max_length``)."""
-        texts = [r.text for r in records]
-        pairs = [r.text_pair for r in records] if self.data_config.text_pair_column else None
-        enc = tokenizer(texts, pairs, truncation=True, max_length=max_length)
-        keys = [k for k in ("input_ids", "token_type_ids") if k in enc]
-        items = [{k: enc[k][i] for k in keys} for i in range(len(records))]
-        if with_labels:
-            for item, record in zip(items, records, strict=True):
-                item["labels"] = self.target(record)
-        return Features(items, [len(ids) for ids in enc["input_ids"]])
+        """One item per window of each record (``task.long_inputs``): the text, or the text pair as one input. Every
+        item carries ``example`` (its record's index) and ``weight`` (one over its record's window count)."""
+        settings = self.task_config
+        template = Template.probe(tokenizer)
+        first = _token_ids(tokenizer, [r.text for r in records])
+        pairs = self.data_config.text_pair_column is not None
+        # An empty second text is no pair, as transformers encodes it (so truncate matches it token for token).
+        second = _token_ids(tokenizer, [r.text_pair or "" for r in records]) if pairs else None
+        items, cuts = [], {}
+        for n, record in enumerate(records):
+            b = second[n] if second is not None and record.text_pair else None
+            budget = max_length - template.added(b is not None)
+            windows, cut = plan(len(first[n]), None if b is None else len(b), budget, settings.long_inputs,
+                                settings.stride)
+            if cut is not None:
+                cuts[n] = cut
+            target = self.target(record) if with_labels else None
+            for a_pieces, b_pieces in windows:
+                item = template.build(take(first[n], a_pieces), None if b is None else take(b, b_pieces))
+                item["example"], item["weight"] = n, 1.0 / len(windows)
+                if with_labels:
+                    item["labels"] = target
+                items.append(item)
+        return Features(items, [len(item["input_ids"]) for item in items], cuts=cuts)
+
+    def input_lengths(self, tokenizer: Any, records: Sequence[Record]) -> list[int]:
+        template = Template.probe(tokenizer)
+        first = _token_ids(tokenizer, [r.text for r in records])
+        if self.data_config.text_pair_column is None:
+            return [len(ids) + template.added(False) for ids in first]
+        second = _token_ids(tokenizer, [r.text_pair or "" for r in records])
+        return [len(a) + len(b) + template.added(bool(r.text_pair)) for a, b, r in zip(first, second, records,
+                                                                                        strict=True)]
+
+    # --- one output per record, made of its windows' outputs ---
+    def documents(self, outputs: Sequence[torch.Tensor], features: Features) -> tuple[torch.Tensor, list[dict]]:
+        """The output row of each record (its windows' rows aggregated by ``task.window_aggregate``), and each
+        record's first item (which carries its target)."""
+        if not outputs:
+            return torch.empty(0), []
+        rows = torch.stack(list(outputs)).float()
+        examples = torch.tensor([item.get("example", n) for n, item in enumerate(features.items)])
+        firsts = [item for n, item in enumerate(features.items) if n == 0 or examples[n] != examples[n - 1]]
+        if len(firsts) == len(rows):
+            return rows, firsts
+        index = torch.cumsum(torch.cat([torch.tensor([0]), (examples[1:] != examples[:-1]).long()]), 0)
+        if self.task_config.window_aggregate == "max":
+            out = torch.full((len(firsts), *rows.shape[1:]), float("-inf")).index_reduce_(0, index, rows, "amax")
+        else:
+            out = torch.zeros((len(firsts), *rows.shape[1:])).index_add_(0, index, rows)
+            out /= torch.bincount(index, minlength=len(firsts)).reshape(-1, *([1] * (rows.dim() - 1)))
+        return out, firsts
+
+    # --- training: every record weighs the same, however many windows it has ---
+    target_keys = ("labels", "weights")
+
+    def collate_targets(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        batch = super().collate_targets(items)
+        batch["weights"] = torch.tensor([item.get("weight", 1.0) for item in items], dtype=torch.float)
+        return batch
+
+    def loss_units(self, items: Sequence[dict[str, Any]]) -> float:
+        return sum(item.get("weight", 1.0) for item in items)
+
+    @staticmethod
+    def weighted(per_item: torch.Tensor, batch: dict[str, torch.Tensor]) -> LossTerms:
+        """The loss of a batch of windows: each window's loss times its weight (one over its record's windows)."""
+        weights = batch.get("weights")
+        if weights is None:
+            return LossTerms(per_item.sum(), len(per_item))
+        return LossTerms((per_item * weights.to(per_item.device)).sum(), float(weights.sum()))
 
     def _mean_pooling(self) -> bool:
         return self.task_config.pooling == "mean"  # auto is resolved before the task is built; unresolved: cls
@@ -83,3 +146,8 @@ class SentenceHeadTask(Task):
 
             return FeatureHead(model, first_token, head)
         return None
+
+
+def _token_ids(tokenizer: Any, texts: list[str]) -> list[list[int]]:
+    # verbose=False: transformers warns of every text longer than the model's limit; windows are made of them.
+    return tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"] if texts else []

@@ -24,7 +24,7 @@ from transferlm.strategies.base import Strategy
 from transferlm.tasks.base import Features
 from transferlm.tasks.protocol import LoopTask
 from transferlm.training.checkpoint import TrainState, load_checkpoint, save_checkpoint
-from transferlm.training.sampler import plan_epoch, shard
+from transferlm.training.sampler import max_batch_tokens, plan_epoch, shard, token_chunks
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,7 @@ class TrainingLoop:
         self.strategy = strategy
         self.accelerator = accelerator
         self.global_batch = config.batch_size * accelerator.num_processes
+        self.max_tokens = max_batch_tokens(config, accelerator.device.type)
         batches = math.ceil(len(features) / self.global_batch)
         self.steps_per_epoch = math.ceil(batches / config.grad_accum)
         self.epochs = strategy.auto_epochs(self.steps_per_epoch) if config.epochs == "auto" else config.epochs
@@ -113,16 +114,18 @@ class TrainingLoop:
         count = sum(self.task.loss_units([self.features.items[j] for j in b]) for b in window)
         examples = sum(len(b) for b in window)
         loss_sum = torch.zeros((), device=self.accelerator.device)
-        for i, global_batch in enumerate(window):
-            items = [self.features.items[j] for j in shard(global_batch, rank, world)]
+        passes = [chunk for b in window
+                  for chunk in token_chunks(shard(b, rank, world), self.features.lengths, self.max_tokens)]
+        for i, chunk in enumerate(passes):
+            items = [self.features.items[j] for j in chunk]
             collated = self.task.training_collate(items, self.pad_id)
             batch = {k: v.to(self.accelerator.device) for k, v in collated.items()}
-            sync = i == len(window) - 1
+            sync = i == len(passes) - 1
             with nullcontext() if sync else self.accelerator.no_sync(self.model), self.accelerator.autocast():
                 terms = self.task.loss(self.model(**self.task.model_inputs(batch)), batch)
                 # DDP averages gradients over processes; scaling by world/count makes the result
                 # sum(loss)/count over the whole step, however it was split into micro-batches.
-                self.accelerator.backward(terms.total * world / max(count, 1))
+                self.accelerator.backward(terms.total * world / (count or 1))
             loss_sum += terms.total.detach()
         if self.config.max_grad_norm:
             self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
@@ -133,7 +136,7 @@ class TrainingLoop:
         self.state.step += 1
         self.state.batches_done_in_epoch += len(window)
         self.state.samples_seen += examples
-        loss = self.accelerator.reduce(loss_sum, reduction="sum").item() / max(count, 1)
+        loss = self.accelerator.reduce(loss_sum, reduction="sum").item() / (count or 1)
         return StepResult(
             self.state.step, self.state.epoch, epoch_finished, loss, lr, examples, time.perf_counter() - began
         )
