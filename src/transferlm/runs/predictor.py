@@ -24,6 +24,7 @@ from transferlm.runs import layout
 from transferlm.strategies import build_strategy
 from transferlm.tasks import build_task
 from transferlm.tasks.base import Features
+from transferlm.tasks.long_inputs import LongInputSettings, cut_summary, describe_cuts
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,10 @@ class Predictor:
         if self.task.generates:  # language models predict by generating (default settings: greedy)
             return self.generate(records)
         features = self.features(records, with_labels=False)
-        return self.task.predictions(self.outputs(features), features, records)
+        predictions = self.task.predictions(self.outputs(features), features, records)
+        for n, cut in features.cuts.items():  # never silent: each input that lost tokens says how many, and where
+            predictions[n]["truncated"] = cut.as_dict()
+        return predictions
 
     def generate(self, prompts: Sequence[Any], settings=None, chat: bool = False, on_text=None) -> list[dict[str, Any]]:
         """Continuations of prompts (strings, chats as lists of turns, or records) by a causal-lm run; see
@@ -102,6 +106,11 @@ class Predictor:
             log.warning(problem.replace("input:", f"{source}:", 1))
         outputs = self.outputs(features)
         metrics = self.task.metrics(outputs, features)
+        if isinstance(self.task.task_config, LongInputSettings):
+            metrics["truncation"] = cut_summary(dict(features.cuts), len(records))
+            if features.cuts:
+                log.warning(describe_cuts(metrics["truncation"], source, self.max_length,
+                                          self.task.task_config.long_inputs))
         if per_example:
             metrics["per_example"] = self.task.example_scores(outputs, features)
         return metrics

@@ -47,6 +47,7 @@ class ClassificationTask(SentenceHeadTask):
     def __init__(self, task, data):
         super().__init__(task, data)
         self.multi_label = task.multi_label
+        self.label_dtype = torch.float if self.multi_label else torch.long  # multi-hot rows, or class indices
         self.default_metric = "f1_micro" if self.multi_label else "accuracy"
         self.label_map: LabelMap | None = None
         self.class_weights: list[float] | None = None
@@ -158,8 +159,7 @@ class ClassificationTask(SentenceHeadTask):
     # --- features ---
     def targets(self, records: Sequence[Record]) -> torch.Tensor:
         """Targets as the loss and metrics take them: class indices, or multi-hot rows for multi-label."""
-        dtype = torch.float if self.multi_label else torch.long
-        return torch.tensor([self.target(r) for r in records], dtype=dtype)
+        return torch.tensor([self.target(r) for r in records], dtype=self.label_dtype)
 
     def target(self, record: Record):
         index = self.label_map.index()
@@ -170,10 +170,6 @@ class ClassificationTask(SentenceHeadTask):
         for label in labels:
             target[index[label]] = 1.0
         return target
-
-    def collate_targets(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        dtype = torch.float if self.multi_label else torch.long
-        return {"labels": torch.tensor([item["labels"] for item in items], dtype=dtype)}
 
     # --- loss and outputs ---
     def loss(self, outputs, batch) -> LossTerms:

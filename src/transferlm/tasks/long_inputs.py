@@ -18,6 +18,7 @@ Whatever is cut is recorded (``Cut``) so that no command cuts text silently. Spe
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -233,5 +234,5 @@ def choose_max_length(lengths: Sequence[int], limit: int, quantile: float = 0.95
     if not lengths:
         return min(128, limit)
     ordered = sorted(lengths)
-    wanted = ordered[min(len(ordered) - 1, int(quantile * len(ordered)))]
+    wanted = ordered[max(0, math.ceil(quantile * len(ordered)) - 1)]  # the longest of the shortest 95 %
     return max(32, min(limit, -(-wanted // 32) * 32))

@@ -79,23 +79,24 @@ class SentenceHeadTask(Task):
         rows = torch.stack(list(outputs)).float()
         examples = torch.tensor([item.get("example", n) for n, item in enumerate(features.items)])
         firsts = [item for n, item in enumerate(features.items) if n == 0 or examples[n] != examples[n - 1]]
-        if len(firsts) == len(rows):
+        if len(firsts) == len(rows):  # one item per record: nothing to aggregate
             return rows, firsts
-        index = torch.cumsum(torch.cat([torch.tensor([0]), (examples[1:] != examples[:-1]).long()]), 0)
+        starts = [n for n in range(len(rows)) if n == 0 or examples[n] != examples[n - 1]]
+        counts = [b - a for a, b in zip(starts, [*starts[1:], len(rows)], strict=True)]
+        groups = torch.split(rows, counts)  # a record's windows are consecutive items
         if self.task_config.window_aggregate == "max":
-            out = torch.full((len(firsts), *rows.shape[1:]), float("-inf")).index_reduce_(0, index, rows, "amax")
+            out = torch.stack([g.max(dim=0).values for g in groups])
         else:
-            out = torch.zeros((len(firsts), *rows.shape[1:])).index_add_(0, index, rows)
-            out /= torch.bincount(index, minlength=len(firsts)).reshape(-1, *([1] * (rows.dim() - 1)))
+            out = torch.stack([g.mean(dim=0) for g in groups])
         return out, firsts
 
     # --- training: every record weighs the same, however many windows it has ---
     target_keys = ("labels", "weights")
 
     def collate_targets(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        batch = super().collate_targets(items)
-        batch["weights"] = torch.tensor([item.get("weight", 1.0) for item in items], dtype=torch.float)
-        return batch
+        """Each item's target (a number, or a fixed-size row such as a multi-hot one) and its window weight."""
+        return {"labels": torch.tensor([item["labels"] for item in items], dtype=self.label_dtype),
+                "weights": torch.tensor([item.get("weight", 1.0) for item in items], dtype=torch.float)}
 
     def loss_units(self, items: Sequence[dict[str, Any]]) -> float:
         return sum(item.get("weight", 1.0) for item in items)
