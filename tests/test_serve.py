@@ -282,3 +282,17 @@ def test_batcher_keeps_batches_within_max_batch():
 
     assert asyncio.run(main()) == [[i] * 3 for i in range(10)]
     assert max(sizes) <= 8 and sum(sizes) == 30
+
+
+def test_a_cut_input_is_marked_in_its_prediction_and_counted(tiny_model_dir, tmp_path):
+    files = {"train": write_jsonl(tmp_path / "train.jsonl", sentiment_rows(16, seed=1)),
+             "dev": write_jsonl(tmp_path / "dev.jsonl", sentiment_rows(8, seed=2))}
+    config = tiny_config(tiny_model_dir, files, tmp_path / "run", max_steps=1)
+    config["task"] = {"type": "classification", "long_inputs": "truncate"}
+    run = transferlm.train(config).run_dir
+    long = " ".join(["the film was really great"] * 20)  # 100 tokens, max_length 32
+    with client(run) as http:
+        short, cut = http.post("/v1/predict", json={"inputs": ["great", long]}).json()["predictions"]
+        assert "truncated" not in short
+        assert cut["truncated"] == {"tokens": 100, "kept": 30, "cut": 70, "side": "text"}
+        assert 'transferlm_truncated_inputs_total{side="text"} 1.0' in http.get("/metrics").text

@@ -93,6 +93,14 @@ def lm_chat_rows(n: int, seed: int = 1) -> list[dict]:
             for r in rows]
 
 
+def long_rows(n: int, seed: int) -> list[dict]:
+    """Sentiment rows said five times over: longer than the tests' 32-token window, so they are read in windows."""
+    return [{**r, "text": " ".join([r["text"]] * 5)} for r in sentiment_rows(n, seed)]
+
+
+LONG_TEXT = " ".join(["the film was great and the music was lovely"] * 6)  # 54 tokens: windows of 32
+
+
 def imbalanced(rows_of):
     """3:1 classes in training (a fresh head, with uniform outputs, has an unambiguous first step to take)."""
     def rows(n: int, seed: int) -> list[dict]:
@@ -129,6 +137,8 @@ TASK_CASES = {
     "causal-lm-gpt2": TaskCase({"type": "causal-lm"}, sentiment_rows, ".txt", "gpt2"),  # plain text, packed
     # plain text; the tiny BERT has no masked-LM head: a new one
     "masked-lm": TaskCase({"type": "masked-lm"}, sentiment_rows, ".txt"),
+    "classification-windows": TaskCase({"type": "classification", "long_inputs": "windows", "stride": 4},
+                                       imbalanced(long_rows), predict_inputs=(LONG_TEXT, "music")),
     "regression": TaskCase({"type": "regression"},
                            lambda n, seed: [{**r, "label": len(r["text"]) / 10} for r in sentiment_rows(n, seed)]),
 }

@@ -116,6 +116,10 @@ def cmd_evaluate(args) -> int:
         return 0
     print(f"{args.data}: {metrics['n']} examples")
     print("\n".join(summary_lines(metrics)))
+    cut = metrics.get("truncation")
+    if cut and cut["truncated"]:
+        print(f"cut to the model's window: {cut['truncated']} of {cut['inputs']} inputs ({cut['share']:.1%}), "
+              f"median {cut['tokens_cut_median']:g} tokens lost")
     if "confusion_matrix" in metrics:
         print("\nconfusion matrix (rows: true)")
         print(confusion_text(metrics["confusion_matrix"]), end="")
@@ -132,13 +136,18 @@ def cmd_predict(args) -> int:
     else:
         records = predictor.read(Path(source), need_label=False)
     out: TextIO = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    cut = 0
     try:
         for record, prediction in zip(records, predictor.predict_records(records), strict=False):
             row: dict[str, Any] = {"line": record.line, **predictor.task.record_row(record, with_label=False)}
             out.write(json.dumps({**row, **prediction}, ensure_ascii=False) + "\n")
+            cut += "truncated" in prediction
     finally:
         if out is not sys.stdout:
             out.close()
+    if cut:
+        print(f"transferlm: {cut} of {len(records)} inputs were cut to the model's window (each is marked "
+              "\"truncated\"); a run trained with task.long_inputs: windows reads them whole", file=sys.stderr)
     return 0
 
 

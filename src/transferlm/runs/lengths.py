@@ -60,7 +60,10 @@ def report_cuts(task: Task, encoded: dict[str, Features | None], counts: dict[st
     for name, features in encoded.items():
         if features is None:
             continue
-        report[name] = summary = cut_summary(dict(features.cuts), counts[name])
+        report[name] = summary = {**cut_summary(dict(features.cuts), counts[name]), "model_inputs": len(features)}
         line = describe_cuts(summary, name, max_length, task.task_config.long_inputs)
         (log.warning if summary["truncated"] else log.info)(line)
+        if len(features) > counts[name]:
+            log.info("%s: %d inputs read as %d windows of up to %d tokens", name, counts[name], len(features),
+                     max_length)
     return report

@@ -66,6 +66,7 @@ class _Metrics:
     batch_sizes: Any
     batch_seconds: Any
     queue_depth: Any
+    truncated: Any
 
     @classmethod
     def create(cls) -> _Metrics:
@@ -82,6 +83,8 @@ class _Metrics:
                       buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)),
             Histogram("transferlm_batch_seconds", "Model time per batch", registry=registry),
             Gauge("transferlm_queue_depth", "Inputs waiting for the model", registry=registry),
+            Counter("transferlm_truncated_inputs", "Inputs cut to the model's window (task.long_inputs), by the side "
+                    "cut", ["side"], registry=registry),
         )
 
     def on_batch(self, size: int, seconds: float) -> None:
@@ -206,6 +209,9 @@ class _Service:
             return self.problem(503, f"{e}; retry on another instance", "closed")
         except DataError as e:
             return self.problem(422, "; ".join(e.problems), "invalid")
+        for prediction in predictions:
+            if "truncated" in prediction:
+                self.metrics.truncated.labels(side=prediction["truncated"]["side"]).inc()
         return {"predictions": predictions}
 
     def _inputs(self, body: bytes) -> tuple[list, tuple | None]:
