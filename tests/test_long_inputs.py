@@ -17,7 +17,15 @@ from transferlm.config.schema import DataConfig, TrainConfig
 from transferlm.data.records import Record
 from transferlm.tasks.base import Features
 from transferlm.tasks.classification import ClassificationSettings, ClassificationTask
-from transferlm.tasks.long_inputs import Template, choose_max_length, cut_summary, longest_first, plan, side_pieces, take
+from transferlm.tasks.long_inputs import (
+    Template,
+    choose_max_length,
+    cut_summary,
+    longest_first,
+    plan,
+    side_pieces,
+    take,
+)
 from transferlm.training.sampler import max_batch_tokens, token_chunks
 
 
