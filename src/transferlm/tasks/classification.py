@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Literal, Optional, Union
@@ -14,12 +15,15 @@ from pydantic import Field
 from transferlm.config.selected import TaskSettings
 from transferlm.data.readers import summarise_lines
 from transferlm.data.records import Record
+from transferlm.evaluation.calibration import ECE_BINS, calibration_metrics, fit_temperature
 from transferlm.evaluation.classification import multi_label_metrics, single_label_metrics
 from transferlm.tasks.base import Features, LossTerms, register_task
 from transferlm.tasks.labels import LabelMap, split_labels
 from transferlm.tasks.long_inputs import LongInputSettings
 from transferlm.tasks.pooling import PoolingSettings
 from transferlm.tasks.sentence_head import SentenceHeadTask
+
+log = logging.getLogger(__name__)
 
 
 class ClassificationSettings(PoolingSettings, LongInputSettings, TaskSettings):
@@ -35,13 +39,18 @@ class ClassificationSettings(PoolingSettings, LongInputSettings, TaskSettings):
     label_delimiter: Optional[str] = Field(
         None, description="Splits a string label column into several labels (multi-label), e.g. '|'."
     )
+    temperature_scaling: bool = Field(
+        True, description="Single-label: after training, fit one temperature dividing the logits on validation "
+        "(lowest negative log-likelihood), so that predicted probabilities match observed accuracy; saved with the run "
+        "and used by predict, evaluate, export and serve. The predicted class never changes.",
+    )
 
 
 class ClassificationTask(SentenceHeadTask):
     name = "classification"
     settings = ClassificationSettings
     metric_directions = {"accuracy": True, "f1_macro": True, "f1_micro": True, "f1_weighted": True,
-                         "subset_accuracy": True}
+                         "subset_accuracy": True, "ece": False, "classwise_ece": False, "brier": False}
     baselines = ("tfidf",)
 
     def __init__(self, task, data):
@@ -51,6 +60,7 @@ class ClassificationTask(SentenceHeadTask):
         self.default_metric = "f1_micro" if self.multi_label else "accuracy"
         self.label_map: LabelMap | None = None
         self.class_weights: list[float] | None = None
+        self.temperature = 1.0  # divides the logits before softmax (temperature scaling); 1: as trained
 
     # --- labels ---
     def labels_of(self, record: Record) -> tuple[str, ...]:
@@ -141,11 +151,30 @@ class ClassificationTask(SentenceHeadTask):
             "multi_label": self.multi_label,
             "class_weights": self.class_weights,
             "threshold": self.task_config.threshold,
+            "temperature": self.temperature,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.label_map = LabelMap.from_dict(state["label_map"])
         self.class_weights = state.get("class_weights")
+        self.temperature = state.get("temperature", 1.0)  # runs saved before temperature scaling: as trained
+
+    # --- temperature scaling, fitted on validation after training ---
+    @property
+    def calibrates(self) -> bool:
+        return self.task_config.temperature_scaling and not self.multi_label
+
+    def calibrate(self, outputs: Sequence[torch.Tensor], features: Features) -> dict[str, Any] | None:
+        if not self.calibrates or not outputs:
+            return None
+        logits, targets = self._stacked(outputs, features)
+        before = calibration_metrics(torch.softmax(logits, dim=-1).numpy(), targets.numpy())
+        self.temperature = fit_temperature(logits, targets)
+        after = calibration_metrics(self._decide(logits)[0], targets.numpy())
+        log.info("classification: temperature %.3f fitted on validation; ECE %.4f -> %.4f (%d bins)",
+                 self.temperature, before["ece"], after["ece"], ECE_BINS)
+        return {"temperature": self.temperature, "ece_before": before["ece"], "ece_after": after["ece"],
+                "ece_bins": ECE_BINS}
 
     # --- model ---
     def num_outputs(self) -> int:
@@ -187,7 +216,7 @@ class ClassificationTask(SentenceHeadTask):
         if self.multi_label:
             probs = torch.sigmoid(logits.float())
             return probs.numpy(), (probs >= self.task_config.threshold).int().numpy()
-        probs = torch.softmax(logits.float(), dim=-1)
+        probs = torch.softmax(logits.float() / self.temperature, dim=-1)
         return probs.numpy(), probs.argmax(dim=-1).numpy()
 
     def _stacked(self, outputs: Sequence[torch.Tensor], features: Features) -> tuple[torch.Tensor, torch.Tensor]:
@@ -199,10 +228,11 @@ class ClassificationTask(SentenceHeadTask):
 
     def score(self, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
         """Metrics of a logits matrix against targets as ``targets()`` gives them (also used by baselines)."""
-        _, decided = self._decide(logits)
+        probs, decided = self._decide(logits)
         if self.multi_label:
             return multi_label_metrics(targets.int().numpy(), decided, self.label_map.labels)
-        return single_label_metrics(targets.numpy(), decided, self.label_map.labels)
+        return {**single_label_metrics(targets.numpy(), decided, self.label_map.labels),
+                **calibration_metrics(probs, targets.numpy())}
 
     def example_scores(self, outputs: Sequence[torch.Tensor], features: Features) -> list[float] | None:
         return self.scores_per_example(*self._stacked(outputs, features))
