@@ -126,6 +126,15 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_inspect(args) -> int:
+    from transferlm.experiments.inspect import inspect_run, summary_lines
+
+    report = inspect_run(Path(args.run), Path(args.data), Path(args.output), settings_from_args(args))
+    print("\n".join(summary_lines(report)))
+    print(f"report: {args.output}/inspect.html (also .md, .json)")
+    return 0
+
+
 def cmd_predict(args) -> int:
     from transferlm.runs.predictor import load
 

@@ -128,6 +128,22 @@ def _add_language_model_commands(sub) -> None:
     ppl.set_defaults(func=commands.cmd_perplexity)
 
 
+def _add_inspect_command(sub) -> None:
+    from transferlm.experiments.inspect import InspectSettings
+
+    inspect = sub.add_parser(
+        "inspect", help="Can this model be trusted on this data? Calibration, confidently wrong examples, slices.",
+        description="Score a run on a labelled file and write inspect.{json,md,html} into --output: calibration "
+        "(ECE, classwise ECE, Brier; reliability diagram) at the run's temperature and at 1, the most confidently "
+        "wrong examples, and the metric per slice (true label, input length, and each --slice-column) with 95 %% "
+        "intervals; a slice worse than the rest beyond its noise is named.")
+    inspect.add_argument("run", help="Run directory written by `transferlm train`.")
+    inspect.add_argument("--data", required=True, help="A labelled file in the run's format.")
+    inspect.add_argument("--output", required=True, help="Directory for the report.")
+    _settings_group(inspect, InspectSettings, "inspect settings")
+    inspect.set_defaults(func=commands.cmd_inspect)
+
+
 def _add_shipping_commands(sub) -> None:
     from transferlm.export.onnx import ExportSettings
     from transferlm.serve.settings import ServeSettings
@@ -168,6 +184,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     _add_experiment_commands(sub, chosen)
     _add_run_commands(sub)
     _add_language_model_commands(sub)
+    _add_inspect_command(sub)
     _add_shipping_commands(sub)
 
     models = sub.add_parser("models", help="List bundled model aliases and whether they are installed.")

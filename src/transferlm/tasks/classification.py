@@ -167,10 +167,10 @@ class ClassificationTask(SentenceHeadTask):
     def calibrate(self, outputs: Sequence[torch.Tensor], features: Features) -> dict[str, Any] | None:
         if not self.calibrates or not outputs:
             return None
-        logits, targets = self._stacked(outputs, features)
+        logits, targets = self.document_logits(outputs, features)
         before = calibration_metrics(torch.softmax(logits, dim=-1).numpy(), targets.numpy())
         self.temperature = fit_temperature(logits, targets)
-        after = calibration_metrics(self._decide(logits)[0], targets.numpy())
+        after = calibration_metrics(self.decide(logits)[0], targets.numpy())
         log.info("classification: temperature %.3f fitted on validation; ECE %.4f -> %.4f (%d bins)",
                  self.temperature, before["ece"], after["ece"], ECE_BINS)
         return {"temperature": self.temperature, "ece_before": before["ece"], "ece_after": after["ece"],
@@ -212,35 +212,38 @@ class ClassificationTask(SentenceHeadTask):
             per_item = F.cross_entropy(logits, targets, weight=weight, reduction="none")
         return self.weighted(per_item, batch)
 
-    def _decide(self, logits: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    def decide(self, logits: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities (at the run's temperature; sigmoid for multi-label) and the decided classes of logits."""
         if self.multi_label:
             probs = torch.sigmoid(logits.float())
             return probs.numpy(), (probs >= self.task_config.threshold).int().numpy()
         probs = torch.softmax(logits.float() / self.temperature, dim=-1)
         return probs.numpy(), probs.argmax(dim=-1).numpy()
 
-    def _stacked(self, outputs: Sequence[torch.Tensor], features: Features) -> tuple[torch.Tensor, torch.Tensor]:
+    def document_logits(self, outputs: Sequence[torch.Tensor], features: Features
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One logits row per record (its windows aggregated) and the records' targets."""
         logits, firsts = self.documents(outputs, features)
         return logits, self.collate_targets(firsts)["labels"]
 
     def metrics(self, outputs: Sequence[torch.Tensor], features: Features) -> dict[str, Any]:
-        return self.score(*self._stacked(outputs, features))
+        return self.score(*self.document_logits(outputs, features))
 
     def score(self, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
         """Metrics of a logits matrix against targets as ``targets()`` gives them (also used by baselines)."""
-        probs, decided = self._decide(logits)
+        probs, decided = self.decide(logits)
         if self.multi_label:
             return multi_label_metrics(targets.int().numpy(), decided, self.label_map.labels)
         return {**single_label_metrics(targets.numpy(), decided, self.label_map.labels),
                 **calibration_metrics(probs, targets.numpy())}
 
     def example_scores(self, outputs: Sequence[torch.Tensor], features: Features) -> list[float] | None:
-        return self.scores_per_example(*self._stacked(outputs, features))
+        return self.scores_per_example(*self.document_logits(outputs, features))
 
     def scores_per_example(self, logits: torch.Tensor, targets: torch.Tensor) -> list[float] | None:
         if self.multi_label:
             return None  # micro F1 does not decompose into per-example scores
-        _, decided = self._decide(logits)
+        _, decided = self.decide(logits)
         return (decided == targets.numpy()).astype(float).tolist()
 
     def predictions(
@@ -248,7 +251,7 @@ class ClassificationTask(SentenceHeadTask):
     ) -> list[dict[str, Any]]:
         if not outputs:
             return []
-        probs, decided = self._decide(self.documents(outputs, features)[0])
+        probs, decided = self.decide(self.documents(outputs, features)[0])
         labels = self.label_map.labels
         out = []
         for p, d in zip(probs, decided, strict=False):

@@ -1,0 +1,80 @@
+"""`transferlm inspect`: slices with intervals, calibration and confidently wrong examples in one report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import transferlm
+from conftest import sentiment_rows, tiny_config, write_csv, write_jsonl
+from transferlm.cli.main import main
+from transferlm.errors import DataError
+from transferlm.evaluation.slices import interval, length_buckets, slices
+from transferlm.experiments.inspect import InspectSettings, inspect_run
+
+
+def test_slices_recombine_to_the_overall_metric_and_flag_only_a_real_gap():
+    scores = [1.0] * 80 + [0.0] * 20 + [1.0] * 10 + [0.0] * 30  # group b: 25 % right, group a: 80 %
+    groups = ["a"] * 100 + ["b"] * 40
+    found = {s.value: s for s in slices(scores, {"source": groups})}
+    overall = sum(scores) / len(scores)
+    assert sum(s.n * s.metric for s in found.values()) / len(scores) == pytest.approx(overall)
+    assert found["b"].flagged and not found["a"].flagged
+    assert found["b"].low < 0.25 < found["b"].high and found["b"].rest == pytest.approx(0.8)
+    assert "source = b: accuracy 0.250" in found["b"].sentence("accuracy")
+    # the same gap on 4 examples is within the noise
+    small = slices([1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0], {"g": ["a"] * 6 + ["b"] * 2})
+    assert not any(s.flagged for s in small)
+
+
+def test_wilson_interval_and_length_buckets():
+    low, high = interval([1.0] * 8 + [0.0] * 2)
+    assert low == pytest.approx(0.4902, abs=1e-3) and high == pytest.approx(0.9433, abs=1e-3)  # Wilson, n 10
+    assert interval([1.0] * 5) [1] == 1.0
+    names = length_buckets([10, 20, 30, 40, 50, 60, 70, 80], buckets=4)
+    assert names[0] == "10-29 tokens" and names[-1] == "70-80 tokens" and len(set(names)) == 4
+
+
+@pytest.fixture(scope="module")
+def run_and_data(tiny_model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("inspect")
+    files = {"train": write_jsonl(root / "train.jsonl", sentiment_rows(40, seed=1)),
+             "dev": write_jsonl(root / "dev.jsonl", sentiment_rows(16, seed=2))}
+    run = transferlm.train(tiny_config(tiny_model_dir, files, root / "run", epochs=3)).run_dir
+    rows = [{**r, "source": "forum" if i % 3 == 0 else "shop"} for i, r in enumerate(sentiment_rows(30, seed=3))]
+    return run, write_csv(root / "test.csv", rows)
+
+
+def test_the_report_holds_calibration_slices_and_wrong_examples(run_and_data, tmp_path):
+    run, data = run_and_data
+    report = inspect_run(run, data, tmp_path / "out", InspectSettings(slice_columns=["source"], top=5))
+    accuracy = report["metrics"]["accuracy"]
+    by = {}
+    for s in report["slices"]:
+        by.setdefault(s["grouping"], []).append(s)
+    assert set(by) == {"label", "length", "source"}
+    for grouping in by.values():  # each grouping recombines to the overall accuracy
+        assert sum(s["n"] * s["metric"] for s in grouping) / report["n"] == pytest.approx(accuracy)
+    calibration = report["calibration"]
+    assert calibration["temperature"] == pytest.approx(transferlm.load(run).task.temperature)
+    assert set(calibration["as_predicted"]) == {"ece", "classwise_ece", "brier"}
+    assert sum(b["n"] for b in report["reliability"]) == report["n"]
+    wrong = report["confidently_wrong"]
+    assert len(wrong) == min(5, round((1 - accuracy) * report["n"]))
+    assert all(w["label"] != w["predicted"] for w in wrong)
+    assert [w["probability"] for w in wrong] == sorted((w["probability"] for w in wrong), reverse=True)
+    for name in ("inspect.json", "inspect.md", "inspect.html", "reliability.png"):
+        assert (tmp_path / "out" / name).is_file()
+    assert json.loads((tmp_path / "out" / "inspect.json").read_text())["n"] == 30
+    assert "data:image/png;base64," in (tmp_path / "out" / "inspect.html").read_text()
+
+
+def test_a_missing_slice_column_names_the_columns_there_are(run_and_data, tmp_path, capsys):
+    run, data = run_and_data
+    with pytest.raises(DataError, match="no column 'region' to slice by; its columns are text, label, source"):
+        inspect_run(run, data, tmp_path / "out", InspectSettings(slice_columns=["region"]))
+    code = main(["inspect", str(run), "--data", str(data), "--output", str(tmp_path / "cli"), "--slice-column",
+                 "source"])
+    out = capsys.readouterr().out
+    assert code == 0 and "calibration (15 bins): ECE" in out and "inspect.html" in out
