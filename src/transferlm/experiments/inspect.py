@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from pydantic import Field
 
 from transferlm.config.selected import CommandSettings, flag
