@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 import transferlm
@@ -78,3 +79,47 @@ def test_a_missing_slice_column_names_the_columns_there_are(run_and_data, tmp_pa
                  "source"])
     out = capsys.readouterr().out
     assert code == 0 and "calibration (15 bins): ECE" in out and "inspect.html" in out
+
+
+def test_planted_label_flips_on_a_separable_set_are_found():
+    from cleanlab.filter import find_label_issues
+
+    from transferlm.experiments.label_errors import fold_assignment, probe_probabilities
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], 100)
+    features = rng.normal(size=(300, 8)) + 6 * np.eye(3, 8)[labels]  # three well separated clusters
+    flipped = rng.choice(300, size=15, replace=False)
+    given = labels.copy()
+    given[flipped] = (labels[flipped] + 1 + rng.integers(0, 2, size=15)) % 3
+    probs = probe_probabilities(features, given, fold_assignment(given, 5, 0, ["a", "b", "c"], "x"), 3)
+    found = set(find_label_issues(given, probs).nonzero()[0].tolist())
+    assert len(found & set(flipped.tolist())) >= 14 and len(found - set(flipped.tolist())) <= 2
+
+
+def test_too_few_examples_per_class_for_the_folds_is_an_error():
+    from transferlm.experiments.label_errors import fold_assignment
+
+    with pytest.raises(DataError, match="too few examples per class for 5 folds \\('b' has 3\\)"):
+        fold_assignment(np.array([0] * 10 + [1] * 3), 5, 0, ["a", "b"], "train.csv")
+
+
+@pytest.mark.parametrize("path", ["fast", "fine-tune"])
+def test_label_errors_are_written_and_train_can_exclude_them(run_and_data, tmp_path, path, caplog):
+    run, data = run_and_data
+    settings = InspectSettings(label_errors=True, label_error_folds=2, label_error_path=path)
+    report = inspect_run(run, data, tmp_path / "out", settings)
+    errors = report["label_errors"]
+    written = (tmp_path / "out" / "label_errors.csv").read_text().splitlines()
+    assert written[0] == "line,text,label,suggested,score" and len(written) == errors["flagged"] + 1
+    assert errors["examples"] == 30 and 0 <= errors["out_of_fold_accuracy"] <= 1
+    if path == "fine-tune":
+        assert (tmp_path / "out" / "folds" / "fold-1" / "run" / "transferlm.yaml").is_file()
+        return
+    exclude = write_csv(tmp_path / "exclude.csv", [{"line": 2}, {"line": 3}, {"line": 999}])
+    config = tiny_config(run.parent.parent / "unused", {"train": data, "dev": data}, tmp_path / "again", max_steps=1)
+    config["model"]["name"] = transferlm.load(run).saved_config["model"]["name"]
+    config["data"]["exclude"] = str(exclude)
+    with caplog.at_level("INFO", logger="transferlm.runs.prepare"):
+        transferlm.train(config)
+    assert f"left out 2 training examples listed in {exclude} (1 listed lines are not rows of {data})" in caplog.text

@@ -48,6 +48,10 @@ class DataConfig(Section):
         None, description="Validation file; if absent, a stratified seeded carve-out of train is used."
     )
     test: Optional[Path] = Field(None, description="Test file, evaluated once after training with the best checkpoint.")
+    exclude: Optional[Path] = Field(
+        None, description="A CSV with a `line` column (label_errors.csv of `transferlm inspect --label-errors`): the "
+        "training file's rows at those lines are left out, and how many is logged.",
+    )
     format: Literal["auto", "csv", "tsv", "jsonl", "parquet", "conll", "squad", "text"] = Field(
         "auto",
         description="File format; auto uses the file extension (ner: .conll/.iob/.bio/.txt are CoNLL columns; "

@@ -14,7 +14,7 @@ import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from transferlm.data.records import read_data_table
 from transferlm.errors import ConfigError, DataError
 from transferlm.evaluation.calibration import ECE_BINS, calibration_metrics
 from transferlm.evaluation.slices import length_buckets, slices
+from transferlm.experiments.label_errors import find_label_errors
 from transferlm.experiments.report import html_table, markdown_table
 from transferlm.runs.predictor import Predictor, load
 from transferlm.training.checkpoint import atomic_write_text
@@ -41,6 +42,15 @@ class InspectSettings(CommandSettings):
     )
     top: int = Field(20, ge=0, description="Confidently wrong examples listed (classification).")
     length_buckets: int = Field(4, ge=1, description="Input-length slices: this many quantile buckets.")
+    label_errors: bool = Field(
+        False, description="Also search the file for suspected label errors (confident learning on out-of-fold "
+        "probabilities; single-label classification); writes label_errors.csv, which `train --exclude` takes.",
+    )
+    label_error_folds: int = Field(5, ge=2, description="Folds for the out-of-fold probabilities.")
+    label_error_path: Literal["fast", "fine-tune"] = Field(
+        "fast", description="fast: a logistic regression per fold on the pretrained backbone's fixed features "
+        "(seconds); fine-tune: the run's own recipe trained per fold (k trainings).",
+    )
 
 
 def inspect_run(run: Path, data: Path, out: Path, settings: InspectSettings | None = None) -> dict[str, Any]:
@@ -78,6 +88,9 @@ def inspect_run(run: Path, data: Path, out: Path, settings: InspectSettings | No
         found = slices(scores, groupings)
         report["slices"] = [s.as_dict() for s in found]
         report["flagged"] = [s.sentence(metric) for s in found if s.flagged]
+    if settings.label_errors:
+        report["label_errors"] = find_label_errors(run, data, out, settings.label_error_folds,
+                                                   settings.label_error_path, seed=0)
     _write(report, out)
     return report
 
@@ -186,6 +199,14 @@ def _wrong_table(report: dict[str, Any]) -> list[list[str]]:
     return table
 
 
+def _errors_table(report: dict[str, Any]) -> list[list[str]]:
+    table = [["line", "label", "suggested", "score", "text"]]
+    for row in report["label_errors"]["top"]:
+        text = row["text"] if len(row["text"]) <= 160 else row["text"][:157] + "..."
+        table.append([str(row["line"]), str(row["label"]), str(row["suggested"]), f"{row['score']:.3f}", text])
+    return table
+
+
 def summary_lines(report: dict[str, Any]) -> list[str]:
     lines = [f"{report['data']}: {report['n']} examples, {report['metric']} {report['metrics'][report['metric']]:.4f}"]
     calibration = report.get("calibration")
@@ -194,6 +215,11 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         lines.append(f"calibration ({calibration['bins']} bins): ECE {shown['ece']:.4f} at the run's temperature "
                      f"{calibration['temperature']:.3f} ({raw['ece']:.4f} at temperature 1); classwise ECE "
                      f"{shown['classwise_ece']:.4f}; Brier {shown['brier']:.4f}")
+    errors = report.get("label_errors")
+    if errors:
+        lines.append(f"suspected label errors ({errors['path']}, {errors['folds']} folds): {errors['flagged']} of "
+                     f"{errors['examples']} examples, in {errors['csv']} (out-of-fold accuracy "
+                     f"{errors['out_of_fold_accuracy']:.4f})")
     flagged = report.get("flagged")
     if flagged is not None:
         lines += ([f"worse than the rest beyond its noise: {f}" for f in flagged] if flagged
@@ -207,6 +233,8 @@ def _markdown(report: dict[str, Any]) -> str:
         parts += ["## Slices", "", markdown_table(_slice_table(report)), ""]
     if "confidently_wrong" in report:
         parts += ["## Confidently wrong", "", markdown_table(_wrong_table(report)), ""]
+    if "label_errors" in report:
+        parts += ["## Suspected label errors (most suspect first)", "", markdown_table(_errors_table(report)), ""]
     return "\n".join(parts)
 
 
@@ -220,6 +248,8 @@ def _html(report: dict[str, Any], out: Path) -> str:
         body += f"<h2>Slices</h2>{html_table(_slice_table(report))}"
     if "confidently_wrong" in report:
         body += f"<h2>Confidently wrong</h2>{html_table(_wrong_table(report))}"
+    if "label_errors" in report:
+        body += f"<h2>Suspected label errors</h2>{html_table(_errors_table(report))}"
     return ("<!doctype html><html><head><meta charset='utf-8'><title>transferlm inspect</title><style>"
             "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
             "td,th{border:1px solid #ccc;padding:4px 8px}</style></head><body>" + body + "</body></html>\n")

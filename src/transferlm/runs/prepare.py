@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from transferlm.config.schema import RunConfig
+from transferlm.data.readers import read_table
 from transferlm.data.records import Record, grouped_split, stratified_split
 from transferlm.errors import DataError
 from transferlm.tasks.base import Task
@@ -26,6 +28,9 @@ def load_splits(config: RunConfig, task: Task) -> Splits:
     problems: list[str] = []
     train, found = task.read_records(data.train)
     problems += found
+    if data.exclude is not None:
+        train, found = _excluded(train, data.exclude, data.train)
+        problems += found
     others: dict[str, list[Record]] = {}
     for path in (data.validation, data.test):
         if path is not None:
@@ -55,3 +60,23 @@ def load_splits(config: RunConfig, task: Task) -> Splits:
     named = list(others.values())
     test = others.get(str(data.test)) if data.test else None
     return Splits(train, named[0], test, validation_source)
+
+
+def _excluded(train: list[Record], exclude: Path, source: Path) -> tuple[list[Record], list[str]]:
+    """``train`` without the rows whose file lines ``exclude`` lists (its ``line`` column)."""
+    try:
+        table = read_table(exclude, "csv")
+    except DataError as e:
+        return train, [f"data.exclude: {p}" for p in e.problems]
+    if "line" not in table.columns:
+        return train, [f"data.exclude: {exclude} has no 'line' column (its columns are {', '.join(table.columns)}); "
+                       "give the label_errors.csv of `transferlm inspect --label-errors`"]
+    try:
+        lines = {int(row["line"]) for row in table.rows}
+    except ValueError:
+        return train, [f"data.exclude: {exclude}: the 'line' column holds a value that is not a whole number"]
+    kept = [r for r in train if r.line not in lines]
+    unknown = len(lines) - (len(train) - len(kept))
+    log.info("data.exclude: left out %d training examples listed in %s%s", len(train) - len(kept), exclude,
+             f" ({unknown} listed lines are not rows of {source})" if unknown else "")
+    return kept, []

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
@@ -71,24 +72,35 @@ class SentenceHeadTask(Task):
                                                                                         strict=True)]
 
     # --- one output per record, made of its windows' outputs ---
+    @staticmethod
+    def window_counts(features: Features) -> list[int]:
+        """How many consecutive items (windows) each record has, in record order."""
+        counts: list[int] = []
+        previous = None
+        for n, item in enumerate(features.items):
+            example = item.get("example", n)
+            if counts and example == previous:
+                counts[-1] += 1
+            else:
+                counts.append(1)
+            previous = example
+        return counts
+
     def documents(self, outputs: Sequence[torch.Tensor], features: Features) -> tuple[torch.Tensor, list[dict]]:
         """The output row of each record (its windows' rows aggregated by ``task.window_aggregate``), and each
         record's first item (which carries its target)."""
         if not outputs:
             return torch.empty(0), []
         rows = torch.stack(list(outputs)).float()
-        examples = torch.tensor([item.get("example", n) for n, item in enumerate(features.items)])
-        firsts = [item for n, item in enumerate(features.items) if n == 0 or examples[n] != examples[n - 1]]
-        if len(firsts) == len(rows):  # one item per record: nothing to aggregate
+        counts = self.window_counts(features)
+        starts = [0, *np.cumsum(counts)[:-1].tolist()]
+        firsts = [features.items[start] for start in starts]
+        if len(counts) == len(rows):  # one item per record: nothing to aggregate
             return rows, firsts
-        starts = [n for n in range(len(rows)) if n == 0 or examples[n] != examples[n - 1]]
-        counts = [b - a for a, b in zip(starts, [*starts[1:], len(rows)], strict=True)]
         groups = torch.split(rows, counts)  # a record's windows are consecutive items
         if self.task_config.window_aggregate == "max":
-            out = torch.stack([g.max(dim=0).values for g in groups])
-        else:
-            out = torch.stack([g.mean(dim=0) for g in groups])
-        return out, firsts
+            return torch.stack([g.max(dim=0).values for g in groups]), firsts
+        return torch.stack([g.mean(dim=0) for g in groups]), firsts
 
     # --- training: every record weighs the same, however many windows it has ---
     target_keys = ("labels", "weights")
