@@ -126,6 +126,32 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_explain(args) -> int:
+    from transferlm.inference.explain import explanations_html
+    from transferlm.runs.predictor import load
+
+    predictor = load(args.run)
+    records = _input_records(args.input, predictor)
+    results = predictor.explain_records(records, settings_from_args(args))
+    out: TextIO = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    try:
+        for result in results:
+            out.write(json.dumps(result, ensure_ascii=False) + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    if args.html:
+        Path(args.html).write_text(explanations_html(results), encoding="utf-8")
+    return 0
+
+
+def _input_records(source: str, predictor) -> list:
+    """Records of --input: text lines (.txt or stdin) or a data file in the run's format."""
+    if source == "-" or Path(source).suffix.lower() in ("", ".txt"):
+        return _text_lines(sys.stdin if source == "-" else None, source, predictor.task)
+    return predictor.read(Path(source), need_label=False)
+
+
 def cmd_inspect(args) -> int:
     from transferlm.experiments.inspect import inspect_run, summary_lines
 
@@ -139,11 +165,7 @@ def cmd_predict(args) -> int:
     from transferlm.runs.predictor import load
 
     predictor = load(args.run, batch_size=args.batch_size)
-    source = args.input
-    if source == "-" or Path(source).suffix.lower() in ("", ".txt"):
-        records = _text_lines(sys.stdin if source == "-" else None, source, predictor.task)
-    else:
-        records = predictor.read(Path(source), need_label=False)
+    records = _input_records(args.input, predictor)
     out: TextIO = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     cut = 0
     try:

@@ -128,6 +128,23 @@ def _add_language_model_commands(sub) -> None:
     ppl.set_defaults(func=commands.cmd_perplexity)
 
 
+def _add_explain_command(sub) -> None:
+    from transferlm.inference.explain import ExplainSettings
+
+    explain = sub.add_parser(
+        "explain", help="Why did the model predict that? Word attributions (integrated gradients).",
+        description="Attribute each prediction to the input's words: layer integrated gradients on the embedding "
+        "layer against a baseline of --baseline tokens, subwords summed into words; the convergence delta is "
+        "reported. JSONL (one object per input) and an HTML page with the words shaded.")
+    explain.add_argument("run", help="Run directory written by `transferlm train` (classification, regression).")
+    explain.add_argument("--input", required=True, help="Inputs as `predict` takes them: .txt (one per line), "
+                         "CSV/TSV/JSONL/Parquet, or - for stdin.")
+    explain.add_argument("--output", help="Write the JSONL here instead of stdout.")
+    explain.add_argument("--html", help="Also write an HTML page with the words shaded.")
+    _settings_group(explain, ExplainSettings, "explain settings")
+    explain.set_defaults(func=commands.cmd_explain)
+
+
 def _add_inspect_command(sub) -> None:
     from transferlm.experiments.inspect import InspectSettings
 
@@ -184,6 +201,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     _add_experiment_commands(sub, chosen)
     _add_run_commands(sub)
     _add_language_model_commands(sub)
+    _add_explain_command(sub)
     _add_inspect_command(sub)
     _add_shipping_commands(sub)
 

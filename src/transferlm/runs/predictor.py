@@ -16,6 +16,7 @@ from transferlm.config.schema import DataConfig
 from transferlm.data.records import Record
 from transferlm.errors import ConfigError, DataError
 from transferlm.inference.batches import map_batches, run_inference, torch_forward
+from transferlm.inference.explain import Explainer, ExplainSettings
 from transferlm.inference.generation import GenerationSettings, Generator
 from transferlm.inference.onnx_runtime import MODEL_FILE, OnnxForward
 from transferlm.models.load import load_tokenizer
@@ -82,6 +83,19 @@ class Predictor:
         if self.model is None:
             raise ConfigError(f"{self.root}: an ONNX export cannot generate; use the run directory it came from")
         return Generator(self.model, self.tokenizer).generate(prompts, settings or GenerationSettings(), chat, on_text)
+
+    def explain(self, inputs: Sequence[Any], settings: ExplainSettings | None = None) -> list[dict[str, Any]]:
+        """Word attributions for raw inputs (as ``predict`` takes them); see ``transferlm.inference.explain``."""
+        return self.explain_records([self.task.input_record(item, i) for i, item in enumerate(inputs, start=1)],
+                                    settings)
+
+    def explain_records(self, records: Sequence[Record], settings: ExplainSettings | None = None
+                        ) -> list[dict[str, Any]]:
+        if self.model is None:
+            raise ConfigError(f"{self.root}: an ONNX export has no gradients to explain with; use the run directory "
+                              "it came from")
+        explainer = Explainer(self.model, self.task, self.tokenizer, self.max_length, settings or ExplainSettings())
+        return [explainer.explain(record) for record in records]
 
     def read(self, path: Path, need_label: bool = True) -> list[Record]:
         records, problems = self.task.read_records(Path(path), need_label)

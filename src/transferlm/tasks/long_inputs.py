@@ -108,6 +108,16 @@ class Template:
             item["token_type_ids"] = [kind for segment, kind in zip(segments, types, strict=True) for _ in segment]
         return item
 
+    def positions(self, first: Sequence[int], second: Sequence[int] | None) -> list[tuple[int, int] | None]:
+        """Where each position of ``build``'s input comes from: (0, i) for the first text's token ``first[k]``
+        placed there, (1, i) for the second's, None for a special token."""
+        specials = self.single if second is None else self.pair
+        out: list[tuple[int, int] | None] = [None] * len(specials[0])
+        out += [(0, i) for i in first]
+        if second is not None:
+            out += [None] * len(specials[1]) + [(1, i) for i in second]
+        return out + [None] * len(specials[-1])
+
 
 def _segments(ids: Sequence[int], bounds: list[int]) -> list[tuple[int, ...]]:
     edges = [0, *bounds, len(ids)]

@@ -21,7 +21,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from transferlm.data.records import Record
 from transferlm.tasks.base import Features, LossTerms, Task
 from transferlm.tasks.heads import FeatureHead
-from transferlm.tasks.long_inputs import Template, plan, take
+from transferlm.tasks.long_inputs import Cut, Template, plan
 from transferlm.tasks.pooling import MeanPoolingClassifier
 
 
@@ -39,28 +39,42 @@ class SentenceHeadTask(Task):
     def encode(self, tokenizer, records: Sequence[Record], max_length: int, with_labels: bool = True) -> Features:
         """One item per window of each record (``task.long_inputs``): the text, or the text pair as one input. Every
         item carries ``example`` (its record's index) and ``weight`` (one over its record's window count)."""
-        settings = self.task_config
         template = Template.probe(tokenizer)
         first = _token_ids(tokenizer, [r.text for r in records])
-        pairs = self.data_config.text_pair_column is not None
         # An empty second text is no pair, as transformers encodes it (so truncate matches it token for token).
-        second = _token_ids(tokenizer, [r.text_pair or "" for r in records]) if pairs else None
+        second = _token_ids(tokenizer, [r.text_pair or "" for r in records]) if self._pairs() else None
         items, cuts = [], {}
         for n, record in enumerate(records):
             b = second[n] if second is not None and record.text_pair else None
-            budget = max_length - template.added(b is not None)
-            windows, cut = plan(len(first[n]), None if b is None else len(b), budget, settings.long_inputs,
-                                settings.stride)
+            windows, cut = self.windows(template, first[n], b, max_length)
             if cut is not None:
                 cuts[n] = cut
             target = self.target(record) if with_labels else None
-            for a_pieces, b_pieces in windows:
-                item = template.build(take(first[n], a_pieces), None if b is None else take(b, b_pieces))
+            for item, _ in windows:
                 item["example"], item["weight"] = n, 1.0 / len(windows)
                 if with_labels:
                     item["labels"] = target
                 items.append(item)
         return Features(items, [len(item["input_ids"]) for item in items], cuts=cuts)
+
+    def _pairs(self) -> bool:
+        return self.data_config.text_pair_column is not None
+
+    def windows(self, template: Template, first: Sequence[int], second: Sequence[int] | None, max_length: int
+                ) -> tuple[list[tuple[dict[str, list[int]], list[tuple[int, int] | None]]], Cut | None]:
+        """One input's model items (``task.long_inputs``), each with the source of every position: (side, token
+        index in that side's tokens) for a text token, None for a special token; and what was cut."""
+        settings = self.task_config
+        budget = max_length - template.added(second is not None)
+        planned, cut = plan(len(first), None if second is None else len(second), budget, settings.long_inputs,
+                            settings.stride)
+        out = []
+        for a_pieces, b_pieces in planned:
+            a_index = [t for start, end in a_pieces for t in range(start, end)]
+            b_index = None if second is None else [t for start, end in b_pieces for t in range(start, end)]
+            item = template.build([first[t] for t in a_index], None if second is None else [second[t] for t in b_index])
+            out.append((item, template.positions(a_index, b_index)))
+        return out, cut
 
     def input_lengths(self, tokenizer: Any, records: Sequence[Record]) -> list[int]:
         template = Template.probe(tokenizer)

@@ -1,0 +1,113 @@
+"""`transferlm explain`: integrated-gradients word attributions for classification and regression runs."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+
+import transferlm
+from conftest import FILLER, tiny_config, write_jsonl
+from transferlm.cli.main import main
+from transferlm.errors import ConfigError
+from transferlm.inference.explain import Explainer, ExplainSettings
+
+pytest.importorskip("captum")
+
+PLANTED = "superb"
+
+
+def planted_rows(n: int, seed: int) -> list[dict]:
+    """Six filler words; the label is whether the planted word is among them."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        words = [rng.choice(FILLER) for _ in range(6)]
+        if i % 2:
+            words.insert(rng.randrange(7), PLANTED)
+        rows.append({"text": " ".join(words), "label": "pos" if i % 2 else "neg"})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def planted_run(tiny_model_no_dropout, tmp_path_factory):
+    root = tmp_path_factory.mktemp("explain")
+    files = {"train": write_jsonl(root / "train.jsonl", planted_rows(48, 1)),
+             "dev": write_jsonl(root / "dev.jsonl", planted_rows(16, 2))}
+    config = tiny_config(tiny_model_no_dropout, files, root / "run", epochs=12, lr=5e-3)
+    config["task"] = {"type": "classification", "pooling": "mean", "long_inputs": "windows", "stride": 2}
+    result = transferlm.train(config)
+    assert result.summary.validation["accuracy"] == 1.0  # the model learned the planted word
+    return result.run_dir
+
+
+def test_the_planted_word_ranks_first_and_the_scores_add_up(planted_run):
+    predictor = transferlm.load(planted_run)
+    text = "the film was quite superb and the story"
+    [result] = predictor.explain([text])
+    [explained] = result["explanations"]
+    assert explained["target"] == "pos"
+    words = explained["words"]
+    assert [w["word"] for w in words] == text.split()
+    assert max(words, key=lambda w: w["score"])["word"] == PLANTED
+    # completeness: the words' scores add up to output - baseline output, within the reported delta
+    total = sum(w["score"] for w in words)
+    assert total == pytest.approx(explained["output"] - explained["baseline_output"], abs=explained["delta"] + 1e-4)
+    assert explained["delta"] < 0.05 * abs(explained["output"] - explained["baseline_output"]) + 1e-3
+
+
+def test_a_long_input_is_explained_per_window_and_merged(planted_run):
+    predictor = transferlm.load(planted_run)
+    text = " ".join(["the film was quite and the story"] * 6 + [PLANTED])  # 43 words: windows of 32 tokens
+    [result] = predictor.explain([text], ExplainSettings(steps=64))
+    [explained] = result["explanations"]
+    assert explained["windows"] > 1 and len(explained["words"]) == 43
+    total = sum(w["score"] for w in explained["words"])
+    assert total == pytest.approx(explained["output"] - explained["baseline_output"], abs=explained["delta"] + 1e-4)
+    [prediction] = predictor.predict([text])
+    # the explained output is the document's own logit: its softmax is the prediction's probability
+    assert prediction["label"] == explained["target"]
+
+
+def test_subword_scores_are_summed_into_words(minilm_tokenizer_module):
+    from transferlm.config.schema import DataConfig
+    from transferlm.tasks.classification import ClassificationSettings, ClassificationTask
+
+    task = ClassificationTask(ClassificationSettings(long_inputs="windows"), DataConfig(train="x"))
+    explainer = Explainer.__new__(Explainer)  # only the merge is exercised: no model needed
+    explainer.tokenizer, explainer.task, explainer.max_length = minilm_tokenizer_module, task, 64
+    side = explainer._side("unbelievably good")
+    assert len(side["ids"]) > 2  # "unbelievably" is several subwords
+    from transferlm.tasks.long_inputs import Template
+
+    windows, _ = task.windows(Template.probe(minilm_tokenizer_module), side["ids"], None, 64)
+    scores = torch.arange(1, len(windows[0][0]["input_ids"]) + 1, dtype=torch.float).unsqueeze(0)
+    words = explainer._words(scores, windows, [side])
+    positions = windows[0][1]
+    first_word = [scores[0, c].item() for c, src in enumerate(positions) if src and side["words"][src[1]] == 0]
+    assert [w["word"] for w in words] == ["unbelievably", "good"]
+    assert words[0]["score"] == pytest.approx(sum(first_word)) and len(first_word) > 1
+
+
+@pytest.fixture(scope="module")
+def minilm_tokenizer_module():
+    from transferlm.models.load import load_tokenizer
+    from transferlm.models.resolve import resolve_model
+
+    return load_tokenizer(resolve_model("minilm").path)
+
+
+def test_cli_writes_jsonl_and_a_shaded_page_and_refuses_an_unknown_label(planted_run, tmp_path, capsys):
+    inputs = tmp_path / "texts.txt"
+    inputs.write_text("the film was superb\nthe story was quite\n")
+    code = main(["explain", str(planted_run), "--input", str(inputs), "--output", str(tmp_path / "x.jsonl"),
+                 "--html", str(tmp_path / "x.html"), "--steps", "20"])
+    assert code == 0
+    rows = [json.loads(line) for line in (tmp_path / "x.jsonl").read_text().splitlines()]
+    assert [r["line"] for r in rows] == [1, 2] and rows[0]["explanations"][0]["words"][3]["word"] == PLANTED
+    page = (tmp_path / "x.html").read_text()
+    assert "rgba(46,160,67," in page and PLANTED in page
+    with pytest.raises(ConfigError, match="the model has no label 'great'; its labels are"):
+        transferlm.load(planted_run).explain(["the film"], ExplainSettings(target="great"))
