@@ -231,6 +231,10 @@ def test_playground_page_shows_the_label_in_a_real_browser(classifier_run):
             assert page.text_content("#prediction") == expected["label"]
             shown = page.locator("#bars .bar .name").all_text_contents()
             assert sorted(shown) == sorted(expected["probabilities"])
+            page.check("#explain")  # the words shaded by their attributions
+            page.click("#run")
+            page.wait_for_selector("#highlighted .shaded")
+            assert page.locator("#highlighted .shaded").all_text_contents() == text.split()
             browser.close()
     finally:
         server.terminate()  # SIGTERM: uvicorn shuts down gracefully (then re-raises the signal: exit -15)
@@ -296,3 +300,15 @@ def test_a_cut_input_is_marked_in_its_prediction_and_counted(tiny_model_dir, tmp
         assert "truncated" not in short
         assert cut["truncated"] == {"tokens": 100, "kept": 30, "cut": 70, "side": "text"}
         assert 'transferlm_truncated_inputs_total{side="text"} 1.0' in http.get("/metrics").text
+
+
+def test_explain_answers_with_word_scores_under_limits_of_its_own(classifier_run):
+    with client(classifier_run, explain_max_inputs=2, explain_steps=8) as http:
+        response = http.post("/v1/explain", json={"inputs": ["the film was great"]})
+        assert response.status_code == 200
+        [result] = response.json()["explanations"]
+        assert [w["word"] for w in result["explanations"][0]["words"]] == ["the", "film", "was", "great"]
+        too_many = http.post("/v1/explain", json={"inputs": ["a", "b", "c"]})
+        assert too_many.status_code == 422 and "over the limit of 2 per request" in too_many.json()["error"]
+        unknown = http.post("/v1/explain", json={"inputs": ["a"], "target": "nope"})
+        assert unknown.status_code == 422 and "has no label 'nope'" in unknown.json()["error"]

@@ -24,7 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from transferlm.errors import DataError, RunDirError
+from transferlm.errors import ConfigError, DataError, RunDirError
 from transferlm.extras import require
 from transferlm.runs import layout
 from transferlm.serve.batcher import BatcherClosed, MicroBatcher
@@ -214,8 +214,35 @@ class _Service:
                 self.metrics.truncated.labels(side=prediction["truncated"]["side"]).inc()
         return {"predictions": predictions}
 
-    def _inputs(self, body: bytes) -> tuple[list, tuple | None]:
+    async def explain(self, request: Request):
+        """Word attributions (integrated gradients) for a few inputs; limits of their own: each input costs
+        ``explain_steps`` forward and backward passes."""
+        from starlette.concurrency import run_in_threadpool
+
+        from transferlm.inference.explain import ExplainSettings
+
+        if self.predictor.model is None:
+            return self.problem(422, "an ONNX export cannot explain (no gradients); serve the run directory",
+                                "invalid")
+        body = await request.body()
+        if len(body) > self.settings.max_body_bytes:
+            return self.problem(413, f"request body is over the limit of {self.settings.max_body_bytes} bytes",
+                                "too_large")
+        inputs, refused = self._inputs(body, self.settings.explain_max_inputs, self.settings.explain_max_chars)
+        if refused:
+            return self.problem(*refused)
+        target = json.loads(body).get("target")
+        try:
+            records = [self.predictor.task.input_record(item, i) for i, item in enumerate(inputs, start=1)]
+            settings = ExplainSettings(target=target, steps=self.settings.explain_steps)
+            return {"explanations": await run_in_threadpool(self.predictor.explain_records, records, settings)}
+        except (DataError, ConfigError) as e:
+            return self.problem(422, "; ".join(e.problems), "invalid")
+
+    def _inputs(self, body: bytes, max_inputs: int | None = None, max_chars: int | None = None
+                ) -> tuple[list, tuple | None]:
         """The request's inputs, or why they are refused: (status, message, kind)."""
+        max_inputs, max_chars = max_inputs or self.settings.max_inputs, max_chars or self.settings.max_chars
         try:
             payload = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -225,14 +252,13 @@ class _Service:
         inputs = payload.get("inputs") if isinstance(payload, dict) else None
         if not isinstance(inputs, list) or not inputs:
             return [], (422, 'send {"inputs": [...]}: a non-empty list of inputs', "invalid")
-        if len(inputs) > self.settings.max_inputs:
-            return [], (422, f"{len(inputs)} inputs is over the limit of {self.settings.max_inputs} per request; "
+        if len(inputs) > max_inputs:
+            return [], (422, f"{len(inputs)} inputs is over the limit of {max_inputs} per request; "
                         "split the request", "too_many")
         for i, item in enumerate(inputs, start=1):
             chars = _characters(item)
-            if chars > self.settings.max_chars:
-                return [], (422, f"input {i} has {chars} characters, over the limit of {self.settings.max_chars}",
-                            "too_long")
+            if chars > max_chars:
+                return [], (422, f"input {i} has {chars} characters, over the limit of {max_chars}", "too_long")
         return inputs, None
 
     async def prometheus(self):
@@ -266,13 +292,15 @@ def create_app(root: Path, settings: ServeSettings | None = None):
     app.get("/ready")(service.ready)
     app.get("/v1/model", dependencies=guarded)(service.model_info)
     app.post("/v1/predict", dependencies=guarded)(service.predict)
+    app.post("/v1/explain", dependencies=guarded)(service.explain)
     app.get("/metrics", dependencies=guarded)(service.prometheus)
     app.get("/", response_class=HTMLResponse)(service.playground)
     app.state.predictor, app.state.batcher = service.predictor, service.batcher
     return app
 
 
-KNOWN_PATHS = {"/", "/health", "/ready", "/metrics", "/v1/model", "/v1/predict", "/docs", "/openapi.json"}
+KNOWN_PATHS = {"/", "/health", "/ready", "/metrics", "/v1/model", "/v1/predict", "/v1/explain", "/docs",
+               "/openapi.json"}
 
 
 def _characters(item: Any) -> int:

@@ -29,6 +29,11 @@ class ServeSettings(CommandSettings):
     max_body_bytes: int = Field(1_000_000, ge=1, description="Request body size.")
     max_inputs: int = Field(256, ge=1, description="Inputs per request.")
     max_chars: int = Field(20_000, ge=1, description="Characters per input, all its strings together.")
+    explain_max_inputs: int = Field(
+        4, ge=1, description="Inputs per /v1/explain request (each costs explain_steps forward and backward passes).",
+    )
+    explain_max_chars: int = Field(5_000, ge=1, description="Characters per /v1/explain input.")
+    explain_steps: int = Field(32, ge=2, le=1000, description="Integration steps of /v1/explain.")
     backend: Optional[Literal["torch", "onnx"]] = Field(
         None, description="Check that the directory holds this backend (default: whatever it holds)."
     )
