@@ -3,7 +3,8 @@
 ``task.pooling: cls`` is the model's own Hugging Face sequence-classification head; ``mean`` a linear head on the
 mean of the token states (``MeanPoolingClassifier``). Building, saving, loading, the head's parameters and the split
 for cached features are the same whatever the head predicts; a task says only how many outputs it has and what
-goes into the head's config.
+goes into the head's config. So is the reading of inputs longer than the model's window (``tasks/long_inputs.py``):
+a record becomes one item per window, and its output is made of its windows' outputs (``documents``).
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class SentenceHeadTask(Task):
     def input_lengths(self, tokenizer: Any, records: Sequence[Record]) -> list[int]:
         template = Template.probe(tokenizer)
         first = _token_ids(tokenizer, [r.text for r in records])
-        if self.data_config.text_pair_column is None:
+        if not self._pairs():
             return [len(ids) + template.added(False) for ids in first]
         second = _token_ids(tokenizer, [r.text_pair or "" for r in records])
         return [len(a) + len(b) + template.added(bool(r.text_pair)) for a, b, r in zip(first, second, records,
