@@ -6,6 +6,7 @@ import json
 import random
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -272,3 +273,21 @@ def test_a_megabyte_input_is_read_whole_in_bounded_memory(tiny_model_dir, tmp_pa
     assert truncated == "False" and "neg" in labels
     # windows go through the model a batch at a time: what grows is the token ids and one output row per window
     assert int(grown_mb) < 1024, f"a 1 MB input grew peak memory by {grown_mb} MB"
+
+
+def test_compare_pairs_long_documents_example_by_example(tiny_model_dir, tmp_path):
+    """compare (its child runs, the written splits, the per-example pairing) reads long documents whole."""
+    from transferlm.config.load import build_config
+    from transferlm.experiments.compare import compare
+    from transferlm.experiments.config import CompareSettings
+
+    files = {"train": write_jsonl(tmp_path / "train.jsonl", long_rows(24, 1)),
+             "dev": write_jsonl(tmp_path / "dev.jsonl", long_rows(12, 2))}
+    config = build_config(tiny_config(tiny_model_dir, files, tmp_path / "exp", epochs=1))
+    report = compare(config, CompareSettings(members=["full", "tfidf"], seeds=[0]))
+    rows = {m["title"]: m for m in report["members"]}
+    scores = rows["full"]["runs"][0]["example_scores"]["validation"]
+    assert len(scores) == 12 and sum(scores) / 12 == pytest.approx(rows["full"]["values"][0])  # documents, not windows
+    run = Path(rows["full"]["runs"][0]["run_dir"])
+    truncation = json.loads((run / "metrics.json").read_text())["training"]["truncation"]
+    assert truncation["validation"]["model_inputs"] > 12 and truncation["validation"]["truncated"] == 0
