@@ -6,13 +6,12 @@ import json
 import random
 
 import pytest
-import torch
 
 import transferlm
 from conftest import FILLER, tiny_config, write_jsonl
 from transferlm.cli.main import main
 from transferlm.errors import ConfigError
-from transferlm.inference.explain import Explainer, ExplainSettings
+from transferlm.inference.explain import ExplainSettings
 
 pytest.importorskip("captum")
 
@@ -71,24 +70,17 @@ def test_a_long_input_is_explained_per_window_and_merged(planted_run):
     assert prediction["label"] == explained["target"]
 
 
-def test_subword_scores_are_summed_into_words(minilm_tokenizer_module):
+def test_subwords_map_to_their_words(minilm_tokenizer_module):
     from transferlm.config.schema import DataConfig
+    from transferlm.data.records import Record
     from transferlm.tasks.classification import ClassificationSettings, ClassificationTask
 
-    task = ClassificationTask(ClassificationSettings(long_inputs="windows"), DataConfig(train="x"))
-    explainer = Explainer.__new__(Explainer)  # only the merge is exercised: no model needed
-    explainer.tokenizer, explainer.task, explainer.max_length = minilm_tokenizer_module, task, 64
-    side = explainer._side("unbelievably good")
-    assert len(side["ids"]) > 2  # "unbelievably" is several subwords
-    from transferlm.tasks.long_inputs import Template
-
-    windows, _ = task.windows(Template.probe(minilm_tokenizer_module), side["ids"], None, 64)
-    scores = torch.arange(1, len(windows[0][0]["input_ids"]) + 1, dtype=torch.float).unsqueeze(0)
-    words = explainer._words(scores, windows, [side])
-    positions = windows[0][1]
-    first_word = [scores[0, c].item() for c, src in enumerate(positions) if src and side["words"][src[1]] == 0]
-    assert [w["word"] for w in words] == ["unbelievably", "good"]
-    assert words[0]["score"] == pytest.approx(sum(first_word)) and len(first_word) > 1
+    task = ClassificationTask(ClassificationSettings(), DataConfig(train="x"))
+    inputs = task.explanation_inputs(minilm_tokenizer_module, Record("unbelievably good", None, None, 1), 64)
+    assert [(w.text, w.start, w.end) for w in inputs.words] == [("unbelievably", 0, 12), ("good", 13, 17)]
+    [word_of] = inputs.word_of
+    assert word_of[0] is None and word_of[-1] is None  # [CLS] and [SEP]
+    assert word_of[1:-1].count(0) > 1 and word_of[1:-1].count(1) == 1  # several subwords, one word
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +89,26 @@ def minilm_tokenizer_module():
     from transferlm.models.resolve import resolve_model
 
     return load_tokenizer(resolve_model("minilm").path)
+
+
+def test_each_predicted_entity_is_explained_by_its_words(tiny_model_dir, tmp_path):
+    from conftest import ner_rows
+
+    files = {"train": write_jsonl(tmp_path / "train.jsonl", ner_rows(40, 1)),
+             "dev": write_jsonl(tmp_path / "dev.jsonl", ner_rows(12, 2))}
+    config = tiny_config(tiny_model_dir, files, tmp_path / "run", epochs=6, lr=5e-3)
+    config["task"] = {"type": "ner"}
+    predictor = transferlm.load(transferlm.train(config).run_dir)
+    tokens = ner_rows(1, 7)[0]["tokens"]
+    [prediction] = predictor.predict([tokens])
+    [result] = predictor.explain([tokens], ExplainSettings(steps=32))
+    names = [e["target"] for e in result["explanations"]]
+    assert names == [f"{e['label']}: {e['text']}" for e in prediction["entities"]]
+    for explained in result["explanations"]:
+        assert [w["word"] for w in explained["words"]] == tokens
+        total = sum(w["score"] for w in explained["words"])
+        assert total == pytest.approx(explained["output"] - explained["baseline_output"],
+                                      abs=explained["delta"] + 1e-4)
 
 
 def test_cli_writes_jsonl_and_a_shaded_page_and_refuses_an_unknown_label(planted_run, tmp_path, capsys):

@@ -4,9 +4,10 @@ Integrated gradients (Sundararajan et al., 2017, "Axiomatic Attribution for Deep
 (Captum's ``LayerIntegratedGradients``): each token's share of the difference between the model's output on the input
 and on a baseline input whose text tokens are replaced by ``explain.baseline`` tokens (special tokens kept). The
 shares add up to that difference (completeness) up to the integral's approximation error, reported as ``delta``.
-Subword scores are summed into words. A long input read in windows is explained per window; with
-``window_aggregate: mean`` the document's output is the mean of its windows', so each window's scores count one over
-the window count and a token read by two windows gets both shares.
+Subword scores are summed into words. The task says what its inputs and explained outputs are
+(``Task.explanation_inputs`` / ``explanation_targets``): a class logit (a long input's windows each count as much as
+they do in the document's output, so a token read by two windows gets both shares), an entity's tag logits (NER,
+each predicted entity).
 """
 
 from __future__ import annotations
@@ -23,21 +24,22 @@ from transferlm.config.selected import CommandSettings
 from transferlm.data.records import Record
 from transferlm.errors import ConfigError
 from transferlm.extras import require
-from transferlm.tasks.base import pad_inputs
-from transferlm.tasks.long_inputs import Template
+from transferlm.tasks.explanation import ExplanationInputs, ExplanationTarget
 
 
 class ExplainSettings(CommandSettings):
     section = "explain"
     target: Optional[str] = Field(
-        None, description="The label to explain (classification); default: the predicted one (multi-label: each "
-        "predicted label).",
+        None, description="What to explain: a label (classification; default the predicted one, multi-label each "
+        "predicted label) or an entity type (ner; default every predicted entity).",
     )
     steps: int = Field(50, ge=2, le=1000, description="Integration steps (more: a smaller delta, slower).")
     baseline: Literal["pad", "mask", "unk"] = Field(
         "pad", description="The token that replaces every text token in the baseline input (special tokens stay).",
     )
-    internal_batch_size: int = Field(16, ge=1, description="Interpolated inputs per forward pass (memory).")
+    internal_batch_size: int = Field(
+        16, ge=1, description="Interpolated inputs per forward pass (memory); at least the input's window count.",
+    )
 
 
 def input_embeddings(model: nn.Module) -> nn.Module:
@@ -48,12 +50,9 @@ def input_embeddings(model: nn.Module) -> nn.Module:
 
 class Explainer:
     def __init__(self, model: nn.Module, task, tokenizer: Any, max_length: int, settings: ExplainSettings):
-        if not hasattr(task, "windows"):
-            raise ConfigError(f"explain: task {task.name} is not explained yet (classification and regression are)")
         require("captum", "explain", "token attributions")
         self.model, self.task, self.tokenizer = model.eval(), task, tokenizer
         self.max_length, self.settings = max_length, settings
-        self.template = Template.probe(tokenizer)
         self.baseline_id = self._baseline_id()
 
     def _baseline_id(self) -> int:
@@ -63,106 +62,49 @@ class Explainer:
             raise ConfigError(f"explain.baseline: the tokenizer has no {name} token; choose another of pad, mask, unk")
         return token_id
 
-    def targets(self, logits: torch.Tensor) -> list[int]:
-        """Output indices to explain for one document's output row."""
-        if self.task.name == "regression":
-            return [0]
-        labels = self.task.label_map.labels
-        if self.settings.target is not None:
-            index = self.task.label_map.index()
-            if self.settings.target not in index:
-                raise ConfigError(f"explain.target: the model has no label {self.settings.target!r}; its labels are "
-                                  f"{', '.join(labels)}")
-            return [index[self.settings.target]]
-        _, decided = self.task.decide(logits.unsqueeze(0))
-        if self.task.multi_label:
-            return [i for i, on in enumerate(decided[0]) if on] or [int(logits.argmax())]
-        return [int(decided[0])]
-
     def explain(self, record: Record) -> dict[str, Any]:
-        sides = [self._side(record.text)]
-        if record.text_pair:
-            sides.append(self._side(record.text_pair))
-        windows, _ = self.task.windows(self.template, sides[0]["ids"], sides[1]["ids"] if len(sides) > 1 else None,
-                                       self.max_length)
-        batch = pad_inputs([item for item, _ in windows], self.tokenizer.pad_token_id)
+        """Every explained output of one record (the predicted label; each predicted entity), with word scores."""
+        inputs = self.task.explanation_inputs(self.tokenizer, record, self.max_length)
+        batch = self.task.model_inputs(self.task.collate(inputs.items, self.tokenizer.pad_token_id))
         with torch.no_grad():
-            outputs = self.task.logits(self.model(**batch)).float()
-        document = outputs.max(dim=0).values if self._max() else outputs.mean(dim=0)
-        explained = [self._attribute(batch, windows, sides, self._window_shares(outputs, target), target, record)
-                     for target in self.targets(document)]
-        return {"line": record.line, "explanations": explained}
+            output = self.task.logits(self.model(**batch)).float()
+        targets = self.task.explanation_targets(output, inputs, record, self.settings.target)
+        return {"line": record.line, "explanations": [self._attribute(batch, inputs, t) for t in targets]}
 
-    def _max(self) -> bool:
-        return self.task.task_config.window_aggregate == "max"
-
-    def _window_shares(self, outputs: torch.Tensor, target: int) -> torch.Tensor:
-        """How much each window's output counts in the document's: equally for the mean; for the max, all of it
-        in the window holding the maximum."""
-        if self._max():
-            return torch.nn.functional.one_hot(outputs[:, target].argmax(), len(outputs)).float()
-        return torch.full((len(outputs),), 1.0 / len(outputs))
-
-    def _side(self, text: str) -> dict[str, Any]:
-        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
-        return {"text": text, "ids": enc["input_ids"], "offsets": enc["offset_mapping"], "words": enc.word_ids()}
-
-    def _attribute(self, batch, windows, sides, share: torch.Tensor, target: int, record: Record) -> dict[str, Any]:
+    def _attribute(self, batch: dict[str, torch.Tensor], inputs: ExplanationInputs,
+                   target: ExplanationTarget) -> dict[str, Any]:
         from captum.attr import LayerIntegratedGradients
 
-        text_positions = torch.zeros_like(batch["input_ids"], dtype=torch.bool)
-        for row, (_, positions) in enumerate(windows):
-            for column, source in enumerate(positions):
-                text_positions[row, column] = source is not None
-        baseline = torch.where(text_positions, torch.full_like(batch["input_ids"], self.baseline_id),
-                               batch["input_ids"])
+        ids = batch["input_ids"]
+        is_text = torch.zeros_like(ids, dtype=torch.bool)
+        for row, words in enumerate(inputs.word_of):
+            is_text[row, : len(words)] = torch.tensor([w is not None for w in words])
+        baseline = torch.where(is_text, torch.full_like(ids, self.baseline_id), ids)
         extra = {k: v for k, v in batch.items() if k != "input_ids"}
 
         def forward(input_ids, *rest):
-            out = self.task.logits(self.model(input_ids=input_ids, **dict(zip(extra, rest, strict=True))))
-            return out.float()[:, target]
+            out = self.task.logits(self.model(input_ids=input_ids, **dict(zip(extra, rest, strict=True)))).float()
+            # Captum runs whole copies of the record's items, one per integration step: select on each copy.
+            return torch.cat([target.select(copy) for copy in out.split(len(inputs.items))])
 
         integrated = LayerIntegratedGradients(forward, input_embeddings(self.model))
         attributions, delta = integrated.attribute(
-            batch["input_ids"], baselines=baseline, additional_forward_args=tuple(extra.values()),
-            n_steps=self.settings.steps, internal_batch_size=self.settings.internal_batch_size,
+            ids, baselines=baseline, additional_forward_args=tuple(extra.values()), n_steps=self.settings.steps,
+            # at least one whole copy of the record's items per forward pass (Captum steps through whole copies)
+            internal_batch_size=max(self.settings.internal_batch_size, len(inputs.items)),
             return_convergence_delta=True)
-        scores = attributions.sum(dim=-1).detach() * share.unsqueeze(1)  # a window counts as it does in the output
+        scores = attributions.sum(dim=-1).detach()
+        totals = [0.0] * len(inputs.words)
+        for row, words in enumerate(inputs.word_of):
+            for column, word in enumerate(words):
+                if word is not None:
+                    totals[word] += float(scores[row, column])
         with torch.no_grad():
-            at_input = forward(batch["input_ids"], *extra.values())
-            at_baseline = forward(baseline, *extra.values())
-        words = self._words(scores, windows, sides)
-        return {"target": self._target_name(target), "output": float((share * at_input).sum()),
-                "baseline_output": float((share * at_baseline).sum()),
-                "delta": float((share * delta.detach().abs()).sum()), "windows": len(windows), "words": words}
-
-    def _target_name(self, target: int) -> str:
-        if self.task.name == "regression":
-            return "score"
-        return self.task.label_map.external(self.task.label_map.labels[target])
-
-    def _words(self, scores: torch.Tensor, windows, sides) -> list[dict[str, Any]]:
-        totals: dict[tuple[int, int], float] = {}
-        for row, (_, positions) in enumerate(windows):
-            for column, source in enumerate(positions):
-                if source is None:
-                    continue
-                side, token = source
-                word = sides[side]["words"][token]
-                key = (side, token if word is None else word)
-                totals[key] = totals.get(key, 0.0) + float(scores[row, column])
-        out = []
-        for side, info in enumerate(sides):
-            spans: dict[int, list[int]] = {}
-            for token, word in enumerate(info["words"]):
-                key = token if word is None else word
-                start, end = info["offsets"][token]
-                span = spans.setdefault(key, [start, end])
-                span[0], span[1] = min(span[0], start), max(span[1], end)
-            for key, (start, end) in sorted(spans.items(), key=lambda kv: kv[1][0]):
-                out.append({"word": info["text"][start:end], "start": start, "end": end, "side": side,
-                            "score": round(totals.get((side, key), 0.0), 6)})
-        return out
+            at_input, at_baseline = forward(ids, *extra.values()), forward(baseline, *extra.values())
+        return {"target": target.name, "output": float(at_input.sum()), "baseline_output": float(at_baseline.sum()),
+                "delta": float(delta.detach().abs().sum()), "windows": len(inputs.items),
+                "words": [{"word": w.text, "start": w.start, "end": w.end, "side": w.side, "score": round(t, 6)}
+                          for w, t in zip(inputs.words, totals, strict=True)]}
 
 
 def explanations_html(results: Sequence[dict[str, Any]]) -> str:

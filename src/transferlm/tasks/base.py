@@ -16,6 +16,7 @@ from transferlm.config.selected import TASK_SETTINGS, TaskSettings
 from transferlm.data.records import Record, read_records
 from transferlm.errors import ConfigError, DataError
 from transferlm.registry import Registry
+from transferlm.tasks.explanation import ExplanationInputs, ExplanationTarget
 from transferlm.tasks.heads import FeatureHead
 from transferlm.tasks.long_inputs import Cut
 
@@ -278,6 +279,18 @@ class Task(ABC):
         return None
 
     calibrates: bool = False  # whether ``calibrate`` does anything (saves an inference pass when not)
+
+    # --- explanations (``inference/explain.py``) ---
+    def explanation_inputs(self, tokenizer: Any, record: Record, max_length: int) -> ExplanationInputs:
+        """One record's model inputs with the word of every position."""
+        raise ConfigError(f"explain: task {self.name} cannot be explained yet (classification, regression and ner "
+                          "can)")
+
+    def explanation_targets(self, output: torch.Tensor, inputs: ExplanationInputs, record: Record,
+                            target: str | None) -> list[ExplanationTarget]:
+        """The outputs to explain, given the model's output on ``inputs.items``; ``target`` narrows them (a label,
+        an entity type); None: what the model predicted."""
+        raise ConfigError(f"explain: task {self.name} cannot be explained yet")
 
     def greater_is_better(self, metric: str) -> bool:
         """Whether a higher ``metric`` is better, as the task declares it; an undeclared metric is an error (a

@@ -15,6 +15,7 @@ from pydantic import Field
 from transferlm.config.selected import TaskSettings
 from transferlm.data.readers import summarise_lines
 from transferlm.data.records import Record
+from transferlm.errors import ConfigError
 from transferlm.evaluation.calibration import ECE_BINS, calibration_metrics, fit_temperature
 from transferlm.evaluation.classification import multi_label_metrics, single_label_metrics
 from transferlm.tasks.base import Features, LossTerms, register_task
@@ -245,6 +246,20 @@ class ClassificationTask(SentenceHeadTask):
             return None  # micro F1 does not decompose into per-example scores
         _, decided = self.decide(logits)
         return (decided == targets.numpy()).astype(float).tolist()
+
+    def explained_outputs(self, document: torch.Tensor, target: str | None) -> list[tuple[int, str]]:
+        labels = self.label_map.labels
+        if target is not None:
+            index = self.label_map.index()
+            if target not in index:
+                raise ConfigError(f"explain.target: the model has no label {target!r}; its labels are "
+                                  f"{', '.join(labels)}")
+            chosen = [index[target]]
+        else:
+            _, decided = self.decide(document.unsqueeze(0))
+            chosen = ([i for i, on in enumerate(decided[0]) if on] or [int(document.argmax())]) if self.multi_label \
+                else [int(decided[0])]
+        return [(i, str(self.label_map.external(labels[i]))) for i in chosen]
 
     def predictions(
         self, outputs: Sequence[torch.Tensor], features: Features, records: Sequence[Record]

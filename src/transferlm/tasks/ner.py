@@ -28,6 +28,7 @@ from transferlm.data.sequences import SequenceColumns, read_sequence_records
 from transferlm.errors import DataError
 from transferlm.evaluation.ner import entity_metrics
 from transferlm.tasks.base import IGNORE, Features, LossTerms, Task, register_task
+from transferlm.tasks.explanation import ExplanationInputs, ExplanationTarget, Word
 from transferlm.tasks.heads import FeatureHead
 from transferlm.tasks.windows import context, plan_windows
 
@@ -252,6 +253,53 @@ class NerTask(Task):
                                      "start_token": span.start, "end_token": span.end, "score": score})
             out.append({"entities": entities} if record.offsets is not None else {"tags": tags, "entities": entities})
         return out
+
+
+    # --- explanations: each predicted entity, by its words' tag logits ---
+    def explanation_inputs(self, tokenizer, record: Record, max_length: int) -> ExplanationInputs:
+        items = self.encode(tokenizer, [record], max_length, with_labels=False).items
+        word_of = [[None if w < 0 else w for w in item["word_ids"]] for item in items]
+        if record.offsets is not None:
+            words = [Word(record.text[a:b], a, b) for a, b in record.offsets]
+        else:
+            words = [Word(token, None, None) for token in record.tokens]
+        return ExplanationInputs(items, word_of, words)
+
+    def explanation_targets(self, output: torch.Tensor, inputs: ExplanationInputs, record: Record,
+                            target: str | None) -> list[ExplanationTarget]:
+        features = Features(inputs.items, [len(item["input_ids"]) for item in inputs.items])
+        [(logp, _)] = self.word_outputs(self.output_rows(output, inputs.items), features)
+        tags = self.decode(logp)
+        reading = _reading_positions(inputs.items)
+        targets = []
+        for span in tagging.spans([self.labels[t] for t in tags]):
+            if target is not None and span.label != target:
+                continue
+            chosen = [(*reading[w], tags[w]) for w in range(span.start, span.end)]
+            item, position, tag = (torch.tensor(column) for column in zip(*chosen, strict=True))
+            name = f"{span.label}: {' '.join(inputs.words[w].text for w in range(span.start, span.end))}"
+
+            def select(out, item=item, position=position, tag=tag):
+                picked = out[item, position, tag]
+                return torch.zeros(len(out), dtype=picked.dtype, device=out.device).index_add(0, item, picked)
+
+            targets.append(ExplanationTarget(name, select))
+        return targets
+
+
+def _reading_positions(items: Sequence[dict[str, Any]]) -> dict[int, tuple[int, int]]:
+    """Each word's (item, position): its first subword in the window where it has the most context, the position
+    ``word_outputs`` reads it from."""
+    best: dict[int, tuple[int, int, int]] = {}
+    for i, item in enumerate(items):
+        word_ids = item["word_ids"]
+        for p, w in enumerate(word_ids):
+            if w < 0 or (p > 0 and word_ids[p - 1] == w):
+                continue
+            here = context(w, item["window"])
+            if w not in best or here > best[w][0]:
+                best[w] = (here, i, p)
+    return {w: (i, p) for w, (_, i, p) in best.items()}
 
 
 def viterbi(logp: np.ndarray, labels: Sequence[str]) -> list[int]:

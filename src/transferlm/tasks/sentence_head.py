@@ -21,6 +21,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from transferlm.data.records import Record
 from transferlm.tasks.base import Features, LossTerms, Task
+from transferlm.tasks.explanation import ExplanationInputs, ExplanationTarget, Word
 from transferlm.tasks.heads import FeatureHead
 from transferlm.tasks.long_inputs import Cut, Template, plan
 from transferlm.tasks.pooling import MeanPoolingClassifier
@@ -85,6 +86,45 @@ class SentenceHeadTask(Task):
         second = _token_ids(tokenizer, [r.text_pair or "" for r in records])
         return [len(a) + len(b) + template.added(bool(r.text_pair)) for a, b, r in zip(first, second, records,
                                                                                         strict=True)]
+
+    # --- explanations: the windows of one input, and its outputs ---
+    def explanation_inputs(self, tokenizer: Any, record: Record, max_length: int) -> ExplanationInputs:
+        texts = [record.text] + ([record.text_pair] if self._pairs() and record.text_pair else [])
+        sides = [tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+                 for text in texts]
+        words: list[Word] = []
+        word_index: list[list[int]] = []  # per side, per token: its word's index in ``words``
+        for side, (text, enc) in enumerate(zip(texts, sides, strict=True)):
+            spans: dict[int, list[int]] = {}
+            for token, (word, (start, end)) in enumerate(zip(enc.word_ids(), enc["offset_mapping"], strict=True)):
+                span = spans.setdefault(token if word is None else word, [start, end])
+                span[0], span[1] = min(span[0], start), max(span[1], end)
+            first = len(words)
+            order = {key: first + k for k, key in enumerate(sorted(spans, key=lambda key: spans[key][0]))}
+            words += [Word(text[a:b], a, b, side) for a, b in sorted(spans.values())]
+            word_index.append([order[token if word is None else word] for token, word in enumerate(enc.word_ids())])
+        windows, _ = self.windows(Template.probe(tokenizer), sides[0]["input_ids"],
+                                  sides[1]["input_ids"] if len(sides) > 1 else None, max_length)
+        word_of = [[None if source is None else word_index[source[0]][source[1]] for source in positions]
+                   for _, positions in windows]
+        return ExplanationInputs([item for item, _ in windows], word_of, words)
+
+    def explanation_targets(self, output: torch.Tensor, inputs: ExplanationInputs, record: Record,
+                            target: str | None) -> list[ExplanationTarget]:
+        aggregate_max = self.task_config.window_aggregate == "max"
+        document = output.max(dim=0).values if aggregate_max else output.mean(dim=0)
+        targets = []
+        for index, name in self.explained_outputs(document, target):
+            if aggregate_max:  # the document's output is one window's: all of it comes from that window
+                share = torch.nn.functional.one_hot(output[:, index].argmax(), len(output)).float()
+            else:
+                share = torch.full((len(output),), 1.0 / len(output))
+            targets.append(ExplanationTarget(name, lambda out, k=index, w=share: out[:, k] * w.to(out.device)))
+        return targets
+
+    def explained_outputs(self, document: torch.Tensor, target: str | None) -> list[tuple[int, str]]:
+        """The output indices to explain for a document's output row, with their names."""
+        return [(0, "score")]
 
     # --- one output per record, made of its windows' outputs ---
     @staticmethod
