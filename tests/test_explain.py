@@ -123,3 +123,25 @@ def test_cli_writes_jsonl_and_a_shaded_page_and_refuses_an_unknown_label(planted
     assert "rgba(46,160,67," in page and PLANTED in page
     with pytest.raises(ConfigError, match="the model has no label 'great'; its labels are"):
         transferlm.load(planted_run).explain(["the film"], ExplainSettings(target="great"))
+
+
+def test_a_qa_answer_is_explained_by_its_start_and_end(tiny_model_dir, tmp_path):
+    from conftest import qa_rows
+
+    files = {"train": write_jsonl(tmp_path / "train.jsonl", qa_rows(40, 1)),
+             "dev": write_jsonl(tmp_path / "dev.jsonl", qa_rows(12, 2))}
+    config = tiny_config(tiny_model_dir, files, tmp_path / "run", epochs=2)
+    config["task"] = {"type": "qa"}
+    predictor = transferlm.load(transferlm.train(config).run_dir)
+    question, context = "which price", "the bank was great and the stock market fell"
+    [prediction] = predictor.predict([(question, context)])
+    [result] = predictor.explain([(question, context)], ExplainSettings(steps=32))
+    start, end = result["explanations"]
+    assert prediction["answer"] in start["target"]
+    assert start["target"].startswith("start of the answer") and end["target"].startswith("end of the answer")
+    assert [w["word"] for w in start["words"]] == question.split() + context.split()
+    assert {w["side"] for w in start["words"]} == {0, 1}
+    for explained in (start, end):
+        total = sum(w["score"] for w in explained["words"])
+        assert total == pytest.approx(explained["output"] - explained["baseline_output"],
+                                      abs=explained["delta"] + 1e-4)

@@ -283,14 +283,14 @@ class Task(ABC):
     # --- explanations (``inference/explain.py``) ---
     def explanation_inputs(self, tokenizer: Any, record: Record, max_length: int) -> ExplanationInputs:
         """One record's model inputs with the word of every position."""
-        raise ConfigError(f"explain: task {self.name} cannot be explained yet (classification, regression and ner "
+        raise ConfigError(f"explain: task {self.name} cannot be explained (classification, regression, ner and qa "
                           "can)")
 
     def explanation_targets(self, output: torch.Tensor, inputs: ExplanationInputs, record: Record,
                             target: str | None) -> list[ExplanationTarget]:
         """The outputs to explain, given the model's output on ``inputs.items``; ``target`` narrows them (a label,
         an entity type); None: what the model predicted."""
-        raise ConfigError(f"explain: task {self.name} cannot be explained yet")
+        raise ConfigError(f"explain: task {self.name} cannot be explained")
 
     def greater_is_better(self, metric: str) -> bool:
         """Whether a higher ``metric`` is better, as the task declares it; an undeclared metric is an error (a

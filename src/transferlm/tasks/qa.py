@@ -14,7 +14,9 @@ score over the windows) exceeds the best span's score by more than a threshold t
 
 from __future__ import annotations
 
+import bisect
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,7 +36,9 @@ from transferlm.data.squad import Answer, QaColumns, read_qa_records, summarise_
 from transferlm.errors import ConfigError, DataError
 from transferlm.evaluation.qa import best_null_threshold, example_scores, squad_metrics
 from transferlm.tasks.base import Features, LossTerms, Task, register_task
+from transferlm.tasks.explanation import ExplanationInputs, ExplanationTarget, Word
 from transferlm.tasks.heads import FeatureHead
+from transferlm.tasks.long_inputs import Template
 
 log = logging.getLogger(__name__)
 
@@ -332,6 +336,43 @@ class QaTask(Task):
     def example_scores(self, outputs: Sequence[torch.Tensor], features: Features) -> list[float] | None:
         return [example_scores(self.answer_text(d), gold)[1] for d, gold in self.decode(outputs, features)]
 
+    # --- explanations: the answer's start and end logits ---
+    def explanation_inputs(self, tokenizer, record: Record, max_length: int) -> ExplanationInputs:
+        items = self.encode(tokenizer, [record], max_length, with_labels=False).items
+        question = tokenizer(record.text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        words = _words(record.text, 0) + _words(record.text_pair, 1)
+        n_question = len(_words(record.text, 0))
+        at_char = [_word_at(words[:n_question]), _word_at(words[n_question:], n_question)]
+        first = len(Template.probe(tokenizer).pair[0])  # the question follows the special tokens before it
+        word_of = []
+        for item in items:
+            row: list[int | None] = [None] * len(item["input_ids"])
+            for k, (a, _) in enumerate(question["offset_mapping"]):
+                row[first + k] = at_char[0](a)
+            for position, offsets in enumerate(item["offsets"]):
+                if offsets is not None:
+                    row[position] = at_char[1](offsets[0])
+            word_of.append(row)
+        return ExplanationInputs(items, word_of, words)
+
+    def explanation_targets(self, output: torch.Tensor, inputs: ExplanationInputs, record: Record,
+                            target: str | None) -> list[ExplanationTarget]:
+        rows = self.output_rows(output, inputs.items)
+        windows = [(row[:, 0].numpy(), row[:, 1].numpy(), item["offsets"]) for row, item in zip(rows, inputs.items,
+                                                                                              strict=True)]
+        span = best_span(windows, self.task_config.n_best, self.task_config.max_answer_length)
+        if span is None:
+            return []
+        a, b = inputs.items[span.window]["offsets"][span.start][0], inputs.items[span.window]["offsets"][span.end][1]
+        answer = record.text_pair[a:b]
+
+        def at(position: int, which: int):
+            return lambda out: torch.zeros(len(out), dtype=out.dtype, device=out.device).index_add(
+                0, torch.tensor([span.window], device=out.device), out[span.window, position, which].reshape(1))
+
+        return [ExplanationTarget(f"start of the answer {answer!r}", at(span.start, 0)),
+                ExplanationTarget(f"end of the answer {answer!r}", at(span.end, 1))]
+
     def predictions(self, outputs, features: Features, records: Sequence[Record]) -> list[dict[str, Any]]:
         decoded_all = self.decode(outputs, features)
         if len(decoded_all) != len(records):
@@ -357,6 +398,21 @@ def _token_span(offsets: Sequence[tuple[int, int] | None], answer: Answer) -> tu
     while end + 1 < len(positions) and offsets[positions[end + 1]][0] < answer.end:
         end += 1
     return positions[start], positions[end]
+
+
+def _words(text: str, side: int) -> list[Word]:
+    """Whitespace-separated words with their character spans."""
+    return [Word(m.group(), m.start(), m.end(), side) for m in re.finditer(r"\S+", text)]
+
+
+def _word_at(words: Sequence[Word], first: int = 0):
+    """A function from a character offset to the index (from ``first``) of the word holding it (or the next)."""
+    starts = [w.start for w in words]
+
+    def index(char: int) -> int:
+        return first + max(0, bisect.bisect_right(starts, char) - 1)
+
+    return index
 
 
 def _probability(start: np.ndarray, end: np.ndarray, s: int, e: int) -> float:
