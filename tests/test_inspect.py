@@ -123,3 +123,20 @@ def test_label_errors_are_written_and_train_can_exclude_them(run_and_data, tmp_p
     with caplog.at_level("INFO", logger="transferlm.runs.prepare"):
         transferlm.train(config)
     assert f"left out 2 training examples listed in {exclude} (1 listed lines are not rows of {data})" in caplog.text
+
+
+def test_ner_entity_scores_get_their_calibration(tiny_model_dir, tmp_path):
+    from conftest import ner_rows
+
+    files = {"train": write_jsonl(tmp_path / "train.jsonl", ner_rows(40, 1)),
+             "dev": write_jsonl(tmp_path / "dev.jsonl", ner_rows(12, 2))}
+    config = tiny_config(tiny_model_dir, files, tmp_path / "run", epochs=6, lr=5e-3)
+    config["task"] = {"type": "ner"}
+    run = transferlm.train(config).run_dir
+    report = inspect_run(run, files["dev"], tmp_path / "out")
+    entities = report["entity_calibration"]
+    predicted = sum(len(p["entities"]) for p in transferlm.load(run).predict(
+        [r["tokens"] for r in ner_rows(12, 2)]))
+    assert entities["entities"] == predicted > 0
+    assert sum(b["n"] for b in entities["reliability"]) == predicted and 0 <= entities["ece"] <= 1
+    assert entities["precision"] == pytest.approx(report["metrics"]["precision"])

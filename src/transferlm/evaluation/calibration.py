@@ -19,7 +19,8 @@ import torch
 ECE_BINS = 15  # Guo et al. (2017) report ECE with 15 equal-width bins
 
 
-def _binned_gap(confidence: np.ndarray, correct: np.ndarray, bins: int) -> float:
+def binned_gap(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> float:
+    """The mean |accuracy - confidence| over equal-width confidence bins, weighted by each bin's share."""
     edges = np.linspace(0.0, 1.0, bins + 1)
     # bin k holds (edges[k], edges[k+1]]; a confidence of exactly 0 goes to the first bin
     which = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
@@ -36,13 +37,13 @@ def expected_calibration_error(probs: np.ndarray, targets: np.ndarray, bins: int
     if len(targets) == 0:
         return 0.0
     predicted = probs.argmax(axis=1)
-    return _binned_gap(probs.max(axis=1), (predicted == targets).astype(float), bins)
+    return binned_gap(probs.max(axis=1), (predicted == targets).astype(float), bins)
 
 
 def classwise_ece(probs: np.ndarray, targets: np.ndarray, bins: int = ECE_BINS) -> float:
     if len(targets) == 0:
         return 0.0
-    return float(np.mean([_binned_gap(probs[:, k], (targets == k).astype(float), bins)
+    return float(np.mean([binned_gap(probs[:, k], (targets == k).astype(float), bins)
                           for k in range(probs.shape[1])]))
 
 

@@ -23,7 +23,7 @@ from pydantic import Field
 from transferlm.config.selected import CommandSettings, flag
 from transferlm.data.records import read_data_table
 from transferlm.errors import ConfigError, DataError
-from transferlm.evaluation.calibration import ECE_BINS, calibration_metrics
+from transferlm.evaluation.calibration import ECE_BINS, binned_gap, calibration_metrics
 from transferlm.evaluation.slices import length_buckets, slices
 from transferlm.experiments.label_errors import find_label_errors
 from transferlm.experiments.report import html_table, markdown_table
@@ -72,6 +72,8 @@ def inspect_run(run: Path, data: Path, out: Path, settings: InspectSettings | No
         logits, targets = task.document_logits(outputs, features)
         report |= _calibration(task, logits, targets, out)
         report["confidently_wrong"] = _confidently_wrong(task, logits, targets, records, settings.top)
+    if task.name == "ner":
+        report["entity_calibration"] = _entity_calibration(task, outputs, features)
     scores = task.example_scores(outputs, features)
     if scores is None:
         if settings.slice_columns:
@@ -122,17 +124,16 @@ def _calibration(task, logits: torch.Tensor, targets: torch.Tensor, out: Path) -
     shown, _ = task.decide(logits)  # with the run's temperature, as predict shows them
     raw = torch.softmax(logits.float(), dim=-1).numpy()
     out.mkdir(parents=True, exist_ok=True)
-    bins = _reliability(shown, y)
-    _diagram(bins, _reliability(raw, y), out / DIAGRAM, task.temperature)
+    bins = _class_reliability(shown, y)
+    _diagram(bins, _class_reliability(raw, y), out / DIAGRAM, task.temperature)
     return {"calibration": {"temperature": task.temperature, "bins": ECE_BINS,
                             "as_predicted": calibration_metrics(shown, y),
                             "at_temperature_1": calibration_metrics(raw, y)},
             "reliability": bins}
 
 
-def _reliability(probs: np.ndarray, targets: np.ndarray) -> list[dict[str, Any]]:
+def _reliability(confidence: np.ndarray, correct: np.ndarray) -> list[dict[str, Any]]:
     """Per confidence bin: how many examples, their mean confidence and their accuracy."""
-    confidence, correct = probs.max(axis=1), (probs.argmax(axis=1) == targets)
     edges = np.linspace(0, 1, ECE_BINS + 1)
     which = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, ECE_BINS - 1)
     rows = []
@@ -142,6 +143,10 @@ def _reliability(probs: np.ndarray, targets: np.ndarray) -> list[dict[str, Any]]
             rows.append({"low": float(edges[k]), "high": float(edges[k + 1]), "n": int(members.sum()),
                          "confidence": float(confidence[members].mean()), "accuracy": float(correct[members].mean())})
     return rows
+
+
+def _class_reliability(probs: np.ndarray, targets: np.ndarray) -> list[dict[str, Any]]:
+    return _reliability(probs.max(axis=1), (probs.argmax(axis=1) == targets).astype(float))
 
 
 def _diagram(shown: list[dict], raw: list[dict], path: Path, temperature: float) -> None:
@@ -162,6 +167,26 @@ def _diagram(shown: list[dict], raw: list[dict], path: Path, temperature: float)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _entity_calibration(task, outputs, features) -> dict[str, Any]:
+    """NER: each predicted entity's score (the mean probability of its tags) against whether it is right (a gold
+    entity with the same words and type): ECE over entities and the reliability bins."""
+    from transferlm.data import tagging
+
+    confidence, correct = [], []
+    for logp, gold in task.word_outputs(outputs, features):
+        ids = task.decode(logp)
+        truth = {(s.start, s.end, s.label) for s in tagging.spans([task.labels[t] for t in gold])}
+        probs = np.exp(logp[np.arange(len(ids)), ids])
+        for span in tagging.spans([task.labels[t] for t in ids]):
+            confidence.append(float(probs[span.start:span.end].mean()))
+            correct.append(float((span.start, span.end, span.label) in truth))
+    conf, right = np.array(confidence), np.array(correct)
+    if not len(conf):
+        return {"entities": 0}
+    return {"entities": len(conf), "precision": float(right.mean()), "ece": binned_gap(conf, right),
+            "bins": ECE_BINS, "reliability": _reliability(conf, right)}
 
 
 def _confidently_wrong(task, logits: torch.Tensor, targets: torch.Tensor, records, top: int) -> list[dict]:
@@ -215,6 +240,10 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         lines.append(f"calibration ({calibration['bins']} bins): ECE {shown['ece']:.4f} at the run's temperature "
                      f"{calibration['temperature']:.3f} ({raw['ece']:.4f} at temperature 1); classwise ECE "
                      f"{shown['classwise_ece']:.4f}; Brier {shown['brier']:.4f}")
+    entities = report.get("entity_calibration")
+    if entities and entities.get("entities"):
+        lines.append(f"entity scores ({entities['bins']} bins): ECE {entities['ece']:.4f} over {entities['entities']} "
+                     f"predicted entities, {entities['precision']:.1%} of them right")
     errors = report.get("label_errors")
     if errors:
         lines.append(f"suspected label errors ({errors['path']}, {errors['folds']} folds): {errors['flagged']} of "
