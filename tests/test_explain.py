@@ -145,3 +145,19 @@ def test_a_qa_answer_is_explained_by_its_start_and_end(tiny_model_dir, tmp_path)
         total = sum(w["score"] for w in explained["words"])
         assert total == pytest.approx(explained["output"] - explained["baseline_output"],
                                       abs=explained["delta"] + 1e-4)
+
+
+@pytest.mark.parametrize("strategy", [{"name": "full"}, {"name": "lora", "r": 2}])
+def test_a_decoder_classifier_is_explained_as_an_encoder_is(tiny_gpt2_dir, tmp_path, strategy):
+    files = {"train": write_jsonl(tmp_path / "train.jsonl", planted_rows(24, 1)),
+             "dev": write_jsonl(tmp_path / "dev.jsonl", planted_rows(8, 2))}
+    config = tiny_config(tiny_gpt2_dir, files, tmp_path / "run", max_steps=4)
+    config["strategy"] = strategy
+    predictor = transferlm.load(transferlm.train(config).run_dir)
+    text = "the film was quite superb"
+    [result] = predictor.explain([text], ExplainSettings(steps=32))
+    [explained] = result["explanations"]
+    assert explained["target"] == predictor.predict([text])[0]["label"]
+    assert [w["word"] for w in explained["words"]] == text.split()
+    total = sum(w["score"] for w in explained["words"])
+    assert total == pytest.approx(explained["output"] - explained["baseline_output"], abs=explained["delta"] + 1e-4)
