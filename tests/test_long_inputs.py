@@ -291,3 +291,14 @@ def test_compare_pairs_long_documents_example_by_example(tiny_model_dir, tmp_pat
     run = Path(rows["full"]["runs"][0]["run_dir"])
     truncation = json.loads((run / "metrics.json").read_text())["training"]["truncation"]
     assert truncation["validation"]["model_inputs"] > 12 and truncation["validation"]["truncated"] == 0
+
+
+def test_inference_batches_stay_within_a_token_budget():
+    from transferlm.inference.batches import inference_order
+
+    lengths = [512] * 40 + [10] * 100
+    batches = inference_order(lengths, batch_size=64, max_tokens=16_384)
+    assert sorted(j for b in batches for j in b) == list(range(140))
+    assert all(len(b) * max(lengths[j] for j in b) <= 16_384 for b in batches)
+    assert max(len(b) for b in batches) == 64  # short inputs still go a full batch at a time
+    assert inference_order([100_000], 64) == [[0]]  # longer than the budget: alone
