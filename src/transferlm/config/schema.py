@@ -32,7 +32,7 @@ class ModelConfig(Section):
         "auto",
         description="Tokens the model reads at once (special tokens included). Longer inputs are read in windows "
         "or cut as the task says (task.long_inputs). auto: the smallest multiple of 32 holding 95 % of the training "
-        "inputs, at most 512 and the model's limit (128 for ner, qa and language modelling); logged, and saved in "
+        "inputs, at most 256 and the model's limit (128 for ner, qa and language modelling); logged, and saved in "
         "the run's config.",
     )
     init: Literal["pretrained", "random"] = Field(
