@@ -43,12 +43,14 @@ def resolve_max_length(config: RunConfig, task: Task, tokenizer: Any, model_path
         log.info("model.max_length auto: %d (task %s reads longer inputs in windows of its own)", chosen, task.name)
     else:
         chosen = choose_max_length(lengths, limit)
+        wanted = choose_max_length(lengths, 1_000_000)
         longer = sum(n > chosen for n in lengths)
         fate = (f"read in windows (task.long_inputs {task.task_config.long_inputs})"
                 if getattr(task.task_config, "long_inputs", "truncate") == "windows" else
                 f"cut by task.long_inputs {task.task_config.long_inputs}")
-        log.info("model.max_length auto: %d (95 %% of %d training inputs fit in %d tokens, model limit %s); %d "
-                 "longer (%.1f %%) are %s", chosen, len(lengths), chosen, limit, longer,
+        why = (f"95 % of {len(lengths)} training inputs fit in {wanted} tokens" if wanted <= limit else
+               f"95 % of {len(lengths)} training inputs would need {wanted} tokens; auto stops at {limit}")
+        log.info("model.max_length auto: %d (%s); %d longer (%.1f %%) are %s", chosen, why, longer,
                  100 * longer / max(len(lengths), 1), fate)
     return config.model_copy(update={"model": config.model.model_copy(update={"max_length": chosen})})
 
