@@ -75,7 +75,9 @@ def test_run_directory_is_complete_and_reloads_to_identical_logits(tiny_model_di
     with torch.no_grad():
         plain = model(**tokenizer(texts, padding=True, return_tensors="pt")).logits
     ours = torch.tensor([[p["probabilities"][model.config.id2label[i]] for i in range(2)] for p in predictions])
-    assert torch.allclose(torch.softmax(plain, -1), ours, atol=1e-5)
+    # predictions are at the temperature fitted on validation (task.temperature_scaling), saved with the run
+    temperature = json.loads((root / "labels.json").read_text())["temperature"]
+    assert torch.allclose(torch.softmax(plain / temperature, -1), ours, atol=1e-5)
     assert model.config.id2label == {0: "neg", 1: "pos"}
 
 
