@@ -4,7 +4,9 @@ position belongs to, and the outputs to explain, each a number per model input w
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import bisect
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,3 +34,18 @@ class ExplanationTarget:
     # The model's output on a batch of the record's items (``Task.logits``) -> one number per item; their sum is
     # the explained output, so the attributions of every item add up to it.
     select: Callable[[torch.Tensor], torch.Tensor]
+
+
+def whitespace_words(text: str, side: int) -> list[Word]:
+    """Whitespace-separated words with their character spans."""
+    return [Word(m.group(), m.start(), m.end(), side) for m in re.finditer(r"\S+", text)]
+
+
+def word_at(words: Sequence[Word], first: int = 0):
+    """A function from a character offset to the index (from ``first``) of the word holding it (or the next)."""
+    starts = [w.start for w in words]
+
+    def index(char: int) -> int:
+        return first + max(0, bisect.bisect_right(starts, char) - 1)
+
+    return index

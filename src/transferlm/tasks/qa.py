@@ -14,9 +14,7 @@ score over the windows) exceeds the best span's score by more than a threshold t
 
 from __future__ import annotations
 
-import bisect
 import logging
-import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,7 +34,7 @@ from transferlm.data.squad import Answer, QaColumns, read_qa_records, summarise_
 from transferlm.errors import ConfigError, DataError
 from transferlm.evaluation.qa import best_null_threshold, example_scores, squad_metrics
 from transferlm.tasks.base import Features, LossTerms, Task, register_task
-from transferlm.tasks.explanation import ExplanationInputs, ExplanationTarget, Word
+from transferlm.tasks.explanation import ExplanationInputs, ExplanationTarget, whitespace_words, word_at
 from transferlm.tasks.heads import FeatureHead
 from transferlm.tasks.long_inputs import Template
 
@@ -340,9 +338,9 @@ class QaTask(Task):
     def explanation_inputs(self, tokenizer, record: Record, max_length: int) -> ExplanationInputs:
         items = self.encode(tokenizer, [record], max_length, with_labels=False).items
         question = tokenizer(record.text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
-        words = _words(record.text, 0) + _words(record.text_pair, 1)
-        n_question = len(_words(record.text, 0))
-        at_char = [_word_at(words[:n_question]), _word_at(words[n_question:], n_question)]
+        words = whitespace_words(record.text, 0) + whitespace_words(record.text_pair, 1)
+        n_question = len(whitespace_words(record.text, 0))
+        at_char = [word_at(words[:n_question]), word_at(words[n_question:], n_question)]
         first = len(Template.probe(tokenizer).pair[0])  # the question follows the special tokens before it
         word_of = []
         for item in items:
@@ -398,21 +396,6 @@ def _token_span(offsets: Sequence[tuple[int, int] | None], answer: Answer) -> tu
     while end + 1 < len(positions) and offsets[positions[end + 1]][0] < answer.end:
         end += 1
     return positions[start], positions[end]
-
-
-def _words(text: str, side: int) -> list[Word]:
-    """Whitespace-separated words with their character spans."""
-    return [Word(m.group(), m.start(), m.end(), side) for m in re.finditer(r"\S+", text)]
-
-
-def _word_at(words: Sequence[Word], first: int = 0):
-    """A function from a character offset to the index (from ``first``) of the word holding it (or the next)."""
-    starts = [w.start for w in words]
-
-    def index(char: int) -> int:
-        return first + max(0, bisect.bisect_right(starts, char) - 1)
-
-    return index
 
 
 def _probability(start: np.ndarray, end: np.ndarray, s: int, e: int) -> float:
