@@ -87,3 +87,17 @@ def test_temperature_scaling_can_be_turned_off(tiny_model_dir, tmp_path):
     run = transferlm.train(config).run_dir
     assert transferlm.load(run).task.temperature == 1.0
     assert "calibration" not in json.loads((run / "metrics.json").read_text())["training"]
+
+
+def test_no_temperature_is_fitted_on_a_validation_set_without_errors():
+    from transferlm.config.schema import DataConfig
+    from transferlm.data.records import Record
+    from transferlm.tasks.base import Features
+    from transferlm.tasks.classification import ClassificationSettings, ClassificationTask
+
+    task = ClassificationTask(ClassificationSettings(), DataConfig(train="x"))
+    task.fit_labels([Record("a", None, "neg", 1), Record("b", None, "pos", 2)], {})
+    rows = [torch.tensor([2.0, -1.0]), torch.tensor([-1.0, 2.0])]
+    features = Features([{"labels": 0}, {"labels": 1}], [1, 1])
+    assert task.calibrate(rows, features) == {"temperature": 1.0, "skipped": "no validation error to calibrate on"}
+    assert task.temperature == 1.0

@@ -169,6 +169,12 @@ class ClassificationTask(SentenceHeadTask):
         if not self.calibrates or not outputs:
             return None
         logits, targets = self.document_logits(outputs, features)
+        if bool((logits.argmax(dim=-1) == targets).all()):
+            # No validation error: the likelihood keeps rising as the temperature falls to 0, so any fitted value
+            # would only make every probability 1. Keep the model's own probabilities.
+            log.info("classification: no temperature fitted: the model gets every validation example right")
+            self.temperature = 1.0
+            return {"temperature": 1.0, "skipped": "no validation error to calibrate on"}
         before = calibration_metrics(torch.softmax(logits, dim=-1).numpy(), targets.numpy())
         self.temperature = fit_temperature(logits, targets)
         after = calibration_metrics(self.decide(logits)[0], targets.numpy())
