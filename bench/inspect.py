@@ -97,7 +97,47 @@ def part_calibration(args, work: Path) -> dict:
     return {"temperature": predictor.task.temperature, "at_temperature_1": calibration_metrics(raw, y),
             "at_fitted_temperature": calibration_metrics(scaled, y),
             "accuracy_at_1": float((raw.argmax(1) == y).mean()),
-            "accuracy_fitted": float((scaled.argmax(1) == y).mean())}
+            "accuracy_fitted": float((scaled.argmax(1) == y).mean()),
+            "noise_floor": _ece_noise_floor(scaled, args.seed),
+            "cross_fitted_on_dev": _cross_fitted(logits, targets, args.seed)}
+
+
+def _ece_noise_floor(probs, seed: int, draws: int = 200) -> dict:
+    """The ECE a perfectly calibrated model with these very confidences would show on this many examples: labels drawn
+    from the model's own probabilities, so every gap is sampling noise. A measured ECE near it cannot be told from
+    perfect calibration with this test set."""
+    import numpy as np
+
+    from transferlm.evaluation.calibration import expected_calibration_error
+
+    rng = np.random.default_rng(seed)
+    eces = []
+    for _ in range(draws):
+        drawn = np.array([rng.choice(len(p), p=p / p.sum()) for p in probs])
+        eces.append(expected_calibration_error(probs, drawn))
+    eces = np.sort(np.array(eces))
+    return {"draws": draws, "mean": float(eces.mean()), "p95": float(eces[int(0.95 * draws) - 1])}
+
+
+def _cross_fitted(logits, targets, seed: int) -> dict:
+    """Temperature fitted where the test sentences come from: dev split in two seeded halves, T fitted on each half and
+    applied to the other, ECE of the pooled held-out probabilities. SST-2's training rows are phrases and its dev rows
+    whole sentences, so a temperature fitted on validation carved from train may not carry over."""
+    import torch
+
+    from transferlm.evaluation.calibration import calibration_metrics, fit_temperature
+
+    order = torch.randperm(len(targets), generator=torch.Generator().manual_seed(seed))
+    halves = [order[: len(order) // 2], order[len(order) // 2:]]
+    probs = torch.empty(logits.shape, dtype=torch.double)
+    temperatures = []
+    for fit, apply in (halves, halves[::-1]):
+        t = fit_temperature(logits[fit], targets[fit])
+        temperatures.append(t)
+        probs[apply] = torch.softmax(logits[apply].double() / t, -1)
+    y = targets.numpy()
+    return {"temperatures": temperatures, **calibration_metrics(probs.numpy(), y),
+            "accuracy": float((probs.numpy().argmax(1) == y).mean())}
 
 
 def part_faithfulness(args, work: Path) -> dict:
@@ -167,9 +207,10 @@ def part_labels(args, work: Path) -> dict:
                         "recall": hits / len(flipped), "seconds": round(time.time() - began, 1),
                         "out_of_fold_accuracy": found["out_of_fold_accuracy"]}
     if args.retrain:
-        for name, train, exclude in (("noisy", noisy_file, None),
-                                     ("noisy_without_flagged", noisy_file, work / "errors-fast" / "label_errors.csv"),
-                                     ("clean", clean_file, None)):
+        sets = [("noisy", noisy_file, None)]
+        sets += [(f"noisy_without_flagged_{path}", noisy_file, work / f"errors-{path}" / "label_errors.csv")
+                 for path in paths]
+        for name, train, exclude in sets + [("clean", clean_file, None)]:
             config = {"model": {"name": "minilm"}, "task": {"type": "classification"},
                       "data": {"train": str(train), "exclude": str(exclude) if exclude else None, **SST2_COLUMNS},
                       "train": {"epochs": args.epochs, "seed": args.seed, "progress": False},
