@@ -158,6 +158,14 @@ class TrainConfig(Section):
     seed: int = Field(42, description="Seed for initialisation, data order, dropout and the validation carve-out.")
     log_every: int = Field(50, gt=0, description="Write the training loss to the JSONL log every N steps.")
     progress: bool = Field(True, description="Show a progress bar on a terminal.")
+    report_to: list[str] = Field(
+        [],
+        description="Experiment trackers that record the run: tensorboard, mlflow, wandb (each an extra: pip install "
+        "'transferlm[mlflow]'). They get the resolved config as parameters, every training and validation event as "
+        "metrics by step, speed and peak memory, and the reports as artifacts; members of compare, curve and tune nest "
+        "under one parent run. MLflow reads MLFLOW_TRACKING_URI and MLFLOW_EXPERIMENT_NAME, W&B WANDB_PROJECT and "
+        "WANDB_MODE.",
+    )
 
     @field_validator("epochs", "lr")
     @classmethod

@@ -16,7 +16,7 @@ from transferlm.config.schema import RunConfig
 from transferlm.config.selected import strategy_settings
 from transferlm.errors import ConfigError, ExperimentError, RunDirError
 from transferlm.experiments.config import CompareSettings, ExperimentSettings, MemberConfig
-from transferlm.experiments.jobs import Job, check_members, is_fitted_baseline, job_config, run_job
+from transferlm.experiments.jobs import Job, check_members, is_fitted_baseline, job_config, run_job, tracked_experiment
 from transferlm.experiments.splits import SplitFiles, write_splits
 from transferlm.experiments.stats import Summary, paired_standard_error, verdict
 from transferlm.runs.prepare import Splits, load_splits
@@ -168,12 +168,13 @@ def compare(config: RunConfig, settings: CompareSettings, overwrite: bool = Fals
         prepared.files.n_eval,
     )
     results: dict[str, list[dict[str, Any]]] = {m.title: [] for m in members}
-    for i, job in enumerate(jobs, start=1):
-        log.info("compare [%d/%d]: %s", i, len(jobs), job.describe)
-        results[job.member.title].append(run_job(job, configs[i - 1]))
-    rows = [aggregate(m, results[m.title], prepared) for m in members]
-    best = judge(rows, prepared)
-    report = write_compare_report(out, rows, best, prepared, config)
+    with tracked_experiment(config, "compare", settings):
+        for i, job in enumerate(jobs, start=1):
+            log.info("compare [%d/%d]: %s", i, len(jobs), job.describe)
+            results[job.member.title].append(run_job(job, configs[i - 1]))
+        rows = [aggregate(m, results[m.title], prepared) for m in members]
+        best = judge(rows, prepared)
+        report = write_compare_report(out, rows, best, prepared, config)
     failed = [f"{r['title']}: {e}" for r in rows for e in r["failed"]]
     if failed:
         raise ExperimentError(

@@ -11,7 +11,7 @@ from transferlm.config.schema import RunConfig
 from transferlm.errors import ExperimentError
 from transferlm.experiments.compare import Prepared, member_kind, prepare, slug, validated_configs
 from transferlm.experiments.config import CurveSettings
-from transferlm.experiments.jobs import Job, run_job
+from transferlm.experiments.jobs import Job, run_job, tracked_experiment
 from transferlm.experiments.splits import nested_subset, write_records
 from transferlm.experiments.stats import Summary, labels_needed
 
@@ -145,13 +145,15 @@ def curve(config: RunConfig, settings: CurveSettings, overwrite: bool = False) -
         prepared.files.evaluated,
     )
     results = []
-    for i, (job, job_config) in enumerate(zip(jobs, configs, strict=True), start=1):
-        log.info("curve [%d/%d]: %s", i, len(jobs), job.describe)
-        results.append(run_job(job, job_config))
-    rows = points(jobs, results, prepared)
-    lines = curves(rows)
-    kinds = {m.title: member_kind(m) for m in prepared.members}
-    report = write_curve_report(Path(config.output), rows, lines, efficiency(lines, kinds), kinds, prepared, config)
+    with tracked_experiment(config, "curve", settings):
+        for i, (job, job_config) in enumerate(zip(jobs, configs, strict=True), start=1):
+            log.info("curve [%d/%d]: %s", i, len(jobs), job.describe)
+            results.append(run_job(job, job_config))
+        rows = points(jobs, results, prepared)
+        lines = curves(rows)
+        kinds = {m.title: member_kind(m) for m in prepared.members}
+        report = write_curve_report(Path(config.output), rows, lines, efficiency(lines, kinds), kinds, prepared,
+                                    config)
     failed = [
         f"{r['member']} at {r['size_per_class']} per class, seed {r['seed']}: {r['error']}"
         for r in rows

@@ -13,9 +13,13 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel
 
 from transferlm.config.load import build_config, config_to_dict, set_dotted
 from transferlm.config.schema import RunConfig
@@ -24,11 +28,26 @@ from transferlm.experiments.config import BASELINE_NAMES, MemberConfig
 from transferlm.experiments.splits import SplitFiles, read_back
 from transferlm.strategies import STRATEGIES
 from transferlm.tasks.base import Task
+from transferlm.tracking import Tracking, parent_run
 from transferlm.training.checkpoint import atomic_write_text
 
 log = logging.getLogger(__name__)
 
 RESULT = "result.json"
+REPORT_FILES = ("report.md", "report.html", "report.json", "curve.csv", "curve.png", "trials.csv", "best.yaml")
+
+
+@contextmanager
+def tracked_experiment(config: RunConfig, kind: str, settings: BaseModel) -> Iterator[Tracking]:
+    """A parent run in each of ``train.report_to``'s trackers for the experiment: its runs (child processes) nest
+    under it, and its reports are logged to it as it ends, also when some runs failed."""
+    params = {**config_to_dict(config), kind: settings.model_dump(mode="json")}
+    out = Path(config.output)
+    with parent_run(config.train.report_to, out, kind, params) as tracking:
+        try:
+            yield tracking
+        finally:
+            tracking.log_artifacts([out / name for name in REPORT_FILES])
 
 
 @dataclass(frozen=True)

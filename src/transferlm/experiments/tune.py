@@ -32,7 +32,7 @@ from transferlm.config.load import build_config, config_to_dict, set_dotted
 from transferlm.config.schema import RunConfig
 from transferlm.errors import ConfigError, ExperimentError
 from transferlm.experiments.config import MemberConfig, ParameterRange, TuneSettings
-from transferlm.experiments.jobs import Job, run_job
+from transferlm.experiments.jobs import Job, run_job, tracked_experiment
 from transferlm.extras import require
 from transferlm.runs import layout
 from transferlm.tasks import build_task
@@ -191,17 +191,18 @@ def tune(config: RunConfig, settings: TuneSettings) -> dict[str, Any]:
     log.info("tune: study %r in %s, %s %s; space: %s", name, storage, direction, metric, ", ".join(space))
     began = time.time()
     done_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    while True:
-        states = [t.state for t in study.get_trials(deepcopy=False)]
-        finished = sum(s in done_states for s in states)
-        running = states.count(optuna.trial.TrialState.RUNNING)
-        if finished + running >= settings.trials:
-            break
-        if settings.timeout and time.time() - began >= settings.timeout:
-            log.info("tune: timeout (%.0f s) reached; no new trials", settings.timeout)
-            break
-        _run_trial(study, storage, name, base, space, out, config, metric, settings.pruner)
-    return _write_outputs(study, out, config, metric, space, settings.retrain_best)
+    with tracked_experiment(config, "tune", settings):
+        while True:
+            states = [t.state for t in study.get_trials(deepcopy=False)]
+            finished = sum(s in done_states for s in states)
+            running = states.count(optuna.trial.TrialState.RUNNING)
+            if finished + running >= settings.trials:
+                break
+            if settings.timeout and time.time() - began >= settings.timeout:
+                log.info("tune: timeout (%.0f s) reached; no new trials", settings.timeout)
+                break
+            _run_trial(study, storage, name, base, space, out, config, metric, settings.pruner)
+        return _write_outputs(study, out, config, metric, space, settings.retrain_best)
 
 
 def _run_trial(study, storage: str, name: str, base: dict, space, out: Path, config: RunConfig, metric: str,

@@ -19,6 +19,7 @@ CONFIG = "transferlm.yaml"
 TASK_STATE = "labels.json"
 METRICS = "metrics.json"
 VERSIONS = "versions.json"
+MODEL_CARD = "README.md"
 
 
 def is_complete(root: Path) -> bool:

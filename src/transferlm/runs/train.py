@@ -27,6 +27,18 @@ from transferlm.strategies import build_strategy, count_parameters
 from transferlm.strategies.base import LoopContext, TrainingInputs
 from transferlm.tasks import build_task
 from transferlm.tasks.pooling import PoolingSettings
+from transferlm.tracking import STATE_FILE as TRACKING_STATE
+from transferlm.tracking import (
+    RunInfo,
+    Tracking,
+    check_trackers,
+    child_name,
+    flat_params,
+    parent_refs,
+    saved_refs,
+    tracked,
+)
+from transferlm.training.callbacks import scalar_metrics
 from transferlm.training.checkpoint import atomic_write_text
 from transferlm.training.fit import FitSummary, Fitter, RunPaths
 from transferlm.training.sampler import max_batch_tokens
@@ -186,6 +198,7 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
     from accelerate.utils import set_seed
 
     started = time.time()
+    check_trackers(config.train.report_to)
     resolved = resolve_model(config.model.name)
     config = _resolve_pooling(config, resolved.path)
     task, strategy = _build_registered(config)
@@ -225,19 +238,50 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
     if accelerator.is_main_process:
         paths.root.mkdir(parents=True, exist_ok=True)
         atomic_write_text(paths.root / layout.CONFIG, yaml.safe_dump(config_to_dict(config), sort_keys=False))
-    fitter = Fitter(loop, inputs.validation, config.train, paths, config.train.metric or task.default_metric,
-                    on_evaluate)
-    summary = fitter.run(resume=resume)
-    notes = {**inputs.notes, **strategy.finish(inputs, context), **({"truncation": cuts} if cuts else {})}
+    tracking = _open_tracking(config, paths, resume) if accelerator.is_main_process else Tracking([])
+    with tracked(tracking):
+        fitter = Fitter(loop, inputs.validation, config.train, paths, config.train.metric or task.default_metric,
+                        on_evaluate, tracking)
+        summary = fitter.run(resume=resume)
+        notes = {**inputs.notes, **strategy.finish(inputs, context), **({"truncation": cuts} if cuts else {})}
 
-    summary, calibration, test, test_scores = _final_metrics(model, task, summary, encoded,
-                                                             tokenizer.pad_token_id, accelerator.device)
-    if accelerator.is_main_process:
-        notes = {**notes, **({"calibration": calibration} if calibration else {})}
-        run = _Finished(config, task, strategy, model, tokenizer, summary, test, params, resolved, started, notes)
-        _write_run(paths, run)
-    accelerator.wait_for_everyone()
+        summary, calibration, test, test_scores = _final_metrics(model, task, summary, encoded,
+                                                                 tokenizer.pad_token_id, accelerator.device)
+        if accelerator.is_main_process:
+            notes = {**notes, **({"calibration": calibration} if calibration else {})}
+            run = _Finished(config, task, strategy, model, tokenizer, summary, test, params, resolved, started, notes)
+            _write_run(paths, run)
+            _track_result(tracking, paths.root, summary, test, params)
+        accelerator.wait_for_everyone()
     return TrainResult(paths.root, summary, test, test_scores)
+
+
+def _open_tracking(config: RunConfig, paths: RunPaths, resume: bool) -> Tracking:
+    """The run's trackers (``train.report_to``), continuing the same tracker runs when training resumes."""
+    if not config.train.report_to:
+        return Tracking([])
+    parents = parent_refs()
+    name = child_name(paths.root, next(iter(parents.values()), None))
+    info = RunInfo(name, paths.root, "train", flat_params(config_to_dict(config)))
+    tracking = Tracking.open(config.train.report_to, info, parents, saved_refs(paths.root) if resume else None)
+    atomic_write_text(paths.root / TRACKING_STATE, json.dumps(tracking.refs, indent=2))
+    log.info("tracking in %s", ", ".join(f"{k} ({v})" for k, v in tracking.refs.items()))
+    return tracking
+
+
+def _track_result(tracking: Tracking, root: Path, summary: FitSummary, test: dict[str, Any] | None, params) -> None:
+    """The finished run's figures and reports, at its last step."""
+    if not tracking:
+        return
+    figures = {f"{split}/{k}": v for split, metrics in (("validation", summary.validation), ("test", test or {}))
+               for k, v in scalar_metrics(metrics).items() if not isinstance(v, bool)}
+    figures |= {"system/train_samples_per_s": summary.train_samples_per_s,
+                "system/train_seconds": summary.train_seconds, "system/peak_rss_mb": summary.peak_rss_mb,
+                "parameters/trainable": params.trainable, "parameters/total": params.total}
+    tracking.log_metrics({k: float(v) for k, v in figures.items()}, summary.steps)
+    reports = sorted(root.glob("*_confusion.*"))
+    tracking.log_artifacts([root / layout.METRICS, root / layout.CONFIG, root / layout.MANIFEST,
+                            root / layout.MODEL_CARD, *reports])
 
 
 def _encode_splits(task, tokenizer, splits, max_length: int) -> dict[str, Any]:

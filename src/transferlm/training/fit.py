@@ -12,6 +12,7 @@ from typing import Any
 
 from transferlm.config.schema import TrainConfig
 from transferlm.tasks.base import Features
+from transferlm.tracking import Tracking
 from transferlm.training.callbacks import JsonlLog, Progress, Throughput, scalar_metrics
 from transferlm.training.checkpoint import load_weights, save_weights
 from transferlm.training.loop import StepResult, TrainingLoop
@@ -64,21 +65,21 @@ def evaluation_steps(total_steps: int, evaluations: int) -> frozenset[int]:
 
 class Fitter:
     def __init__(self, loop: TrainingLoop, validation: Features, config: TrainConfig, paths: RunPaths, metric: str,
-                 on_evaluate: Callable[[int, int, float], bool] | None = None):
+                 on_evaluate: Callable[[int, int, float], bool] | None = None, tracking: Tracking | None = None):
         """``on_evaluate(step, total_steps, value)`` sees each validation score; returning True stops training there
-        (pruning)."""
+        (pruning). ``tracking``: the run's experiment trackers, fed every event of the JSONL log."""
         self.loop, self.validation, self.config, self.paths, self.metric = loop, validation, config, paths, metric
         self.on_evaluate = on_evaluate
         self.pruned = False
         self.main = loop.accelerator.is_main_process
-        self.log = JsonlLog(paths.log, self.main)
+        self.logs = [JsonlLog(paths.log, self.main)] + ([tracking] if tracking else [])
         self.throughput = Throughput()
         self.stopped_early = False
 
     def run(self, resume: bool = False) -> FitSummary:
         if resume:
             self.loop.resume(self.paths.last)
-            self.log.write("resume", step=self.loop.state.step)
+            self._record("resume", step=self.loop.state.step)
             log.info("resumed from step %d", self.loop.state.step)
         progress = Progress(self.loop.total_steps, self.loop.state.step, self.config.progress and self.main)
         try:
@@ -93,7 +94,7 @@ class Fitter:
         for result in self.loop.steps():
             self.throughput.add(result)
             if result.step % self.config.log_every == 0 or result.step == 1:
-                self.log.write(
+                self._record(
                     "train",
                     step=result.step,
                     epoch=result.epoch,
@@ -107,6 +108,10 @@ class Fitter:
             yield result
             if self.stopped_early:
                 return
+
+    def _record(self, event: str, **fields: Any) -> None:
+        for sink in self.logs:
+            sink.write(event, **fields)
 
     def _eval_due(self, result: StepResult) -> bool:
         if self.loop.finished():
@@ -129,7 +134,8 @@ class Fitter:
                 save_weights(self.paths.best, self.loop.unwrapped)
         else:
             state.evals_without_improvement += 1
-        self.log.write("eval", step=state.step, epoch=state.epoch, **scalar_metrics(metrics), improved=improved)
+        self._record("eval", step=state.step, epoch=state.epoch, **scalar_metrics(metrics), improved=improved,
+                     peak_rss_mb=round(peak_rss_mb(), 1))
         log.info("step %d: validation %s = %.4f%s", state.step, self.metric, value, " (best)" if improved else "")
         patience = self.config.early_stopping_patience
         if patience and state.evals_without_improvement >= patience:
@@ -159,7 +165,7 @@ class Fitter:
             stopped_early=self.stopped_early,
             pruned=self.pruned,
         )
-        self.log.write(
+        self._record(
             "end",
             step=state.step,
             best_step=state.best_step,
