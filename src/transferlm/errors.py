@@ -41,3 +41,7 @@ class ExportError(TransferLMError):
 
 class MissingExtraError(TransferLMError):
     """An optional part is used without its packages; the message names the extra that installs them."""
+
+
+class PushError(TransferLMError):
+    """A run cannot be uploaded to the Hub: offline, no token, or not a finished run."""

@@ -300,6 +300,29 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_push(args) -> int:
+    from transferlm.runs.push import push, push_files
+
+    if args.dry_run:
+        print("\n".join(push_files(Path(args.run))))
+        return 0
+    result = push(Path(args.run), args.repo, private=args.private, message=args.message)
+    print(f"pushed {len(result.files)} files to {result.url}")
+    return 0
+
+
+def cmd_card(args) -> int:
+    from transferlm.runs import layout
+    from transferlm.runs.card import model_card
+    from transferlm.training.checkpoint import atomic_write_text
+
+    root = Path(args.run)
+    layout.read_manifest(root)
+    atomic_write_text(root / layout.MODEL_CARD, model_card(root))
+    print(f"wrote {root / layout.MODEL_CARD}")
+    return 0
+
+
 def cmd_models(args) -> int:
     from transferlm.models.resolve import BUNDLED
 

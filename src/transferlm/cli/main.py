@@ -188,6 +188,24 @@ def _add_shipping_commands(sub) -> None:
     _settings_group(serve, ServeSettings, "serve settings")
     serve.set_defaults(func=commands.cmd_serve)
 
+    push = sub.add_parser(
+        "push", help="Upload a run or export directory to the Hugging Face Hub, with its model card.",
+        description="Create the Hub repository --repo (if needed) and upload the files that make the model: weights, "
+        "config, tokenizer, label map, metrics and the README.md model card; not checkpoints, logs or tracker "
+        "folders. Needs a token (`hf auth login` or HF_TOKEN) and the network; offline it fails at once.")
+    push.add_argument("run", help="Run directory (`transferlm train`) or export directory (`transferlm export`).")
+    push.add_argument("--repo", required=True, help="Hub repository id, e.g. your-name/sst2-minilm.")
+    push.add_argument("--private", action="store_true", help="Create the repository private.")
+    push.add_argument("--message", help="Commit message.")
+    push.add_argument("--dry-run", action="store_true", help="List the files that would be uploaded; upload nothing.")
+    push.set_defaults(func=commands.cmd_push)
+
+    card = sub.add_parser("card", help="(Re)write a run's README.md model card from its files.",
+                          description="Write README.md (Hugging Face model card format) into a finished run or "
+                          "export directory; runs trained by an older transferlm have none.")
+    card.add_argument("run", help="Run or export directory.")
+    card.set_defaults(func=commands.cmd_card)
+
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser; ``argv`` (the command line to parse) tells ``--help`` which task's and strategy's settings to

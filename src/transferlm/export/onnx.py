@@ -44,6 +44,7 @@ from transferlm.extras import require
 from transferlm.inference.batches import map_batches
 from transferlm.inference.onnx_runtime import MODEL_FILE, OnnxForward
 from transferlm.runs import layout
+from transferlm.runs.card import model_card
 from transferlm.runs.predictor import Predictor, load
 from transferlm.tasks.base import Features
 from transferlm.training.checkpoint import atomic_write_text
@@ -136,6 +137,7 @@ def export(run_dir: Path, output: Path, settings: ExportSettings | None = None,
                               round(time.perf_counter() - began, 1))
         manifest = {**predictor.manifest, "backend": "onnx", "source_run": str(run_dir.resolve()),
                     "export": asdict(report)}
+        atomic_write_text(staging / layout.MODEL_CARD, model_card(staging, manifest))
         atomic_write_text(staging / layout.MANIFEST, json.dumps(manifest, indent=2))  # last: complete
         _publish(staging, output)
         return report

@@ -31,6 +31,7 @@ class BundledModel:
     kind: Kind
     description: str
     materialize: Callable[[Path], Path]  # package dir -> a local HF directory
+    hub_id: str = ""  # the same weights on the Hugging Face hub (a model card's base_model)
 
     @property
     def module(self) -> str:
@@ -109,6 +110,7 @@ BUNDLED.register(
         "encoder",
         "all-MiniLM-L6-v2: BERT-architecture encoder, 6 layers, 22.7M parameters, uncased",
         _minilm_dir,
+        "sentence-transformers/all-MiniLM-L6-v2",
     ),
 )
 BUNDLED.register(
@@ -119,6 +121,7 @@ BUNDLED.register(
         "decoder",
         "SmolLM2-135M-Instruct: Llama-architecture decoder, 30 layers, 134.5M parameters (GGUF, cached as safetensors)",
         _smollm2_dir,
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
     ),
 )
 

@@ -21,6 +21,7 @@ from transferlm.inference.batches import run_inference
 from transferlm.models.load import load_tokenizer
 from transferlm.models.resolve import resolve_model, trained_with_mean_pooling
 from transferlm.runs import layout
+from transferlm.runs.card import data_profile, interval, model_card
 from transferlm.runs.lengths import report_cuts, resolve_max_length
 from transferlm.runs.prepare import load_splits
 from transferlm.strategies import build_strategy, count_parameters
@@ -218,6 +219,8 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
     encoded = _encode_splits(task, tokenizer, splits, config.model.max_length)  # bad input fails before training
     cuts = report_cuts(task, encoded, {"train": len(splits.train), "validation": len(splits.validation),
                                        "test": len(splits.test or [])}, config.model.max_length)
+    profile = data_profile(task, splits, encoded, {"train": config.data.train, "validation": config.data.validation,
+                                                   "test": config.data.test})
     model, params = _model(config, task, strategy, resolved, tokenizer, accelerator.device)
     config = config.model_copy(update={"strategy": strategy.resolved()})
 
@@ -249,7 +252,8 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
                                                                  tokenizer.pad_token_id, accelerator.device)
         if accelerator.is_main_process:
             notes = {**notes, **({"calibration": calibration} if calibration else {})}
-            run = _Finished(config, task, strategy, model, tokenizer, summary, test, params, resolved, started, notes)
+            run = _Finished(config, task, strategy, model, tokenizer, summary, test, params, resolved, started, notes,
+                            profile, test_scores)
             _write_run(paths, run)
             _track_result(tracking, paths.root, summary, test, params)
         accelerator.wait_for_everyone()
@@ -342,6 +346,8 @@ class _Finished:
     resolved: Any
     started: float
     notes: dict[str, Any]
+    data: dict[str, Any]  # runs.card.data_profile
+    test_scores: list[float] | None
 
 
 def _write_run(paths: RunPaths, run: _Finished) -> None:
@@ -351,7 +357,11 @@ def _write_run(paths: RunPaths, run: _Finished) -> None:
     atomic_write_text(root / layout.TASK_STATE, json.dumps(run.task.state(), indent=2))
     training = {k: v for k, v in asdict(run.summary).items() if k != "validation"}
     metrics = {"validation": run.summary.validation, "test": run.test, "training": {**training, **run.notes},
-               "parameters": {"trainable": run.params.trainable, "total": run.params.total}}
+               "parameters": {"trainable": run.params.trainable, "total": run.params.total}, "data": run.data}
+    intervals = {k: band for k, v in (run.test or {}).items() if isinstance(v, float)
+                 and (band := interval(run.test_scores, v))}
+    if intervals:
+        metrics["intervals"] = {"test": intervals}
     atomic_write_text(root / layout.METRICS, json.dumps(metrics, indent=2))
     atomic_write_text(root / layout.VERSIONS, json.dumps(layout.library_versions(), indent=2))
     write_reports(run.summary.validation, root, "validation")
@@ -362,4 +372,5 @@ def _write_run(paths: RunPaths, run: _Finished) -> None:
                 "model": run.config.model.name, "model_source": run.resolved.source,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "wall_seconds": round(time.time() - run.started, 1)}
-    atomic_write_text(root / layout.MANIFEST, json.dumps(manifest, indent=2))
+    atomic_write_text(root / layout.MODEL_CARD, model_card(root, manifest))
+    atomic_write_text(root / layout.MANIFEST, json.dumps(manifest, indent=2))  # last: the run is now complete

@@ -102,6 +102,7 @@ class Task(ABC):
     target_keys: ClassVar[tuple[str, ...]] = ("labels",)  # what collate_targets adds to a batch
     label_dtype: ClassVar[torch.dtype] = torch.long  # of one scalar target per item (default collate_targets)
     generates: bool = False  # True: predictions are generated text (``Predictor.generate``), not read off outputs
+    pipeline_tag: ClassVar[str] = ""  # the Hugging Face pipeline / model-card task this task's models serve
 
     def __init__(self, task: TaskSettings, data: DataConfig):
         if not isinstance(task, self.settings):
@@ -279,6 +280,10 @@ class Task(ABC):
         return None
 
     calibrates: bool = False  # whether ``calibrate`` does anything (saves an inference pass when not)
+
+    def label_profile(self, records: Sequence[Record]) -> dict[str, Any] | None:
+        """How the labels of ``records`` are spread, for the run's data profile and model card (None: no labels)."""
+        return None
 
     # --- explanations (``inference/explain.py``) ---
     def explanation_inputs(self, tokenizer: Any, record: Record, max_length: int) -> ExplanationInputs:

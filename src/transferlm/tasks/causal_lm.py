@@ -102,6 +102,7 @@ class CausalLmSettings(LmColumns, TaskSettings):
 
 class CausalLmTask(TextObjectiveTask):
     name = "causal-lm"
+    pipeline_tag = "text-generation"
     settings = CausalLmSettings
     auto_model = "AutoModelForCausalLM"
     generates = True

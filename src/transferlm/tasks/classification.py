@@ -49,6 +49,7 @@ class ClassificationSettings(PoolingSettings, LongInputSettings, TaskSettings):
 
 class ClassificationTask(SentenceHeadTask):
     name = "classification"
+    pipeline_tag = "text-classification"
     settings = ClassificationSettings
     metric_directions = {"accuracy": True, "f1_macro": True, "f1_micro": True, "f1_weighted": True,
                          "subset_accuracy": True, "ece": False, "classwise_ece": False, "brier": False}
@@ -64,6 +65,10 @@ class ClassificationTask(SentenceHeadTask):
         self.temperature = 1.0  # divides the logits before softmax (temperature scaling); 1: as trained
 
     # --- labels ---
+    def label_profile(self, records: Sequence[Record]) -> dict[str, Any] | None:
+        counts = Counter(label for record in records for label in self.labels_of(record))
+        return {"counts": dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))} if counts else None
+
     def labels_of(self, record: Record) -> tuple[str, ...]:
         return split_labels(record.label, self.task_config.label_delimiter)
 

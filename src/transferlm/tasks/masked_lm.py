@@ -124,6 +124,7 @@ class MaskedLmSettings(Documents, TaskSettings):
 
 class MaskedLmTask(TextObjectiveTask):
     name = "masked-lm"
+    pipeline_tag = "fill-mask"
     settings = MaskedLmSettings
     auto_model = "AutoModelForMaskedLM"
     target_keys = ("labels", "units")

@@ -9,6 +9,7 @@ Viterbi search over the word-level tag probabilities, so they are always valid B
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, Optional
@@ -51,6 +52,7 @@ class NerSettings(SequenceColumns, TaskSettings):
 
 class NerTask(Task):
     name = "ner"
+    pipeline_tag = "token-classification"
     settings = NerSettings
     default_metric = "f1"
     metric_directions = {"f1": True, "precision": True, "recall": True, "token_accuracy": True}
@@ -87,6 +89,10 @@ class NerTask(Task):
 
     def read_back_keys(self) -> dict[str, Any]:  # the tags are written after conversion to BIO
         return {"task.tokens_column": "tokens", "task.tags_column": "tags", "task.tag_scheme": "bio"}
+
+    def label_profile(self, records: Sequence[Record]) -> dict[str, Any] | None:
+        counts = Counter(tag[2:] for r in records if r.label for tag in r.label if tag.startswith("B-"))
+        return {"entities": dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))} if counts else None
 
     def fit_labels(self, train, others, train_name="train") -> list[str]:
         types = sorted({tag[2:] for r in train for tag in r.label if tag != "O"})

@@ -111,6 +111,7 @@ class QaSettings(QaColumns, TaskSettings):
 
 class QaTask(Task):
     name = "qa"
+    pipeline_tag = "question-answering"
     settings = QaSettings
     default_metric = "f1"
     metric_directions = {"f1": True, "exact_match": True}
@@ -158,6 +159,10 @@ class QaTask(Task):
         return record.text_pair  # a context's questions stay together: no context in both train and validation
 
     # --- labels ---
+    def label_profile(self, records: Sequence[Record]) -> dict[str, Any] | None:
+        answered = sum(bool(r.label) for r in records)
+        return {"answerable": answered, "unanswerable": len(records) - answered}
+
     def fit_labels(self, train, others, train_name="train") -> list[str]:
         self.allow_null = any(not r.label for r in train)
         if all(not r.label for r in train):

@@ -45,6 +45,7 @@ class RegressionSettings(PoolingSettings, LongInputSettings, TaskSettings):
 
 class RegressionTask(SentenceHeadTask):
     name = "regression"
+    pipeline_tag = "text-classification"
     settings = RegressionSettings
     default_metric = "spearman"
     metric_directions = {"rmse": False, "mae": False, "pearson": True, "spearman": True}
@@ -57,6 +58,13 @@ class RegressionTask(SentenceHeadTask):
         self.mean, self.std = 0.0, 1.0  # of the training targets; fitted by fit_labels
 
     # --- labels and the state saved with the run ---
+    def label_profile(self, records: Sequence[Record]) -> dict[str, Any] | None:
+        values = np.array([v for r in records if (v := _number(r.label)) is not None])
+        if not len(values):
+            return None
+        return {"min": float(values.min()), "median": float(np.median(values)), "max": float(values.max()),
+                "mean": float(values.mean()), "std": float(values.std())}
+
     def fit_labels(
         self, train: Sequence[Record], others: dict[str, Sequence[Record]], train_name: str = "train"
     ) -> list[str]:
