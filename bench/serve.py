@@ -72,7 +72,7 @@ def model_run(out: Path, run: Path | None) -> Path:
 
 def part_backends(out: Path, run: Path, rounds: int = 2) -> dict:
     import transferlm
-    from transferlm.export.onnx import ExportSettings, export
+    from transferlm.exporting.onnx import ExportSettings, export
 
     dev = write_jsonl(out / "data" / "dev.jsonl", sst2_rows("dev.tsv"))
     exports = {}
@@ -207,7 +207,7 @@ def part_server(out: Path, run: Path, ceiling: dict | None) -> dict:
     texts = [r["text"] for r in sst2_rows("dev.tsv")]
     int8 = out / "onnx-int8"
     if not (int8 / "run.json").is_file():
-        from transferlm.export.onnx import ExportSettings, export
+        from transferlm.exporting.onnx import ExportSettings, export
 
         dev = write_jsonl(out / "data" / "dev.jsonl", sst2_rows("dev.tsv"))
         export(run, int8, ExportSettings(quantize="int8", check=dev), overwrite=True)

@@ -206,7 +206,7 @@ def test_command_settings_take_their_flags_and_defaults_from_one_class():
     from transferlm.cli.flags import settings_from_args
     from transferlm.cli.main import build_parser
     from transferlm.errors import ConfigError
-    from transferlm.serve.settings import ServeSettings
+    from transferlm.serving.settings import ServeSettings
 
     def settings(argv, **values):
         return settings_from_args(build_parser(argv).parse_args(argv), **values)

@@ -12,7 +12,7 @@ import transferlm
 from conftest import ner_rows, qa_rows, sentiment_rows, tiny_config, write_jsonl
 from test_strategies import NOT_PREDICTORS, TASK_CASES, data_files
 from transferlm.errors import ExportError
-from transferlm.export.onnx import ExportSettings, export
+from transferlm.exporting.onnx import ExportSettings, export
 from transferlm.inference.onnx_runtime import MODEL_FILE, OnnxForward
 
 pytest.importorskip("onnxruntime")

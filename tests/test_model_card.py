@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import ner_rows, sentiment_rows, tiny_config, write_jsonl
 from huggingface_hub import ModelCard
 
 import transferlm
+from conftest import ner_rows, sentiment_rows, tiny_config, write_jsonl
 from transferlm.cli.main import main
 from transferlm.errors import PushError, RunDirError
 from transferlm.runs.card import interval
@@ -73,7 +73,7 @@ def test_an_ner_card_names_entities_and_the_token_classification_pipeline(tiny_m
 
 def test_an_export_gets_its_own_card(classification_run, tmp_path):
     pytest.importorskip("onnxruntime")
-    from transferlm.export.onnx import ExportSettings, export
+    from transferlm.exporting.onnx import ExportSettings, export
 
     export(classification_run.run_dir, tmp_path / "onnx", ExportSettings(quantize="int8"))
     card = ModelCard.load(tmp_path / "onnx" / "README.md")

@@ -41,7 +41,8 @@ def imports_and_extras(path: Path) -> tuple[set[str], set[str]]:
         elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "require":
             module, extra = (getattr(arg, "value", None) for arg in node.args[:2])
             names |= {module.split(".")[0]} if isinstance(module, str) else set()
-            extras.add(extra)
+            if isinstance(extra, str):  # a computed one (a registry's entry) is required literally where it lives
+                extras.add(extra)
     return {n for n in names if n not in sys.stdlib_module_names and n != "transferlm"}, extras
 
 
@@ -96,7 +97,7 @@ def test_the_cli_reports_a_missing_extra_without_a_traceback(tmp_path, monkeypat
 
 def test_serve_without_its_extra_names_it(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "fastapi", None)
-    monkeypatch.delitem(sys.modules, "transferlm.serve.app", raising=False)  # imported afresh, without fastapi
+    monkeypatch.delitem(sys.modules, "transferlm.serving.app", raising=False)  # imported afresh, without fastapi
     code = main(["serve", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err

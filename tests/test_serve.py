@@ -14,8 +14,8 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from transferlm.errors import ConfigError, RunDirError  # noqa: E402
-from transferlm.serve.app import ServeSettings, create_app  # noqa: E402
-from transferlm.serve.batcher import MicroBatcher  # noqa: E402
+from transferlm.serving.app import ServeSettings, create_app  # noqa: E402
+from transferlm.serving.batcher import MicroBatcher  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_a_micro_batch_runs_as_length_sorted_forwards_of_model_batch(classifier_
 
 def test_an_export_is_served_with_onnx_runtime_threads_that_do_not_spin(classifier_run, tmp_path):
     pytest.importorskip("onnxruntime")
-    from transferlm.export.onnx import export
+    from transferlm.exporting.onnx import export
 
     export(classifier_run, tmp_path / "onnx")
     texts = ["the film was great", "a dull and boring story"]

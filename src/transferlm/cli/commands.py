@@ -274,7 +274,7 @@ def cmd_perplexity(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from transferlm.export.onnx import export
+    from transferlm.exporting.onnx import export
 
     report = export(Path(args.run), Path(args.output), settings_from_args(args), overwrite=args.overwrite)
     print(f"exported {args.run} -> {report.output} ({report.quantize or 'fp32'}, {report.size_mb} MB, "
@@ -293,7 +293,7 @@ def cmd_export(args) -> int:
 def cmd_serve(args) -> int:
     import os
 
-    from transferlm.serve.app import serve
+    from transferlm.serving.app import serve
 
     settings = settings_from_args(args, api_key=os.environ.get("TRANSFERLM_API_KEY") or None)
     serve(Path(args.run), settings)

@@ -162,8 +162,8 @@ def _add_inspect_command(sub) -> None:
 
 
 def _add_shipping_commands(sub) -> None:
-    from transferlm.export.onnx import ExportSettings
-    from transferlm.serve.settings import ServeSettings
+    from transferlm.exporting.onnx import ExportSettings
+    from transferlm.serving.settings import ServeSettings
 
     export = sub.add_parser(
         "export",

@@ -3,11 +3,35 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from transferlm.errors import ModelSpecError
 
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Within the block, transformers shows no progress bars ("Loading weights") and no load reports (a new head's
+    weights listed as "missing" is what adding a head means): the Python API's output in a notebook is transferlm's
+    own. A user who turned transformers' logging up to info or debug keeps seeing everything; the settings are put
+    back afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    if verbosity < logging.WARNING:
+        yield
+        return
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bar:
+            hf_logging.enable_progress_bar()
 
 
 def load_tokenizer(path: Path):

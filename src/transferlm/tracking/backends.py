@@ -25,7 +25,7 @@ class TensorBoardTracker(Tracker):
     module = "tensorboard"
 
     def start(self) -> str:
-        require(self.module, self.extra, "train.report_to: tensorboard")
+        require("tensorboard", "tensorboard", "train.report_to: tensorboard")
         from torch.utils.tensorboard import SummaryWriter
 
         if self.info.resume:
@@ -78,7 +78,7 @@ class MlflowTracker(Tracker):
     PARAM_LIMIT = 6000  # MLflow refuses longer parameter values
 
     def start(self) -> str:
-        require(self.module, self.extra, "train.report_to: mlflow")
+        require("mlflow", "mlflow", "train.report_to: mlflow")
         from mlflow import MlflowClient
         from mlflow.entities import Param
 
@@ -123,7 +123,7 @@ class WandbTracker(Tracker):
     module = "wandb"
 
     def start(self) -> str:
-        wandb = require(self.module, self.extra, "train.report_to: wandb")
+        wandb = require("wandb", "wandb", "train.report_to: wandb")
         experiment = self.info.kind in EXPERIMENT_KINDS
         if self.info.parent:
             group = self.info.parent["ref"]

@@ -27,8 +27,8 @@ from typing import Any
 from transferlm.errors import ConfigError, DataError, RunDirError
 from transferlm.extras import require
 from transferlm.runs import layout
-from transferlm.serve.batcher import BatcherClosed, MicroBatcher
-from transferlm.serve.settings import ServeSettings
+from transferlm.serving.batcher import BatcherClosed, MicroBatcher
+from transferlm.serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +270,7 @@ class _Service:
     async def playground(self):
         from fastapi.responses import HTMLResponse
 
-        return HTMLResponse(resources.files("transferlm.serve").joinpath("static/index.html").read_text())
+        return HTMLResponse(resources.files("transferlm.serving").joinpath("static/index.html").read_text())
 
 
 def create_app(root: Path, settings: ServeSettings | None = None):
