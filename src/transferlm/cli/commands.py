@@ -341,7 +341,7 @@ def cmd_models(args) -> int:
 def cmd_env(args) -> int:
     import torch
 
-    from transferlm.models.resolve import cache_root
+    from transferlm.config.sources import cache_root
     from transferlm.runs.layout import library_versions
 
     info: dict[str, Any] = dict(library_versions())

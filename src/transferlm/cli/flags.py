@@ -56,6 +56,9 @@ def section_flags(section: type[BaseModel], prefix: str = "", taken: Iterable[st
         if isinstance(nested, type) and issubclass(nested, BaseModel):
             flags += section_flags(nested, f"{key}.", taken)
             continue
+        if isinstance(field.json_schema_extra, dict) and "flag" in field.json_schema_extra \
+                and field.json_schema_extra["flag"] is None:
+            continue  # set by transferlm, not by a user on the command line
         flag = flag_name(name, field)
         if flag in taken and prefix:
             flag = f"--{prefix.rstrip('.').replace('.', '-').replace('_', '-')}-{flag[2:]}"

@@ -20,6 +20,7 @@ from transferlm.config.selected import (
     flag,
     select,
 )
+from transferlm.config.sources import resolve_sources
 
 
 class ModelConfig(Section):
@@ -98,6 +99,17 @@ class DataConfig(Section):
     drop_empty: bool = Field(
         False, description="Drop rows whose text is empty or missing instead of reporting them as errors."
     )
+    sources: dict[str, dict[str, Any]] = Field(
+        {}, description="Set by transferlm for splits given in memory (a DataFrame, a list of dicts, a "
+        "datasets.Dataset) or as hf://NAME[:CONFIG]:SPLIT: what each was (kind, rows, SHA-256 of its content). The "
+        "split's path is then the JSONL file it was written to, under the transferlm cache.",
+        json_schema_extra={"flag": None},
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _data_not_in_files(cls, data: Any) -> Any:
+        return resolve_sources(data) if isinstance(data, dict) else data
 class TrainConfig(Section):
     epochs: Union[Literal["auto"], float] = Field(
         "auto",

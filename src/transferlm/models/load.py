@@ -18,20 +18,25 @@ def quiet_loading() -> Iterator[None]:
     weights listed as "missing" is what adding a head means): the Python API's output in a notebook is transferlm's
     own. A user who turned transformers' logging up to info or debug keeps seeing everything; the settings are put
     back afterwards."""
+    from huggingface_hub import utils as hub_utils
     from transformers.utils import logging as hf_logging
 
     verbosity, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hub_bars = not hub_utils.are_progress_bars_disabled()
     if verbosity < logging.WARNING:
         yield
         return
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    hub_utils.disable_progress_bars()  # saving shards ("Writing model shards") and downloads
     try:
         yield
     finally:
         hf_logging.set_verbosity(verbosity)
         if bar:
             hf_logging.enable_progress_bar()
+        if hub_bars:
+            hub_utils.enable_progress_bars()
 
 
 def load_tokenizer(path: Path):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from transferlm.config.sources import cache_root
 from transferlm.errors import ModelSpecError
 from transferlm.extras import require
 from transferlm.registry import Registry
@@ -54,10 +55,6 @@ class ResolvedModel:
 
 
 BUNDLED: Registry[BundledModel] = Registry("bundled model")
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("TRANSFERLM_CACHE", Path.home() / ".cache" / "transferlm"))
 
 
 def _minilm_dir(package_dir: Path) -> Path:

@@ -24,6 +24,22 @@ class Splits:
 
 
 def load_splits(config: RunConfig, task: Task) -> Splits:
+    try:
+        return _load_splits(config, task)
+    except DataError as e:
+        raise DataError([_named(problem, config.data) for problem in e.problems]) from None
+
+
+def _named(problem: str, data) -> str:
+    """A problem in a split given in memory names that split, not the cache file it was written to."""
+    for split, source in data.sources.items():
+        path = getattr(data, split)
+        if path is not None:
+            problem = problem.replace(str(path), f"data.{split} ({source['kind']}, {source['rows']} rows)")
+    return problem
+
+
+def _load_splits(config: RunConfig, task: Task) -> Splits:
     data = config.data
     problems: list[str] = []
     train, found = task.read_records(data.train)
