@@ -33,6 +33,12 @@ PREDICT_BATCH = 64  # examples per forward pass in predict and evaluate, unless 
 
 
 class Predictor:
+    def __repr__(self) -> str:
+        labels = getattr(self.task, "labels", None)
+        shown = f", labels {list(labels)[:10]}{' ...' if len(labels) > 10 else ''}" if labels else ""
+        return (f"Predictor({self.task.name}, strategy {self.manifest.get('strategy')}, model "
+                f"{self.manifest.get('model')}, backend {self.backend}{shown}, run {self.root})")
+
     def __init__(self, root: Path, batch_size: int = PREDICT_BATCH, onnx_spin: bool = True):
         """``onnx_spin``: whether an export's ONNX Runtime threads spin-wait between runs (``OnnxForward``)."""
         self.root = Path(root)
