@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from huggingface_hub import ModelCard
@@ -119,3 +120,16 @@ def test_push_and_card_commands(classification_run, capsys, monkeypatch):
     assert "transferlm card RUN" in capsys.readouterr().err
     assert main(["card", str(run)]) == 0
     assert ModelCard.load(run / "README.md").data.pipeline_tag == "text-classification"
+
+
+def test_a_compare_members_card_carries_the_verdict(tiny_model_dir, tmp_path):
+    files = {"train": write_jsonl(tmp_path / "train.jsonl", sentiment_rows(40, seed=1)),
+             "dev": write_jsonl(tmp_path / "dev.jsonl", sentiment_rows(16, seed=2))}
+    config = tiny_config(tiny_model_dir, files, tmp_path / "exp", epochs=1)
+    result = transferlm.compare(config, members=["frozen", "tfidf"], seeds=[0])
+    frozen = next(m for m in result.report["members"] if m["title"] == "frozen")
+    run = frozen["runs"][0]["run_dir"]
+    card = ModelCard.load(f"{run}/README.md")
+    assert "### Against the baselines (`transferlm compare`)" in card.text
+    assert frozen["verdict"]["words"] in card.text
+    assert json.loads(Path(run, "metrics.json").read_text())["comparison"]["best_baseline"] == "tfidf"

@@ -19,6 +19,7 @@ from transferlm.experiments.config import CompareSettings, ExperimentSettings, M
 from transferlm.experiments.jobs import Job, check_members, is_fitted_baseline, job_config, run_job, tracked_experiment
 from transferlm.experiments.splits import SplitFiles, write_splits
 from transferlm.experiments.stats import Summary, paired_standard_error, verdict
+from transferlm.runs.card import add_comparison
 from transferlm.runs.prepare import Splits, load_splits
 from transferlm.strategies import build_strategy
 from transferlm.tasks import build_task
@@ -175,6 +176,7 @@ def compare(config: RunConfig, settings: CompareSettings, overwrite: bool = Fals
         rows = [aggregate(m, results[m.title], prepared) for m in members]
         best = judge(rows, prepared)
         report = write_compare_report(out, rows, best, prepared, config)
+        _verdicts_on_cards(report)
     failed = [f"{r['title']}: {e}" for r in rows for e in r["failed"]]
     if failed:
         raise ExperimentError(
@@ -185,6 +187,19 @@ def compare(config: RunConfig, settings: CompareSettings, overwrite: bool = Fals
             ]
         )
     return report
+
+
+def _verdicts_on_cards(report: dict[str, Any]) -> None:
+    """Each transferred member's runs carry compare's verdict on their model cards."""
+    for member in report["members"]:
+        verdict = member.get("verdict")
+        if not verdict:
+            continue
+        comparison = {"verdict": verdict["words"], "outcome": verdict["outcome"], "difference": verdict["difference"],
+                      "best_baseline": report["best_baseline"], "metric": report["metric"], "split": report["split"]}
+        for run in member["runs"]:
+            if run.get("run_dir"):
+                add_comparison(Path(run["run_dir"]), comparison)
 
 
 def validated_configs(

@@ -58,6 +58,19 @@ def interval(scores: list[float] | None, value: float | None) -> dict[str, float
             "high": min(1.0, mean + half) if 0 <= mean <= 1 else mean + half, "n": n}
 
 
+def add_comparison(root: Path, comparison: dict[str, Any]) -> None:
+    """Record ``transferlm compare``'s verdict on a member's run (in metrics.json) and rewrite its card with it."""
+    from transferlm.training.checkpoint import atomic_write_text
+
+    root = Path(root)
+    if not layout.is_complete(root):
+        return
+    metrics = json.loads((root / layout.METRICS).read_text())
+    metrics["comparison"] = comparison
+    atomic_write_text(root / layout.METRICS, json.dumps(metrics, indent=2))
+    atomic_write_text(root / layout.MODEL_CARD, model_card(root))
+
+
 def _base_model(name: str, source: str) -> str | None:
     """The base model as the Hub names it: a hub id, a bundled model's hub id; a local folder has none."""
     from transferlm.models.resolve import BUNDLED
