@@ -154,3 +154,20 @@ def test_the_python_api_example_runs(tiny_model_dir, tmp_path):
     for line in ("trained from a DataFrame", "compare:", "scikit-learn cross-validated accuracy", "exported",
                  "served"):
         assert line in done.stdout, done.stdout
+
+
+def test_progress_shows_in_a_jupyter_kernel_and_not_in_a_pipe(monkeypatch):
+    import types
+
+    from transferlm.training import callbacks
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert not callbacks.interactive()
+
+    def shell(kind):
+        return types.SimpleNamespace(get_ipython=lambda: type(kind, (), {})())
+
+    monkeypatch.setitem(sys.modules, "IPython", shell("TerminalInteractiveShell"))
+    assert not callbacks.interactive()
+    monkeypatch.setitem(sys.modules, "IPython", shell("ZMQInteractiveShell"))
+    assert callbacks.interactive()

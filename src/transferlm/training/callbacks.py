@@ -44,10 +44,19 @@ class Throughput:
         return self.samples / self.seconds if self.seconds else 0.0
 
 
+def interactive() -> bool:
+    """A terminal, or a Jupyter kernel (whose stderr is no terminal but shows tqdm.auto's widget)."""
+    if sys.stderr.isatty():
+        return True
+    shell = sys.modules.get("IPython")
+    ip = shell.get_ipython() if shell is not None and hasattr(shell, "get_ipython") else None
+    return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
+
+
 class Progress:
     def __init__(self, total: int, initial: int, enabled: bool):
         self.bar = None
-        if enabled and sys.stderr.isatty():
+        if enabled and interactive():
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, mininterval=0.5)
