@@ -1,5 +1,6 @@
-"""transferlm from Python, notebook style: train from a DataFrame, compare against a baseline, use the model through
-scikit-learn, export it to ONNX and serve it from your own FastAPI app. Every step is one call.
+"""transferlm from Python, notebook style: train from a DataFrame, compare against a baseline, draw a learning curve,
+tune, inspect, use the model through scikit-learn, export it to ONNX and serve it from your own FastAPI app. Every
+step is one call.
 
 Run from the repository root (the bundled MiniLM, the example reviews; a few minutes on 2 CPU cores):
 
@@ -48,6 +49,21 @@ compared = transferlm.compare({**shared, "output": str(out / "compare")}, member
                               overwrite=True)
 print("compare:")
 print(compared.table[["member", "kind", "mean", "std", "outcome"]].to_string(index=False))
+
+# How many labels does it take? A learning curve: each member at 8 examples per class and at all of them.
+curved = transferlm.curve({**shared, "output": str(out / "curve")}, members=["frozen", "tfidf"], seeds=[0],
+                          sizes=[8, "all"], overwrite=True)
+print("curve:")
+print(curved.table[["member", "n_train", "mean"]].to_string(index=False))
+
+# A small search over the learning rate (Optuna); trials.csv as a DataFrame.
+tuned = transferlm.tune({**config, "output": str(out / "tune")}, trials=3,
+                        space={"train.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}})
+print(f"tune: best validation {tuned.report['best']['validation']:.3f} with {tuned.report['best']['params']}")
+
+# Can it be trusted? Calibration, confidently wrong examples and slices on held-out data.
+inspected = transferlm.inspect(result.run_dir, HERE / "test.csv", out / "inspect", top=3)
+print("inspect:", inspected)
 
 # 3. scikit-learn: the same model as an estimator, cross-validated like any other.
 from sklearn.model_selection import cross_val_score  # noqa: E402

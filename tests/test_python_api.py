@@ -151,8 +151,8 @@ def test_the_python_api_example_runs(tiny_model_dir, tmp_path):
                            "--output", str(tmp_path / "example")], capture_output=True, text=True, timeout=900,
                           cwd=ROOT)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    for line in ("trained from a DataFrame", "compare:", "scikit-learn cross-validated accuracy", "exported",
-                 "served"):
+    for line in ("trained from a DataFrame", "compare:", "curve:", "tune: best validation", "inspect:",
+                 "scikit-learn cross-validated accuracy", "exported", "served"):
         assert line in done.stdout, done.stdout
 
 
