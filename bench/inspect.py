@@ -199,13 +199,18 @@ def part_labels(args, work: Path) -> dict:
     paths = ["fast"] + (["fine-tune"] if args.fine_tune_path else [])
     for path in paths:
         began = time.time()
-        found = find_label_errors(run, noisy_file, work / f"errors-{path}", folds=5, path=path, seed=args.seed)
+        train = {"epochs": args.label_epochs} if path == "fine-tune" and args.label_epochs else None
+        found = find_label_errors(run, noisy_file, work / f"errors-{path}", folds=5, path=path, seed=args.seed,
+                                  train=train)
         with open(work / f"errors-{path}" / "label_errors.csv", encoding="utf-8") as f:
-            lines = {int(r["line"]) - 2 for r in csv.DictReader(f)}  # file line n (after the header) is row n - 2
+            ranked = sorted(csv.DictReader(f), key=lambda r: float(r["score"]))  # most suspect first
+        order = [int(r["line"]) - 2 for r in ranked]  # file line n (after the header) is row n - 2
+        lines = set(order)
         hits = len(lines & flipped)
         result[path] = {"flagged": len(lines), "precision": hits / len(lines) if lines else None,
                         "recall": hits / len(flipped), "seconds": round(time.time() - began, 1),
-                        "out_of_fold_accuracy": found["out_of_fold_accuracy"]}
+                        "out_of_fold_accuracy": found["out_of_fold_accuracy"], "fold_train": train,
+                        "precision_at_recall_0.6": _precision_at_recall(order, flipped, 0.6)}
     if args.retrain:
         sets = [("noisy", noisy_file, None)]
         sets += [(f"noisy_without_flagged_{path}", noisy_file, work / f"errors-{path}" / "label_errors.csv")
@@ -217,6 +222,17 @@ def part_labels(args, work: Path) -> dict:
                       "output": str(work / f"retrain-{name}")}
             result[f"dev_accuracy_{name}"] = _dev_accuracy(transferlm.train(config, overwrite=True).run_dir)
     return result
+
+
+def _precision_at_recall(order: list[int], flipped: set[int], recall: float) -> float | None:
+    """Precision of the most suspect rows, taken in score order until they hold ``recall`` of the planted flips;
+    None when all the flagged rows together hold less."""
+    hits = 0
+    for k, row in enumerate(order, start=1):
+        hits += row in flipped
+        if hits >= recall * len(flipped):
+            return hits / k
+    return None
 
 
 def _dev_accuracy(run: Path) -> float:
@@ -242,6 +258,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=32)
     parser.add_argument("--fine-tune-path", action="store_true", help="labels: also the fine-tuned path (5 trainings)")
     parser.add_argument("--retrain", action="store_true", help="labels: retrain on noisy, cleaned and clean sets")
+    parser.add_argument("--label-epochs", type=float, help="labels: epochs of the fine-tuned path's fold runs "
+                        "(default: the run's own)")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--run-dir", type=Path, default=Path(tempfile.gettempdir()) / "transferlm-bench-inspect-run")
     parser.add_argument("--json-out", type=Path, default=ROOT / "bench" / "results" / "inspect-cpu.json")

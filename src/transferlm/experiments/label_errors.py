@@ -43,9 +43,10 @@ CSV_NAME = "label_errors.csv"
 
 
 def find_label_errors(run: Path, data: Path, out: Path, folds: int = 5, path: Literal["fast", "fine-tune"] = "fast",
-                      seed: int = 0) -> dict[str, Any]:
+                      seed: int = 0, train: dict[str, Any] | None = None) -> dict[str, Any]:
     """Flag suspected label errors of ``data`` (out-of-fold, by the recipe of the run at ``run``); write
-    ``label_errors.csv`` into ``out`` and return the summary."""
+    ``label_errors.csv`` into ``out`` and return the summary. ``train``: train settings that replace the run's in the
+    fine-tune path's fold runs (``{"epochs": 2}``)."""
     require("cleanlab", "inspect", "finding label errors")
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
@@ -65,7 +66,7 @@ def find_label_errors(run: Path, data: Path, out: Path, folds: int = 5, path: Li
         probs = probe_probabilities(_backbone_features(predictor, records), labels, assignment,
                                     len(task.label_map.labels))
     else:
-        probs = _fine_tuned_probabilities(predictor, records, assignment, folds, out / "folds", seed)
+        probs = _fine_tuned_probabilities(predictor, records, assignment, folds, out / "folds", seed, train or {})
     flagged = find_label_issues(labels, probs, return_indices_ranked_by="self_confidence")
     quality = get_label_quality_scores(labels, probs)
     names = task.label_map.labels
@@ -135,7 +136,7 @@ def _backbone_features(predictor: Predictor, records) -> np.ndarray:
 
 
 def _fine_tuned_probabilities(predictor: Predictor, records, assignment: np.ndarray, folds: int, root: Path,
-                              seed: int) -> np.ndarray:
+                              seed: int, train: dict[str, Any]) -> np.ndarray:
     """Each fold predicted by the run's own recipe trained on the other folds (validation carved from them)."""
     task = predictor.task
     base = build_config({**predictor.saved_config, "output": str(root)})
@@ -151,7 +152,7 @@ def _fine_tuned_probabilities(predictor: Predictor, records, assignment: np.ndar
                            len(validation), task.read_back_keys())
         job = Job(MemberConfig(name=base.strategy.name, label=f"fold {k}", set=strategy), seed, job_dir,
                   files.train, len(train))
-        result = run_job(job, job_config(base, job, files, {}))
+        result = run_job(job, job_config(base, job, files, train))
         if "error" in result:
             raise DataError(f"label errors: the training of fold {k} failed ({result['error']})")
         fold = load(Path(result["run_dir"]))
