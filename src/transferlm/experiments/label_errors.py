@@ -136,7 +136,7 @@ def _backbone_features(predictor: Predictor, records) -> np.ndarray:
 
 
 def _fine_tuned_probabilities(predictor: Predictor, records, assignment: np.ndarray, folds: int, root: Path,
-                              seed: int, train: dict[str, Any]) -> np.ndarray:
+                              seed: int, train_settings: dict[str, Any]) -> np.ndarray:
     """Each fold predicted by the run's own recipe trained on the other folds (validation carved from them)."""
     task = predictor.task
     base = build_config({**predictor.saved_config, "output": str(root)})
@@ -152,7 +152,7 @@ def _fine_tuned_probabilities(predictor: Predictor, records, assignment: np.ndar
                            len(validation), task.read_back_keys())
         job = Job(MemberConfig(name=base.strategy.name, label=f"fold {k}", set=strategy), seed, job_dir,
                   files.train, len(train))
-        result = run_job(job, job_config(base, job, files, train))
+        result = run_job(job, job_config(base, job, files, train_settings))
         if "error" in result:
             raise DataError(f"label errors: the training of fold {k} failed ({result['error']})")
         fold = load(Path(result["run_dir"]))
