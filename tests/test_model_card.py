@@ -48,14 +48,19 @@ def test_a_runs_card_parses_as_a_hub_model_card_with_its_results(classification_
     metrics = json.loads((run / "metrics.json").read_text())
     band = metrics["intervals"]["test"]["accuracy"]
     assert band["low"] <= classification_run.test["accuracy"] <= band["high"] and band["n"] == 20
+    assert list(metrics["intervals"]["test"]) == ["accuracy"]  # the one metric the per-example scores stand for
     assert f"| accuracy | {classification_run.test['accuracy']:.4f} | {band['low']:.4f} to {band['high']:.4f} |" in text
     assert "Trained on 40 examples" in text
     assert str(run.parent) not in text  # file names, never this machine's paths
 
 
 def test_interval_is_given_only_for_a_mean_of_example_scores():
-    band = interval([1.0] * 80 + [0.0] * 20, 0.8)
-    assert band["low"] == pytest.approx(0.8 - 1.96 * (0.16 * 100 / 99) ** 0.5 / 10) and band["high"] < 0.88
+    band = interval([1.0] * 80 + [0.0] * 20, 0.8)  # Wilson's interval for 80 of 100
+    assert band["low"] == pytest.approx(0.7112, abs=1e-4) and band["high"] == pytest.approx(0.8666, abs=1e-4)
+    perfect = interval([1.0] * 50, 1.0)
+    assert perfect["high"] == pytest.approx(1.0) and perfect["low"] == pytest.approx(0.9287, abs=1e-4)
+    graded = interval([0.5, 1.0, 0.0, 0.5], 0.5)  # scores that are not 0/1: mean +- 1.96 standard errors
+    assert graded["low"] == pytest.approx(0.5 - 1.96 * (1 / 6) ** 0.5 / 2)
     assert interval([1.0, 0.0, 1.0], 0.5) is None  # e.g. micro F1 is not the mean of per-sentence scores
     assert interval(None, 0.5) is None
 

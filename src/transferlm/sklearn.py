@@ -5,8 +5,9 @@ so it works with ``cross_val_predict``, ``GridSearchCV``, pipelines and the libr
     clf = TransferClassifier(model="minilm", strategy="frozen").fit(texts, labels)
     clf.predict_proba(["a new text"])
 
-Each ``fit`` is a ``transferlm train`` run (into ``output``, or a fresh temporary folder that is kept so the fitted
-model can be reloaded: ``clf.run_dir_``)."""
+Each ``fit`` is a ``transferlm train`` run in a new folder of its own (``output/fit-*`` when ``output`` is given, else a
+temporary folder), kept so that the fitted model can be reloaded (``transferlm.load(clf.run_dir_)``); a search over
+many candidates leaves one per fit, so give ``output`` to keep them in one place."""
 
 from __future__ import annotations
 
@@ -86,7 +87,12 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         self._names = {str(c): i for i, c in enumerate(self.classes_)}
         if len(self._names) != len(self.classes_):
             raise DataError("TransferClassifier.fit: two different labels print the same; give distinct labels")
-        output = self.output or tempfile.mkdtemp(prefix="transferlm-sklearn-")
+        # every fit gets a folder of its own (under ``output`` when given): clones in a search never share or wipe
+        # one, and nothing the user keeps in ``output`` is overwritten
+        parent = Path(self.output) if self.output else None
+        if parent is not None:
+            parent.mkdir(parents=True, exist_ok=True)
+        output = tempfile.mkdtemp(prefix="fit-" if parent else "transferlm-sklearn-", dir=parent)
         settings = {
             "model": {"name": self.model, "max_length": self.max_length},
             "task": {"type": "classification"},

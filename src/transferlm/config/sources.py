@@ -80,15 +80,30 @@ def _rows(value: Any, split: str) -> tuple[list[dict[str, Any]], str]:
                       "list of dicts (one per example), a datasets.Dataset or DatasetDict, or hf://NAME[:CONFIG]:SPLIT")
 
 
+def _class_names(feature: Any) -> tuple[list[str], bool] | None:
+    """A ClassLabel's names, and whether it sits inside a sequence (NER tags: ``Sequence(ClassLabel)``/``List``)."""
+    if type(feature).__name__ == "ClassLabel":
+        return feature.names, False
+    inner = getattr(feature, "feature", None)
+    if type(feature).__name__ in ("Sequence", "List", "LargeList") and type(inner).__name__ == "ClassLabel":
+        return inner.names, True
+    return None
+
+
 def _dataset_rows(dataset) -> list[dict[str, Any]]:
-    """A Dataset's rows, with ClassLabel columns as their label names (what users call their labels)."""
-    names = {column: feature.names for column, feature in dataset.features.items()
-             if type(feature).__name__ == "ClassLabel"}
+    """A Dataset's rows, with ClassLabel columns (and sequences of them) as their label names: what users call
+    their labels, and what a tagging task reads."""
+    names = {column: found for column, feature in dataset.features.items() if (found := _class_names(feature))}
+
+    def name(labels: list[str], value: Any) -> Any:
+        return labels[value] if isinstance(value, int) and 0 <= value < len(labels) else value
+
     rows = []
     for row in dataset.to_list():
-        for column, labels in names.items():
-            if isinstance(row.get(column), int) and 0 <= row[column] < len(labels):
-                row[column] = labels[row[column]]
+        for column, (labels, sequence) in names.items():
+            value = row.get(column)
+            row[column] = [name(labels, v) for v in value] if sequence and isinstance(value, list) else \
+                name(labels, value)
         rows.append(_plain(row))
     return rows
 
@@ -123,7 +138,9 @@ def _plain(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _value(v: Any) -> Any:
-    """JSON-ready: numpy scalars and arrays as Python values, NaN (pandas' missing) as null."""
+    """JSON-ready: numpy scalars and arrays as Python values; pandas' missing values (NaN, NA, NaT) as null."""
+    if type(v).__name__ in ("NAType", "NaTType"):
+        return None
     if hasattr(v, "tolist") and not isinstance(v, (str, bytes)):
         v = v.tolist()
     if isinstance(v, float) and math.isnan(v):
@@ -137,7 +154,8 @@ def _value(v: Any) -> Any:
 
 def _written(rows: list[dict[str, Any]], kind: str) -> tuple[Path, dict[str, Any]]:
     """The rows as a JSONL file named by its content (written once, atomically), and what it records."""
-    text = "".join(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n" for row in rows)
+    # default=str: dates, decimals and the like become their text, as a CSV of the same frame would hold them
+    text = "".join(json.dumps(row, ensure_ascii=False, sort_keys=True, default=str) + "\n" for row in rows)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     path = cache_root() / "data" / f"{digest[:24]}.jsonl"
     if not path.is_file():

@@ -199,7 +199,11 @@ def _verdicts_on_cards(report: dict[str, Any]) -> None:
                       "best_baseline": report["best_baseline"], "metric": report["metric"], "split": report["split"]}
         for run in member["runs"]:
             if run.get("run_dir"):
-                add_comparison(Path(run["run_dir"]), comparison)
+                try:
+                    add_comparison(Path(run["run_dir"]), comparison)
+                except Exception as e:  # noqa: BLE001 - a card is a description; the report stands without it
+                    log.warning("%s: compare's verdict could not be added to its model card (%s: %s)",
+                                run["run_dir"], type(e).__name__, e)
 
 
 def validated_configs(

@@ -34,7 +34,8 @@ from transferlm.training.checkpoint import atomic_write_text
 log = logging.getLogger(__name__)
 
 RESULT = "result.json"
-REPORT_FILES = ("report.md", "report.html", "report.json", "curve.csv", "curve.png", "trials.csv", "best.yaml")
+REPORT_FILES = ("report.md", "report.html", "report.json", "chart.png", "curve.csv", "curve.png", "trials.csv",
+                "best.yaml")
 
 
 @contextmanager

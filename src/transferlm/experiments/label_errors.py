@@ -152,7 +152,8 @@ def _fine_tuned_probabilities(predictor: Predictor, records, assignment: np.ndar
                            len(validation), task.read_back_keys())
         job = Job(MemberConfig(name=base.strategy.name, label=f"fold {k}", set=strategy), seed, job_dir,
                   files.train, len(train))
-        result = run_job(job, job_config(base, job, files, train_settings))
+        # the folds are internal runs: they report to no tracker of the run they copy
+        result = run_job(job, job_config(base, job, files, {"report_to": [], **train_settings}))
         if "error" in result:
             raise DataError(f"label errors: the training of fold {k} failed ({result['error']})")
         fold = load(Path(result["run_dir"]))

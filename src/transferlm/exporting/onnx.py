@@ -137,7 +137,7 @@ def export(run_dir: Path, output: Path, settings: ExportSettings | None = None,
                               round(time.perf_counter() - began, 1))
         manifest = {**predictor.manifest, "backend": "onnx", "source_run": str(run_dir.resolve()),
                     "export": asdict(report)}
-        atomic_write_text(staging / layout.MODEL_CARD, model_card(staging, manifest))
+        atomic_write_text(staging / layout.MODEL_CARD, model_card(staging, manifest, name=output.name))
         atomic_write_text(staging / layout.MANIFEST, json.dumps(manifest, indent=2))  # last: complete
         _publish(staging, output)
         return report

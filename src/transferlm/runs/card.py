@@ -18,9 +18,12 @@ from transferlm.runs import layout
 LIBRARY = "transferlm"
 
 
-def data_profile(task, splits, encoded: dict[str, Any], files: dict[str, Any]) -> dict[str, Any]:
+def data_profile(task, splits, encoded: dict[str, Any], files: dict[str, Any],
+                 sources: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Per split: examples, model inputs (windows count separately), input token lengths after cutting to the
-    window, the labels' spread and the file it came from."""
+    window, the labels' spread, and where it came from: the file's name (never this machine's path), or for data
+    given in memory what it was (``data.sources``)."""
+    sources = sources or {}
     profile: dict[str, Any] = {}
     for name in ("train", "validation", "test"):
         records, features = getattr(splits, name), encoded.get(name)
@@ -28,7 +31,9 @@ def data_profile(task, splits, encoded: dict[str, Any], files: dict[str, Any]) -
             continue
         lengths = sorted(features.lengths)
         entry: dict[str, Any] = {"examples": len(records), "model_inputs": len(features),
-                                 "file": str(files[name]) if files.get(name) else None}
+                                 "file": Path(files[name]).name if files.get(name) and name not in sources else None}
+        if name in sources:
+            entry["source"] = sources[name]["kind"]
         if lengths:
             entry["input_tokens"] = {"median": lengths[len(lengths) // 2],
                                      "p95": lengths[min(len(lengths) - 1, math.ceil(0.95 * len(lengths)) - 1)],
@@ -37,25 +42,30 @@ def data_profile(task, splits, encoded: dict[str, Any], files: dict[str, Any]) -
         if labels:
             entry["labels"] = labels
         profile[name] = entry
-    if "validation" in profile and not profile["validation"]["file"]:
-        profile["validation"]["carved"] = splits.validation_source
+    if "validation" in profile and not files.get("validation"):
+        train = files.get("train")
+        described = splits.validation_source.replace(str(train), "train") if train else splits.validation_source
+        profile["validation"]["carved"] = described
     return profile
 
 
 def interval(scores: list[float] | None, value: float | None) -> dict[str, float] | None:
-    """A 95 % interval for a metric that is the mean of per-example scores (accuracy, exact match: normal
-    approximation, mean +- 1.96 standard errors); None where the metric is not such a mean (micro F1 over entities,
-    correlations)."""
+    """A 95 % interval for a metric that is the mean of per-example scores: Wilson's for 0/1 scores (accuracy, exact
+    match; it stays inside [0, 1] and does not collapse at 0 or 1), the normal approximation otherwise; None where
+    the metric is not such a mean (micro F1 over entities, correlations)."""
     if not scores or value is None or len(scores) < 2:
         return None
     n = len(scores)
     mean = sum(scores) / n
     if abs(mean - value) > 1e-9:
         return None
+    z = 1.96
+    if all(s in (0, 1) for s in scores):
+        centre = (mean + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * math.sqrt(mean * (1 - mean) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+        return {"low": centre - half, "high": centre + half, "n": n}
     sd = math.sqrt(sum((s - mean) ** 2 for s in scores) / (n - 1))
-    half = 1.96 * sd / math.sqrt(n)
-    return {"low": max(0.0, mean - half) if 0 <= mean <= 1 else mean - half,
-            "high": min(1.0, mean + half) if 0 <= mean <= 1 else mean + half, "n": n}
+    return {"low": mean - z * sd / math.sqrt(n), "high": mean + z * sd / math.sqrt(n), "n": n}
 
 
 def add_comparison(root: Path, comparison: dict[str, Any]) -> None:
@@ -80,14 +90,22 @@ def _base_model(name: str, source: str) -> str | None:
     return name if source == "hub" else None
 
 
+COUNTS = ("n", "tokens")  # sizes reported beside the metrics, not metrics
+
+
 def _card_metrics(metrics: dict[str, Any] | None) -> dict[str, float]:
+    """The figures of a metrics dict that are metrics: finite numbers, not counts (``n``, ``*_n``) or decision
+    settings (QA's null thresholds)."""
     return {k: v for k, v in (metrics or {}).items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "n"}
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and k not in COUNTS
+            and not k.endswith("_n") and "threshold" not in k}
 
 
-def card_data(root: Path, manifest: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The card's YAML metadata, from the run directory (``manifest``: its run.json, before that is written)."""
+def card_data(root: Path, manifest: dict[str, Any] | None = None, name: str | None = None) -> dict[str, Any]:
+    """The card's YAML metadata, from the run directory (``manifest``: its run.json, before that is written;
+    ``name``: the model's name, by default the directory's)."""
     root = Path(root)
+    name = name or root.name
     manifest = manifest or json.loads((root / layout.MANIFEST).read_text())
     metrics = json.loads((root / layout.METRICS).read_text())
     config = yaml.safe_load((root / layout.CONFIG).read_text())
@@ -95,10 +113,12 @@ def card_data(root: Path, manifest: dict[str, Any] | None = None) -> dict[str, A
 
     pipeline_tag = TASKS.get(manifest["task"]).pipeline_tag
     data = metrics.get("data", {})
-    datasets = sorted({Path(entry["file"]).name for entry in data.values() if entry.get("file")})
+    datasets = sorted({entry["file"] for entry in data.values() if entry.get("file")})
     base = _base_model(manifest["model"], manifest.get("model_source", ""))
-    meta: dict[str, Any] = {"library_name": LIBRARY, "pipeline_tag": pipeline_tag,
-                            "tags": [LIBRARY, manifest["task"], f"strategy-{manifest['strategy']}"]}
+    meta: dict[str, Any] = {"library_name": LIBRARY, "tags": [LIBRARY, manifest["task"],
+                                                            f"strategy-{manifest['strategy']}"]}
+    if pipeline_tag:  # a task from a plugin may serve no Hugging Face pipeline
+        meta["pipeline_tag"] = pipeline_tag
     if base:
         meta["base_model"] = base
     if datasets:
@@ -109,15 +129,16 @@ def card_data(root: Path, manifest: dict[str, Any] | None = None) -> dict[str, A
         if not figures:
             continue
         entry = data.get(split, {})
-        dataset = Path(entry["file"]).name if entry.get("file") else entry.get("carved", split)
+        dataset = entry.get("file") or entry.get("source") or entry.get("carved", split)
         results.append({
-            "task": {"type": pipeline_tag, "name": pipeline_tag.replace("-", " ").title()},
+            "task": {"type": pipeline_tag or manifest["task"],
+                     "name": (pipeline_tag or manifest["task"]).replace("-", " ").title()},
             "dataset": {"name": dataset, "type": dataset, "split": split},
             "metrics": [{"type": k, "value": round(float(v), 6), "name": f"{split} {k}"} for k, v in figures.items()],
         })
     if results:
         meta["metrics"] = sorted({m["type"] for r in results for m in r["metrics"]})
-        meta["model-index"] = [{"name": root.name, "results": results}]
+        meta["model-index"] = [{"name": name, "results": results}]
     meta["transferlm"] = {"task": manifest["task"], "strategy": manifest["strategy"],
                           "max_length": config.get("model", {}).get("max_length")}
     export = manifest.get("export")
@@ -129,18 +150,20 @@ def card_data(root: Path, manifest: dict[str, Any] | None = None) -> dict[str, A
     return meta
 
 
-def model_card(root: Path, manifest: dict[str, Any] | None = None) -> str:
-    """The whole card of a run (or export) directory: YAML front matter and Markdown."""
+def model_card(root: Path, manifest: dict[str, Any] | None = None, name: str | None = None) -> str:
+    """The whole card of a run (or export) directory: YAML front matter and Markdown. ``name``: the model's name, by
+    default the directory's (an export is written under a staging name first)."""
     root = Path(root)
+    name = name or root.name
     manifest = manifest or json.loads((root / layout.MANIFEST).read_text())
-    meta = card_data(root, manifest)
+    meta = card_data(root, manifest, name)
     metrics = json.loads((root / layout.METRICS).read_text())
     config = yaml.safe_load((root / layout.CONFIG).read_text())
     task, strategy = meta["transferlm"]["task"], meta["transferlm"]["strategy"]
     training, params = metrics.get("training", {}), metrics.get("parameters", {})
     base = meta.get("base_model") or Path(config["model"]["name"]).name  # a local folder: its name, not the path
-    lines = [f"# {root.name}", "",
-             f"A `{task}` model ({meta['pipeline_tag']}) transferred from `{base}` with transferlm, strategy "
+    lines = [f"# {name}", "",
+             f"A `{task}` model ({meta.get('pipeline_tag', task)}) transferred from `{base}` with transferlm, strategy "
              f"`{strategy}`.", ""]
     lines += ["## Recipe", "", "| setting | value |", "| --- | --- |"]
     trainable, total = params.get("trainable"), params.get("total")
@@ -160,7 +183,7 @@ def model_card(root: Path, manifest: dict[str, Any] | None = None) -> str:
     lines += _calibration_section(training.get("calibration"), metrics)
     lines += _limitations(meta, metrics, config)
     export = manifest.get("export")
-    lines += _export_section(export) if export else _usage(root.name, task, meta["pipeline_tag"])
+    lines += _export_section(export) if export else _usage(name, task, meta.get("pipeline_tag", ""))
     front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
     return f"---\n{front}---\n\n" + "\n".join(lines).rstrip() + "\n"
 
@@ -174,7 +197,7 @@ def _data_section(data: dict[str, Any], truncation: dict[str, Any] | None) -> li
         tokens = entry.get("input_tokens")
         shown = f"{tokens['median']} / {tokens['p95']} / {tokens['max']}" if tokens else ""
         lines.append(f"| {split} | {entry['examples']:,} | {entry['model_inputs']:,} | {shown} | "
-                     f"{Path(entry['file']).name if entry.get('file') else entry.get('carved') or ''} |")
+                     f"{entry.get('file') or entry.get('source') or entry.get('carved') or ''} |")
     lines.append("")
     for split, entry in data.items():
         labels = entry.get("labels")
@@ -222,19 +245,22 @@ def _results_section(metrics: dict[str, Any]) -> list[str]:
 
 
 def _calibration_section(calibration: dict[str, Any] | None, metrics: dict[str, Any]) -> list[str]:
+    """What was fitted on validation after training: a temperature (classification) or QA's no-answer threshold."""
     if not calibration:
         return []
-    lines = ["## Calibration", ""]
-    if calibration.get("temperature") is not None:
-        lines.append(f"Probabilities are temperature-scaled (T = {calibration['temperature']:.3f}, fitted on "
-                     f"validation); expected calibration error on validation {calibration.get('ece_before', 0):.4f} "
-                     f"before, {calibration.get('ece_after', 0):.4f} after ({calibration.get('ece_bins', 15)} bins).")
-    elif calibration.get("skipped"):
+    lines = []
+    if calibration.get("skipped"):
         lines.append(f"No temperature was fitted: {calibration['skipped']}.")
+    elif calibration.get("temperature") is not None and "ece_before" in calibration:
+        lines.append(f"Probabilities are temperature-scaled (T = {calibration['temperature']:.3f}, fitted on "
+                     f"validation); expected calibration error on validation {calibration['ece_before']:.4f} "
+                     f"before, {calibration.get('ece_after', 0):.4f} after ({calibration.get('ece_bins', 15)} bins).")
+    if calibration.get("null_threshold") is not None:
+        lines.append(f"No-answer threshold {calibration['null_threshold']:g}, chosen on validation.")
     test_ece = (metrics.get("test") or {}).get("ece")
-    if test_ece is not None:
+    if test_ece is not None and lines:
         lines.append(f"Test ECE: {test_ece:.4f}.")
-    return lines + [""]
+    return ["## Calibration", "", *lines, ""] if lines else []
 
 
 def _limitations(meta: dict[str, Any], metrics: dict[str, Any], config: dict[str, Any]) -> list[str]:

@@ -91,13 +91,16 @@ def check_output(config: RunConfig, resume: bool, overwrite: bool) -> tuple[RunP
 
 
 def _config_differences(old: dict, new: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
-    ignored = {"train.progress"}  # display only: free to change between the two halves of a run
+    # display and bookkeeping only: free to change between the two halves of a run
+    ignored = {"train.progress", "train.report_to"}
     # null or auto means "the default", saved resolved
     resolved_later = {"strategy.target_modules", "train.epochs", "model.max_length", "train.max_batch_tokens"}
     found = []
     for key in sorted(set(old) | set(new)):
         name = f"{prefix}{key}"
         a, b = old.get(key), new.get(key)
+        if key not in old and b in (None, [], {}):
+            continue  # a setting added since the run was interrupted, at its empty default
         if isinstance(a, dict) and isinstance(b, dict):
             found += _config_differences(a, b, f"{name}.")
         elif a != b and name not in ignored and not (b in (None, "auto") and name in resolved_later):
@@ -220,7 +223,7 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
     cuts = report_cuts(task, encoded, {"train": len(splits.train), "validation": len(splits.validation),
                                        "test": len(splits.test or [])}, config.model.max_length)
     profile = data_profile(task, splits, encoded, {"train": config.data.train, "validation": config.data.validation,
-                                                   "test": config.data.test})
+                                                   "test": config.data.test}, config.data.sources)
     model, params = _model(config, task, strategy, resolved, tokenizer, accelerator.device)
     config = config.model_copy(update={"strategy": strategy.resolved()})
 
@@ -358,10 +361,12 @@ def _write_run(paths: RunPaths, run: _Finished) -> None:
     training = {k: v for k, v in asdict(run.summary).items() if k != "validation"}
     metrics = {"validation": run.summary.validation, "test": run.test, "training": {**training, **run.notes},
                "parameters": {"trainable": run.params.trainable, "total": run.params.total}, "data": run.data}
-    intervals = {k: band for k, v in (run.test or {}).items() if isinstance(v, float)
-                 and (band := interval(run.test_scores, v))}
-    if intervals:
-        metrics["intervals"] = {"test": intervals}
+    # the per-example scores stand for one metric (accuracy, exact match): the first the mean of the scores equals
+    # (with a perfect model, f1_macro equals it too and is not such a mean)
+    banded = next(((k, band) for k, v in (run.test or {}).items() if isinstance(v, float)
+                   and (band := interval(run.test_scores, v))), None)
+    if banded:
+        metrics["intervals"] = {"test": {banded[0]: banded[1]}}
     atomic_write_text(root / layout.METRICS, json.dumps(metrics, indent=2))
     atomic_write_text(root / layout.VERSIONS, json.dumps(layout.library_versions(), indent=2))
     write_reports(run.summary.validation, root, "validation")
@@ -372,5 +377,9 @@ def _write_run(paths: RunPaths, run: _Finished) -> None:
                 "model": run.config.model.name, "model_source": run.resolved.source,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "wall_seconds": round(time.time() - run.started, 1)}
-    atomic_write_text(root / layout.MODEL_CARD, model_card(root, manifest))
+    try:
+        atomic_write_text(root / layout.MODEL_CARD, model_card(root, manifest))
+    except Exception as e:  # noqa: BLE001 - the card describes the model; it must never cost the training
+        log.warning("the model card could not be written (%s: %s); `transferlm card %s` writes it", type(e).__name__,
+                    e, root)
     atomic_write_text(root / layout.MANIFEST, json.dumps(manifest, indent=2))  # last: the run is now complete

@@ -162,6 +162,10 @@ class Tracking:
                 log.warning("tracker %s failed to %s (%s: %s); it records nothing more of this run", name, what,
                             type(e).__name__, e)
                 self.trackers.remove((name, tracker))
+                try:
+                    tracker.finish("failed")  # close what can be closed (a writer's buffered events, the run)
+                except Exception:  # noqa: BLE001, S110 - it already failed once; the warning above said so
+                    pass
 
     def __bool__(self) -> bool:
         return bool(self.trackers)
