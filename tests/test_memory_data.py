@@ -106,3 +106,25 @@ def test_ner_rows_in_memory(tiny_model_dir, tmp_path):
     config["task"] = {"type": "ner"}
     result = transferlm.train(config)
     assert "f1" in result.summary.validation
+
+
+def test_a_datasets_ner_set_with_class_label_tags_and_pandas_missing_values(tiny_model_dir, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    tags = ["O", "B-ORG", "I-ORG", "B-LOC"]
+    features = datasets.Features({"tokens": datasets.Sequence(datasets.Value("string")),
+                                  "tags": datasets.Sequence(datasets.ClassLabel(names=tags))})
+
+    def dataset(rows):  # as conll2003 ships: tag ids, names in the feature
+        return datasets.Dataset.from_list([{"tokens": r["tokens"], "tags": [tags.index(t) for t in r["tags"]]}
+                                           for r in rows], features=features)
+
+    config = memory_config(tiny_model_dir, tmp_path / "ner", dataset(ner_rows(16, seed=1)), dataset(ner_rows(8, 2)))
+    config["task"] = {"type": "ner"}
+    metrics = json.loads((transferlm.train(config).run_dir / "metrics.json").read_text())
+    assert set(metrics["data"]["train"]["labels"]["entities"]) == {"ORG", "LOC"}
+
+    frame = pd.DataFrame(sentiment_rows(40, seed=1)).convert_dtypes()  # nullable dtypes: missing is pd.NA
+    frame.loc[3, "text"] = pd.NA
+    result = transferlm.train(memory_config(tiny_model_dir, tmp_path / "na", frame, sentiment_rows(12, seed=2),
+                                            drop_empty=True))
+    assert json.loads((result.run_dir / "metrics.json").read_text())["data"]["train"]["examples"] == 39

@@ -324,3 +324,18 @@ def test_tracking_open_closes_what_it_opened_when_a_later_tracker_fails(recorder
     with pytest.raises(ConnectionError, match="no server"):
         Tracking.open(["recorder", "broken-start"], RunInfo("r", Path("."), "train"))
     assert recorder.seen[-1] == ("finish", "failed")
+
+
+def test_a_run_interrupted_before_trackers_existed_still_resumes(tiny_model_dir, sentiment_files, tmp_path):
+    import yaml
+
+    from conftest import interrupted_after
+
+    config = tiny_config(tiny_model_dir, sentiment_files, tmp_path / "run", checkpoint_every=2)
+    with interrupted_after(3), pytest.raises(KeyboardInterrupt):
+        transferlm.train(config)
+    saved_path = tmp_path / "run" / "transferlm.yaml"
+    saved = yaml.safe_load(saved_path.read_text())
+    del saved["train"]["report_to"], saved["data"]["sources"]  # as an older transferlm wrote it
+    saved_path.write_text(yaml.safe_dump(saved))
+    assert transferlm.train(config, resume=True).summary.steps == 10
