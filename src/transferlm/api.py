@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from transferlm.config.load import build_config, read_yaml
+from pydantic import ValidationError
+
+from transferlm.config.load import build_config, format_validation_error, read_yaml
 from transferlm.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -38,14 +40,8 @@ def settings_of(cls, given: Any = None, **values: Any):
     base = given.model_dump(exclude_unset=True) if isinstance(given, cls) else dict(given or {})
     try:
         return cls.model_validate({**base, **values})
-    except Exception as e:  # pydantic's ValidationError, in the product's words
-        from pydantic import ValidationError
-
-        from transferlm.config.load import format_validation_error
-
-        if isinstance(e, ValidationError):
-            raise ConfigError(format_validation_error(e, cls)) from None
-        raise
+    except ValidationError as e:  # in the product's words, as the CLI reports it
+        raise ConfigError(format_validation_error(e, cls)) from None
 
 
 @dataclass

@@ -101,14 +101,8 @@ def _card_metrics(metrics: dict[str, Any] | None) -> dict[str, float]:
             and not k.endswith("_n") and "threshold" not in k}
 
 
-def card_data(root: Path, manifest: dict[str, Any] | None = None, name: str | None = None) -> dict[str, Any]:
-    """The card's YAML metadata, from the run directory (``manifest``: its run.json, before that is written;
-    ``name``: the model's name, by default the directory's)."""
-    root = Path(root)
-    name = name or root.name
-    manifest = manifest or json.loads((root / layout.MANIFEST).read_text())
-    metrics = json.loads((root / layout.METRICS).read_text())
-    config = yaml.safe_load((root / layout.CONFIG).read_text())
+def card_data(manifest: dict[str, Any], metrics: dict[str, Any], config: dict[str, Any], name: str) -> dict[str, Any]:
+    """The card's YAML metadata, from a run's manifest (run.json), metrics.json and config."""
     from transferlm.tasks import TASKS
 
     pipeline_tag = TASKS.get(manifest["task"]).pipeline_tag
@@ -156,9 +150,9 @@ def model_card(root: Path, manifest: dict[str, Any] | None = None, name: str | N
     root = Path(root)
     name = name or root.name
     manifest = manifest or json.loads((root / layout.MANIFEST).read_text())
-    meta = card_data(root, manifest, name)
     metrics = json.loads((root / layout.METRICS).read_text())
     config = yaml.safe_load((root / layout.CONFIG).read_text())
+    meta = card_data(manifest, metrics, config, name)
     task, strategy = meta["transferlm"]["task"], meta["transferlm"]["strategy"]
     training, params = metrics.get("training", {}), metrics.get("parameters", {})
     base = meta.get("base_model") or Path(config["model"]["name"]).name  # a local folder: its name, not the path
@@ -181,7 +175,7 @@ def model_card(root: Path, manifest: dict[str, Any] | None = None, name: str | N
     lines += _data_section(metrics.get("data", {}), training.get("truncation"))
     lines += _results_section(metrics)
     lines += _calibration_section(training.get("calibration"), metrics)
-    lines += _limitations(meta, metrics, config)
+    lines += _limitations(metrics, config)
     export = manifest.get("export")
     lines += _export_section(export) if export else _usage(name, task, meta.get("pipeline_tag", ""))
     front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
@@ -263,7 +257,7 @@ def _calibration_section(calibration: dict[str, Any] | None, metrics: dict[str, 
     return ["## Calibration", "", *lines, ""] if lines else []
 
 
-def _limitations(meta: dict[str, Any], metrics: dict[str, Any], config: dict[str, Any]) -> list[str]:
+def _limitations(metrics: dict[str, Any], config: dict[str, Any]) -> list[str]:
     lines = ["## Limitations", ""]
     train = metrics.get("data", {}).get("train", {})
     n = train.get("examples")

@@ -14,7 +14,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -124,8 +124,7 @@ class Tracking:
         opened = cls([])
         try:
             for name, tracker_cls in chosen:
-                tracker = tracker_cls(RunInfo(info.name, info.root, info.kind, info.params,
-                                              (parents or {}).get(name), (resume or {}).get(name)))
+                tracker = tracker_cls(replace(info, parent=(parents or {}).get(name), resume=(resume or {}).get(name)))
                 opened.refs[name] = tracker.start()
                 opened.trackers.append((name, tracker))
         except BaseException:
