@@ -28,7 +28,9 @@ def run_config(config: RunConfig | dict | str | Path, section: str | None = None
         return config, None
     data = read_yaml(Path(config)) if isinstance(config, (str, Path)) else dict(config)
     extra = data.pop(section, None) if section else None
-    for other in {"compare", "curve", "tune"} - {section}:
+    from transferlm.experiments.config import SECTIONS
+
+    for other in set(SECTIONS) - {section}:
         data.pop(other, None)
     return build_config(data), extra
 

@@ -103,6 +103,16 @@ def cmd_tune(args) -> int:
     return 0
 
 
+def cmd_rank(args) -> int:
+    from transferlm.experiments.config import RankSettings
+    from transferlm.experiments.rank import rank
+
+    config, settings = _experiment(args, "rank", RankSettings)
+    rank(config, settings)
+    print((Path(config.output) / "rank.md").read_text())
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from transferlm.evaluation.report import confusion_text, summary_lines, write_reports
     from transferlm.runs.predictor import load

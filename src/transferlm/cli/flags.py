@@ -121,6 +121,11 @@ def _items_are_text(annotation: Any) -> bool:
     return all(a in (str, Ellipsis) for a in typing.get_args(annotation))
 
 
+def _comma_separated(field: FieldInfo) -> bool:
+    """A list of names that never hold commas (model specs), split at commas like numbers: ``--models a,b``."""
+    return isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("comma_separated", False)
+
+
 def _is_text(annotation: Any) -> bool:
     if typing.get_origin(annotation) in (Union, types.UnionType):
         members = [a for a in typing.get_args(annotation) if a is not type(None)]
@@ -137,8 +142,10 @@ def parse_value(text: str | list[str], field: FieldInfo) -> Any:
         for occurrence in text:
             if occurrence.lstrip().startswith("["):
                 values += yaml.safe_load(occurrence)
-            elif _items_are_text(field.annotation):
+            elif _items_are_text(field.annotation) and not _comma_separated(field):
                 values.append(occurrence)
+            elif _items_are_text(field.annotation):
+                values += [part.strip() for part in occurrence.split(",") if part.strip()]
             else:
                 values += [yaml.safe_load(part) for part in occurrence.split(",") if part.strip()]
         return values

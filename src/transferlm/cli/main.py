@@ -22,7 +22,7 @@ def _settings_group(parser: argparse.ArgumentParser, cls, title: str = "settings
 
 
 def _add_experiment_commands(sub, chosen: dict) -> None:
-    from transferlm.experiments.config import CompareSettings, CurveSettings, TuneSettings
+    from transferlm.experiments.config import CompareSettings, CurveSettings, RankSettings, TuneSettings
 
     taken = {f.flag for f in run_flags()}
     commands_and_sections = (
@@ -45,6 +45,11 @@ def _add_experiment_commands(sub, chosen: dict) -> None:
          "intermediate validation scores. The study is stored in OUTPUT/study.db (re-running continues it) or in "
          "--storage, which several workers on several machines may share. Writes best.yaml, trials.csv, report.md, "
          "report.html and report.json into --output."),
+        ("rank", RankSettings, commands.cmd_rank,
+         "Rank candidate pretrained models for the training data in seconds, before any fine-tuning (LogME).",
+         "Score each of --models on the training data without training it: LogME (You et al., ICML 2021) and a "
+         "cross-validated linear probe on its frozen features (mean-pooled for encoders, the last token for decoders, "
+         "per token for ner and qa). Writes rank.md and rank.json into --output."),
     )
     for name, cls, func, help_text, description in commands_and_sections:
         parser = sub.add_parser(name, help=help_text, description=description)

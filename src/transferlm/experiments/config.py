@@ -13,6 +13,7 @@ from transferlm.config.schema import RunConfig, Section
 from transferlm.errors import ConfigError
 
 BASELINE_NAMES = (*BASELINES.names(), "scratch")
+SECTIONS = ("compare", "curve", "tune", "rank", "auto")  # the commands whose settings a run config's YAML may hold
 
 
 class MemberConfig(Section):
@@ -103,6 +104,22 @@ class CurveSettings(ExperimentSettings):
         return sorted(set(value), key=lambda v: float("inf") if v == "all" else v)
 
 
+class RankSettings(Section):
+    models: Optional[list[str]] = Field(
+        None,
+        description="Candidate pretrained models: bundled aliases, local directories (an adapt run's output), hub "
+        "ids; random:NAME for NAME's architecture randomly initialised (a floor). null: model.name only.",
+        json_schema_extra={"comma_separated": True},
+    )
+    max_examples: int = Field(
+        2000, gt=0, description="Score on at most this many training examples (a seeded sample keeping each "
+        "class's share): enough to order models, and seconds per model on a CPU.",
+    )
+    by: Literal["logme", "probe"] = Field(
+        "logme", description="Order by LogME (no training at all) or by the linear probe's cross-validated score."
+    )
+
+
 class ParameterRange(Section):
     """One tuned setting: a float or int range (optionally log-scaled) or a list of choices."""
 
@@ -161,7 +178,7 @@ def load_experiment(
     """The shared run config and the experiment section, each validated, all problems reported together."""
     data = read_yaml(path) if path else {}
     extra = data.pop(section, None) or {}
-    for other in {"compare", "curve", "tune"} - {section}:
+    for other in set(SECTIONS) - {section}:
         data.pop(other, None)  # one file may hold several sections (README); each command reads its own
     run_overrides = []
     for key, value in overrides:

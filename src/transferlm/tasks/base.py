@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -19,6 +19,17 @@ from transferlm.registry import Registry
 from transferlm.tasks.explanation import ExplanationInputs, ExplanationTarget
 from transferlm.tasks.heads import FeatureHead
 from transferlm.tasks.long_inputs import Cut
+
+
+@dataclass(frozen=True)
+class ProbeTargets:
+    """One item's targets for a probe on fixed features (``Task.probe_targets``): ``level`` sequence (one target, on
+    the pooled input) or token (a target at each of ``positions``); ``regression``: real values, else classes."""
+
+    level: Literal["sequence", "token"]
+    values: list[Any]
+    positions: list[int] | None
+    regression: bool
 
 
 @dataclass(frozen=True)
@@ -285,6 +296,20 @@ class Task(ABC):
         """How the labels of ``records`` are spread, for the run's data profile and model card (None: no labels)."""
         return None
 
+    # --- fixed-feature probes (model ranking: ``experiments/rank.py``) ---
+    def probe_targets(self, item: dict[str, Any]) -> ProbeTargets:
+        """What a probe on fixed features predicts for one encoded item: one target for the whole input (pooled
+        features), or one per labelled position (token features). By default from the item's ``labels``: a class
+        index, a real value, a multi-hot row (real-valued columns), or a sequence with ``IGNORE`` where no target
+        is."""
+        labels = item["labels"]
+        per_token = isinstance(labels, (list, tuple)) and len(labels) == len(item["input_ids"])
+        if per_token and self.label_dtype == torch.long:
+            positions = [i for i, label in enumerate(labels) if label != IGNORE]
+            return ProbeTargets("token", [labels[i] for i in positions], positions, regression=False)
+        regression = self.label_dtype != torch.long
+        return ProbeTargets("sequence", [labels], None, regression=regression)
+
     # --- explanations (``inference/explain.py``) ---
     def explanation_inputs(self, tokenizer: Any, record: Record, max_length: int) -> ExplanationInputs:
         """One record's model inputs with the word of every position."""
@@ -327,6 +352,10 @@ class TextObjectiveTask(Task):
 
     def load_state(self, state: dict[str, Any]) -> None:
         pass
+
+    def probe_targets(self, item: dict[str, Any]) -> ProbeTargets:
+        raise ConfigError(f"task {self.name} has no labels for a probe to predict; compare models for it by "
+                          "perplexity (`transferlm perplexity`) instead")
 
 
 TASKS: Registry[type[Task]] = Registry("task", plugins="transferlm.tasks")

@@ -33,7 +33,7 @@ from transferlm.data.records import Record
 from transferlm.data.squad import Answer, QaColumns, read_qa_records, summarise_ids
 from transferlm.errors import ConfigError, DataError
 from transferlm.evaluation.qa import best_null_threshold, example_scores, squad_metrics
-from transferlm.tasks.base import Features, LossTerms, Task, register_task
+from transferlm.tasks.base import Features, LossTerms, ProbeTargets, Task, register_task
 from transferlm.tasks.explanation import ExplanationInputs, ExplanationTarget, whitespace_words, word_at
 from transferlm.tasks.heads import FeatureHead
 from transferlm.tasks.long_inputs import Template
@@ -260,6 +260,16 @@ class QaTask(Task):
             item["answers"] = tuple(a.text for a in record.label)
             item["labels"] = next((span for a in record.label if (span := _token_span(item["offsets"], a))),
                                   (NULL, NULL))
+
+    def probe_targets(self, item: dict[str, Any]) -> ProbeTargets:
+        """Each context position of a window that holds an answer: 1 where the answer starts, 2 where it ends
+        (1 for a one-token answer), 0 elsewhere; a window without the answer has no targets."""
+        start, end = item["labels"]
+        if (start, end) == (NULL, NULL):
+            return ProbeTargets("token", [], [], regression=False)
+        positions = [i for i, offset in enumerate(item["offsets"]) if offset is not None]
+        values = [1 if i == start else 2 if i == end else 0 for i in positions]
+        return ProbeTargets("token", values, positions, regression=False)
 
     def collate_targets(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         spans = torch.tensor([item["labels"] for item in items], dtype=torch.long)

@@ -1,0 +1,230 @@
+"""``transferlm rank``: which pretrained model to fine-tune, estimated in seconds from fixed features.
+
+Each candidate encodes (a seeded, stratified sample of) the training data once, without training. The task says
+what a probe predicts (``Task.probe_targets``): one target per input, on the mean of the last layer's states for
+an encoder or the last token's state for a decoder (what it has read of the whole input); or one target per
+labelled token (NER's word starts, QA's answer boundaries). Two estimates are taken on those features:
+
+- **LogME** (You et al., ICML 2021): the evidence of the targets under Bayesian linear regression on the features;
+  no hyperparameters, one SVD per model.
+- **probe**: a linear model fitted on fixed features, scored on held-out folds (3-fold cross-validated accuracy, or
+  R² for a regression target). It answers the user's question more directly than LogME and costs a few seconds more;
+  LogME is the default ranking because it was measured to rank fine-tuned results at a fraction of their cost.
+
+The ranking estimates, it does not guarantee: ``bench/auto.py`` measures its rank correlation with fine-tuned test
+scores (bench/README.md).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from transferlm.config.schema import RunConfig
+from transferlm.data.records import stratified_split
+from transferlm.errors import ConfigError, DataError, ModelSpecError
+from transferlm.evaluation.logme import logme
+from transferlm.experiments.config import RankSettings
+from transferlm.tasks.base import Features, ProbeTargets, Task, pad_inputs
+from transferlm.training.checkpoint import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+RANDOM = "random:"  # a candidate spec prefix: the architecture only, randomly initialised (a floor)
+PROBE_ROWS = 20_000  # token-level probes are fitted on at most this many labelled tokens
+BATCH_TOKENS = 8_192
+
+
+@dataclass
+class Ranked:
+    model: str
+    kind: str
+    logme: float
+    probe: float
+    probe_metric: str
+    features: str
+    examples: int
+    targets: int
+    seconds: float
+    error: str | None = None
+
+
+@dataclass
+class ProbeData:
+    features: np.ndarray
+    targets: np.ndarray
+    regression: bool
+    level: str
+
+
+def model_kind(path: Path) -> str:
+    """encoder (a masked-LM form: the BERT family) or decoder (a causal LM), from the model's config."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    model_type = AutoConfig.from_pretrained(path).model_type
+    return "encoder" if model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES else "decoder"
+
+
+def sample_records(task: Task, config: RunConfig, limit: int) -> list:
+    """The training records (labels fitted), at most ``limit`` of them: a seeded sample keeping each class's share."""
+    records, problems = task.read_records(config.data.train)
+    problems += task.fit_labels(records, {}, train_name=str(config.data.train))
+    if problems:
+        raise DataError(problems)
+    if len(records) <= limit:
+        return records
+    _, kept = stratified_split(records, task.split_key, limit / len(records), config.train.seed)
+    return kept
+
+
+def _backbone(spec: str, path: Path):
+    from transformers import AutoConfig, AutoModel
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        if spec.startswith(RANDOM):
+            return AutoModel.from_config(AutoConfig.from_pretrained(path)).eval()
+        return AutoModel.from_pretrained(path).eval()
+
+
+def _pooled(states: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:
+    """One vector per input: the mean over its tokens (encoder), or its last token's state (decoder)."""
+    if kind == "decoder":
+        last = mask.sum(dim=1) - 1
+        return states[torch.arange(len(states)), last]
+    weights = mask.unsqueeze(-1).to(states.dtype)
+    return (states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+
+
+@torch.no_grad()
+def probe_data(task: Task, features: Features, backbone, kind: str, pad_id: int) -> ProbeData:
+    """The fixed features and the probe's targets of every encoded item."""
+    from transferlm.inference.batches import inference_order
+
+    rows: list[torch.Tensor] = []
+    values: list[Any] = []
+    regression = False
+    level = "sequence"
+    for indices in inference_order(features.lengths, 64, BATCH_TOKENS):
+        items = [features.items[i] for i in indices]
+        targets: list[ProbeTargets] = [task.probe_targets(item) for item in items]
+        batch = pad_inputs(items, pad_id)
+        states = backbone(**batch).last_hidden_state.float()
+        level = targets[0].level
+        regression = targets[0].regression
+        if level == "sequence":
+            rows.append(_pooled(states, batch["attention_mask"], kind))
+        else:
+            rows += [states[b, t.positions] for b, t in enumerate(targets) if t.positions]
+        for t in targets:
+            values += t.values
+    if not values:
+        raise DataError([f"{task.name}: no example of the training data has a target for a probe"])
+    return ProbeData(torch.cat(rows).numpy(), np.asarray(values, dtype=np.float64 if regression else np.int64),
+                     regression, level)
+
+
+def probe_score(data: ProbeData, seed: int) -> tuple[float, str]:
+    """A linear probe's held-out score: 3-fold accuracy (logistic regression) or R² (ridge)."""
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    features, targets = data.features, data.targets
+    if len(targets) > PROBE_ROWS:
+        keep = np.random.default_rng(seed).choice(len(targets), PROBE_ROWS, replace=False)
+        features, targets = features[keep], targets[keep]
+    if data.regression:
+        model, folds, metric = Ridge(alpha=1.0), KFold(3, shuffle=True, random_state=seed), "r2"
+    else:
+        counts = np.bincount(targets)
+        smallest = counts[counts > 0].min() if len(counts) else 0
+        folds = StratifiedKFold(min(3, max(int(smallest), 2)), shuffle=True, random_state=seed)
+        model, metric = LogisticRegression(max_iter=500), "accuracy"
+    scores = cross_val_score(make_pipeline(StandardScaler(), model), features, targets, cv=folds, scoring=metric)
+    return float(np.mean(scores)), metric
+
+
+def rank_one(spec: str, task: Task, config: RunConfig, records: list) -> Ranked:
+    """One candidate's features, LogME and probe score, timed from loading the model to the last score."""
+    from transferlm.models.load import load_tokenizer, quiet_loading
+    from transferlm.models.resolve import resolve_model
+    from transferlm.runs.lengths import resolve_max_length
+
+    started = time.perf_counter()
+    resolved = resolve_model(spec.removeprefix(RANDOM))
+    tokenizer = load_tokenizer(resolved.path)
+    max_length = resolve_max_length(config, task, tokenizer, resolved.path, records).model.max_length
+    features = task.encode(tokenizer, records, max_length)
+    kind = model_kind(resolved.path)
+    with quiet_loading():
+        backbone = _backbone(spec, resolved.path)
+    data = probe_data(task, features, backbone, kind, tokenizer.pad_token_id)
+    if data.regression:  # standardised targets: the evidence does not depend on the label's unit
+        data.targets = (data.targets - data.targets.mean(axis=0)) / np.maximum(data.targets.std(axis=0), 1e-12)
+    score = logme(data.features, data.targets, regression=data.regression)
+    probe, metric = probe_score(data, config.train.seed)
+    pooled = "token states" if data.level == "token" else (
+        "last-token state" if kind == "decoder" else "mean of token states")
+    described = f"{pooled}, last layer, {data.features.shape[1]} dims, max length {max_length}"
+    if spec.startswith(RANDOM):
+        described += ", random initialisation"
+    return Ranked(spec, kind, score, probe, metric, described, len(records), len(data.targets),
+                  time.perf_counter() - started)
+
+
+def rank(config: RunConfig, settings: RankSettings) -> list[Ranked]:
+    """Every candidate of ``settings.models`` (default: the config's model) ranked by ``settings.by``; writes
+    rank.json and rank.md into ``config.output``. A candidate that cannot be loaded is reported, not fatal."""
+    from transferlm.tasks import build_task
+
+    task = build_task(config.task, config.data)
+    records = sample_records(task, config, settings.max_examples)
+    results = []
+    for spec in settings.models or [config.model.name]:
+        try:
+            results.append(rank_one(spec, task, config, records))
+        except (ModelSpecError, OSError, ValueError) as e:
+            log.warning("rank: %s failed: %s", spec, e)
+            results.append(Ranked(spec, "", float("nan"), float("nan"), "", "", len(records), 0, 0.0, str(e)))
+        log.info("rank: %s %s", spec, results[-1])
+    if all(r.error for r in results):
+        raise ConfigError("rank: no candidate could be scored:\n" + "\n".join(f"  {r.model}: {r.error}"
+                                                                              for r in results))
+    ordered = sorted(results, key=lambda r: (r.error is not None, -getattr(r, settings.by)))
+    write_ranking(Path(config.output), ordered, task, settings)
+    return ordered
+
+
+def ranking_markdown(ranked: list[Ranked], task: Task, settings: RankSettings) -> str:
+    metric = next((r.probe_metric for r in ranked if r.probe_metric), "")
+    lines = [f"# Model ranking ({task.name}, by {settings.by})", "",
+             f"| rank | model | LogME | probe ({metric}, 3-fold) | features | targets | seconds |",
+             "| ---: | --- | ---: | ---: | --- | ---: | ---: |"]
+    for i, r in enumerate(ranked, 1):
+        if r.error:
+            lines.append(f"| | {r.model} | failed: {r.error} | | | | |")
+            continue
+        lines.append(f"| {i} | {r.model} | {r.logme:.4f} | {r.probe:.4f} | {r.features} | {r.targets:,} | "
+                     f"{r.seconds:.1f} |")
+    lines += ["", f"{ranked[0].examples:,} training examples (a seeded sample when the file has more than "
+                  f"{settings.max_examples:,}). LogME compares models on the same data only; higher is better. "
+                  "Estimates from frozen features, before any fine-tuning: bench/README.md measures how well they "
+                  "rank fine-tuned results."]
+    return "\n".join(lines) + "\n"
+
+
+def write_ranking(out: Path, ranked: list[Ranked], task: Task, settings: RankSettings) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    report = {"task": task.name, "by": settings.by, "ranking": [asdict(r) for r in ranked]}
+    atomic_write_text(out / "rank.json", json.dumps(report, indent=2, default=str))
+    atomic_write_text(out / "rank.md", ranking_markdown(ranked, task, settings))
