@@ -64,15 +64,6 @@ class ProbeData:
     level: str
 
 
-def model_kind(path: Path) -> str:
-    """encoder (a masked-LM form: the BERT family) or decoder (a causal LM), from the model's config."""
-    from transformers import AutoConfig
-    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
-
-    model_type = AutoConfig.from_pretrained(path).model_type
-    return "encoder" if model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES else "decoder"
-
-
 def sample_records(task: Task, config: RunConfig, limit: int) -> list:
     """The training records (labels fitted), at most ``limit`` of them: a seeded sample keeping each class's share."""
     records, problems = task.read_records(config.data.train)
@@ -157,7 +148,7 @@ def probe_score(data: ProbeData, seed: int) -> tuple[float, str]:
 def rank_one(spec: str, task: Task, config: RunConfig, records: list) -> Ranked:
     """One candidate's features, LogME and probe score, timed from loading the model to the last score."""
     from transferlm.models.load import load_tokenizer, quiet_loading
-    from transferlm.models.resolve import resolve_model
+    from transferlm.models.resolve import model_kind, resolve_model
     from transferlm.runs.lengths import resolve_max_length
 
     started = time.perf_counter()

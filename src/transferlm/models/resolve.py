@@ -193,3 +193,12 @@ def trained_with_mean_pooling(path: Path | str) -> bool:
     except (OSError, ValueError, AttributeError):
         return False
     return False
+
+
+def model_kind(path: Path) -> Kind:
+    """encoder (a masked-LM form: the BERT family) or decoder (a causal LM), from the model's config."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    model_type = AutoConfig.from_pretrained(path).model_type
+    return "encoder" if model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES else "decoder"

@@ -19,11 +19,12 @@ from transferlm.errors import ConfigError, DataError, RegistryError, RunDirError
 from transferlm.evaluation.report import write_reports
 from transferlm.inference.batches import run_inference
 from transferlm.models.load import load_tokenizer
-from transferlm.models.resolve import resolve_model, trained_with_mean_pooling
+from transferlm.models.resolve import model_kind, resolve_model, trained_with_mean_pooling
 from transferlm.runs import layout
 from transferlm.runs.card import data_profile, interval, model_card
 from transferlm.runs.lengths import report_cuts, resolve_max_length
 from transferlm.runs.prepare import load_splits
+from transferlm.runs.recipes import auto_recipe
 from transferlm.strategies import build_strategy, count_parameters
 from transferlm.strategies.base import LoopContext, TrainingInputs
 from transferlm.tasks import build_task
@@ -206,9 +207,6 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
     resolved = resolve_model(config.model.name)
     config = _resolve_pooling(config, resolved.path)
     task, strategy = _build_registered(config)
-    if config.train.lr == "auto":
-        log.info("train.lr auto: %g (strategy %s)", strategy.default_lr, strategy.name)
-        config = _with_train(config, lr=strategy.default_lr)
     accelerator = _accelerator(config)
     if config.train.max_batch_tokens == "auto":
         tokens = max_batch_tokens(config.train, accelerator.device.type)
@@ -218,6 +216,10 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
     splits = load_splits(config, task)
     set_seed(config.train.seed)
     tokenizer = load_tokenizer(resolved.path)
+    recipe = auto_recipe(task.name, strategy, model_kind(resolved.path), len(splits.train))
+    if config.train.lr == "auto":
+        log.info("train.lr auto: %g (%s)", recipe.lr, recipe.because)
+        config = _with_train(config, lr=recipe.lr)
     config = resolve_max_length(config, task, tokenizer, resolved.path, splits.train)
     encoded = _encode_splits(task, tokenizer, splits, config.model.max_length)  # bad input fails before training
     cuts = report_cuts(task, encoded, {"train": len(splits.train), "validation": len(splits.validation),
@@ -234,12 +236,13 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
     from transferlm.training.loop import TrainingLoop
 
     loop = TrainingLoop(inputs.module, inputs.task, strategy, inputs.train, config.train, accelerator,
-                        tokenizer.pad_token_id)
+                        tokenizer.pad_token_id, recipe.budget)
     log.info("%d training %s, %d validation examples (%s); %d steps", len(inputs.train),
              inputs.task.unit_name, len(validation), splits.validation_source,
              loop.total_steps)
     if config.train.epochs == "auto":
-        log.info("train.epochs auto: %g (%d steps per epoch)", loop.epochs, loop.steps_per_epoch)
+        log.info("train.epochs auto: %g (%d steps per epoch; at least %d steps)", loop.epochs, loop.steps_per_epoch,
+                 recipe.budget.min_steps)
         config = _with_train(config, epochs=loop.epochs)
     if accelerator.is_main_process:
         paths.root.mkdir(parents=True, exist_ok=True)

@@ -100,18 +100,32 @@ def count_parameters(model: nn.Module) -> ParameterCount:
 AUTO_EPOCHS, AUTO_MIN_STEPS, AUTO_MAX_EPOCHS = 3, 300, 30
 
 
+@dataclass(frozen=True)
+class EpochBudget:
+    """What ``train.epochs: auto`` aims at: ``epochs`` passes, raised on small data so that training takes at least
+    ``min_steps`` optimizer steps, at most ``max_epochs`` (``runs/recipes.py`` picks one per task and data size)."""
+
+    epochs: float = AUTO_EPOCHS
+    min_steps: int = AUTO_MIN_STEPS
+    max_epochs: float = AUTO_MAX_EPOCHS
+
+
+DEFAULT_BUDGET = EpochBudget()
+
+
 class Strategy(ABC):
     name: str
     settings: ClassVar[type[StrategySettings]]  # the strategy's own settings: the keys of the run's ``strategy:``
     needs_layers = False  # whether trainable() reads self.layer_map
     default_lr = 5e-5  # train.lr: auto (BERT's fine-tuning range)
 
-    def auto_epochs(self, steps_per_epoch: int) -> float:
-        """train.epochs: auto. Three epochs, raised on small data so that training takes at least
-        ``AUTO_MIN_STEPS`` optimizer steps (a few dozen steps undertrain: 600 SST-2 rows, 3 epochs at batch 32 gave
-        71.7 % against 75.7 % for 150 steps at batch 8), at most ``AUTO_MAX_EPOCHS``. The best evaluation picks the
-        checkpoint, so the extra epochs cost time, not accuracy."""
-        return float(min(max(AUTO_EPOCHS, math.ceil(AUTO_MIN_STEPS / max(steps_per_epoch, 1))), AUTO_MAX_EPOCHS))
+    def auto_epochs(self, steps_per_epoch: int, budget: EpochBudget = DEFAULT_BUDGET) -> float:
+        """train.epochs: auto. By default three epochs, raised on small data so that training takes at least
+        300 optimizer steps (a few dozen steps undertrain: 600 SST-2 rows, 3 epochs at batch 32 gave 71.7 % against
+        75.7 % for 150 steps at batch 8), at most 30. The best evaluation picks the checkpoint, so the extra epochs
+        cost time, not accuracy."""
+        raised = math.ceil(budget.min_steps / max(steps_per_epoch, 1))
+        return float(min(max(budget.epochs, raised), budget.max_epochs))
 
     def __init__(self, config: StrategySettings):
         if not isinstance(config, self.settings):

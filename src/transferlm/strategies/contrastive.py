@@ -31,7 +31,15 @@ from torch import nn
 
 from transferlm.errors import ConfigError
 from transferlm.inference.batches import run_inference
-from transferlm.strategies.base import LayerDecay, LoopContext, Strategy, TrainingInputs, register_strategy
+from transferlm.strategies.base import (
+    DEFAULT_BUDGET,
+    EpochBudget,
+    LayerDecay,
+    LoopContext,
+    Strategy,
+    TrainingInputs,
+    register_strategy,
+)
 from transferlm.strategies.pairs import sample_pairs
 from transferlm.tasks.base import Features, LossTerms, Task, pad_inputs
 from transferlm.tasks.pooling import MeanPoolingClassifier
@@ -185,7 +193,7 @@ class Contrastive(Strategy):
     # beat 5e-5 with 10 pairs on both seeds tried (84.05 and 81.40 against 83.65 and 77.70; bench/README.md).
     default_lr = 2e-5
 
-    def auto_epochs(self, steps_per_epoch: int) -> float:
+    def auto_epochs(self, steps_per_epoch: int, budget: EpochBudget = DEFAULT_BUDGET) -> float:
         """One pass over the pairs (``pairs_per_example`` of them per example), as SetFit trains."""
         return 1.0
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from transferlm.config.schema import TrainConfig
 from transferlm.inference.batches import run_inference
-from transferlm.strategies.base import Strategy
+from transferlm.strategies.base import DEFAULT_BUDGET, EpochBudget, Strategy
 from transferlm.tasks.base import Features
 from transferlm.tasks.protocol import LoopTask
 from transferlm.training.checkpoint import TrainState, load_checkpoint, save_checkpoint
@@ -57,6 +57,7 @@ class TrainingLoop:
         config: TrainConfig,
         accelerator: Accelerator,
         pad_id: int,
+        budget: EpochBudget = DEFAULT_BUDGET,
     ):
         self.task, self.features, self.config, self.pad_id = task, features, config, pad_id
         self.strategy = strategy
@@ -65,7 +66,7 @@ class TrainingLoop:
         self.max_tokens = max_batch_tokens(config, accelerator.device.type)
         batches = math.ceil(len(features) / self.global_batch)
         self.steps_per_epoch = math.ceil(batches / config.grad_accum)
-        self.epochs = strategy.auto_epochs(self.steps_per_epoch) if config.epochs == "auto" else config.epochs
+        self.epochs = strategy.auto_epochs(self.steps_per_epoch, budget) if config.epochs == "auto" else config.epochs
         self.total_steps = config.max_steps or max(math.ceil(self.epochs * self.steps_per_epoch),
                                                    config.min_steps or 0)
         optimizer = torch.optim.AdamW(
