@@ -95,7 +95,8 @@ def _config_differences(old: dict, new: dict, prefix: str = "") -> list[tuple[st
     # display and bookkeeping only: free to change between the two halves of a run
     ignored = {"train.progress", "train.report_to"}
     # null or auto means "the default", saved resolved
-    resolved_later = {"strategy.target_modules", "train.epochs", "train.lr", "model.max_length", "train.max_batch_tokens"}
+    resolved_later = {"strategy.target_modules", "train.epochs", "train.lr", "model.max_length",
+                      "train.max_batch_tokens"}
     found = []
     for key in sorted(set(old) | set(new)):
         name = f"{prefix}{key}"
