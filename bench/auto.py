@@ -1,0 +1,312 @@
+"""Issue 23: task-aware defaults against `transferlm tune`, model ranking against fine-tuning, and `transferlm auto`
+(not a timed test; figures are printed and saved as JSON).
+
+Data sets (each written once into OUTPUT/<name>/, validation selects, test reports):
+  sst2    600 SST-2 training rows (seeded sample); validation the default 10 % carve-out; test SST-2 dev (872).
+  conll   the first 1,000 CoNLL-2003 training sentences; validation the first 1,000 of valid.txt; test test.txt.
+  agnews  AG News (only its test split exists here): 8 per class to train, 8 per class to validate, a seeded 500
+          per class to test.
+  stsb    1,000 STS-B training pairs (seeded sample); validation sts-dev; test sts-test (Spearman).
+  squad   SQuAD v1.1 dev by article: the first 3 to train, the next 2 to validate, the 5 after them to test.
+
+Parts:
+  defaults  per data set: `transferlm train` with no training flags, and `transferlm tune` (--trials, the
+            strategy's default space, median pruner) whose best trial is tested once.
+  rank      per data set of --rank-sets: `transferlm rank` over the candidates (minilm, smollm2, minilm after
+            `adapt` on the data set's own text, minilm cut to its first 3 layers, randomly initialised minilm),
+            then each candidate fine-tuned with no training flags; Kendall's tau between the estimate and the
+            fine-tuned test score, and the ranking's cost against the fine-tuning's.
+  auto      `transferlm auto` on each data set with --time-budget.
+
+Every run keeps its directory: re-running the same command skips what has finished.
+Usage: python bench/auto.py [--parts defaults,rank,auto] [--sets sst2,conll,agnews,stsb] [--trials 20]
+Reads ../shared/data (or $TRANSFERLM_DATA); a data set whose files are absent is skipped with a message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("TRANSFERLM_DATA", ROOT.parent / "shared" / "data"))
+STS_COLUMNS = {"format": "tsv", "header": False, "quoting": False, "extra_columns": "ignore", "text_column": 5,
+               "text_pair_column": 6, "label_column": 4}
+CANDIDATES = ("minilm", "smollm2", "minilm-adapted", "minilm-3-layers", "random:minilm")
+
+
+def _sample_lines(source: Path, target: Path, n: int, header: bool) -> Path:
+    lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
+    head, body = (lines[:1], lines[1:]) if header else ([], lines)
+    keep = sorted(random.Random(0).sample(range(len(body)), n))
+    target.write_text("".join(head + [body[i] for i in keep]), encoding="utf-8")
+    return target
+
+
+def _first_sentences(source: Path, target: Path, n: int) -> Path:
+    out, count = [], 0
+    for line in source.read_text(encoding="utf-8").splitlines():
+        if line.startswith("-DOCSTART-"):
+            continue
+        if not line.strip():
+            if out and out[-1] != "":
+                count += 1
+                out.append("")
+                if count == n:
+                    break
+            continue
+        out.append(line)
+    target.write_text("\n".join(out) + "\n", encoding="utf-8")
+    return target
+
+
+def sst2(out: Path) -> dict:
+    train = _sample_lines(DATA / "sst2" / "train.tsv", out / "train.tsv", 600, header=True)
+    return {"train": str(train), "test": str(DATA / "sst2" / "dev.tsv"), "text_column": "sentence"}
+
+
+def conll(out: Path) -> dict:
+    source = DATA / "conll2003"
+    return {"train": str(_first_sentences(source / "train.txt", out / "train.txt", 1000)),
+            "validation": str(_first_sentences(source / "valid.txt", out / "valid.txt", 1000)),
+            "test": str(source / "test.txt")}
+
+
+def agnews(out: Path) -> dict:
+    with (DATA / "ag_news" / "test.csv").open(encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    rng, parts = random.Random(0), {"train": [], "validation": [], "test": []}
+    for label in sorted({r[0] for r in rows}):
+        members = [r for r in rows if r[0] == label]
+        rng.shuffle(members)
+        parts["train"] += members[:8]
+        parts["validation"] += members[8:16]
+        parts["test"] += members[16:516]
+    files = {}
+    for name, part in parts.items():
+        files[name] = out / f"{name}.csv"
+        with files[name].open("w", encoding="utf-8", newline="") as f:
+            csv.writer(f).writerows(part)
+    return {**{k: str(v) for k, v in files.items()}, "header": False, "text_column": [1, 2], "label_column": 0}
+
+
+def stsb(out: Path) -> dict:
+    source = DATA / "stsb"
+    return {"train": str(_sample_lines(source / "sts-train.csv", out / "train.csv", 1000, header=False)),
+            "validation": str(source / "sts-dev.csv"), "test": str(source / "sts-test.csv"), **STS_COLUMNS}
+
+
+def squad(out: Path) -> dict:
+    document = json.loads((DATA / "squad" / "dev-v1.1.json").read_text(encoding="utf-8"))
+    files = {}
+    for name, articles in (("train", slice(0, 3)), ("validation", slice(3, 5)), ("test", slice(5, 10))):
+        files[name] = out / f"{name}.json"
+        files[name].write_text(json.dumps({"version": "1.1", "data": document["data"][articles]}), encoding="utf-8")
+    return {k: str(v) for k, v in files.items()}
+
+
+SETS = {"sst2": (sst2, "classification", "accuracy", DATA / "sst2" / "train.tsv"),
+        "conll": (conll, "ner", "f1", DATA / "conll2003" / "train.txt"),
+        "agnews": (agnews, "classification", "accuracy", DATA / "ag_news" / "test.csv"),
+        "stsb": (stsb, "regression", "spearman", DATA / "stsb" / "sts-train.csv"),
+        "squad": (squad, "qa", "f1", DATA / "squad" / "dev-v1.1.json")}
+
+
+def prepare(name: str, out: Path) -> Path | None:
+    """The data set's config (task and data only: no training settings), written once."""
+    make, task, _, probe = SETS[name]
+    if not probe.is_file():
+        print(f"{name}: {probe} not found; skipped (see ../shared/data/README.md)")
+        return None
+    folder = out / name
+    config = folder / "data.yaml"
+    if not config.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        data = make(folder)
+        config.write_text(yaml.safe_dump({"task": {"type": task}, "data": data, "train": {"progress": False}}))
+    return config
+
+
+def command(args: list[str], log: Path) -> tuple[int, float]:
+    began = time.perf_counter()
+    with log.open("w") as f:
+        code = subprocess.run([sys.executable, "-m", "transferlm", *args], stdout=f,
+                              stderr=subprocess.STDOUT).returncode
+    return code, time.perf_counter() - began
+
+
+def train_run(config: Path, out: Path, extra: list[str], metric: str) -> dict:
+    """A `transferlm train` run with only ``extra`` flags; its test score, resolved settings and time."""
+    manifest = out / "run.json"
+    if not manifest.is_file():
+        if out.exists():
+            shutil.rmtree(out)
+        code, _ = command(["train", str(config), "--output", str(out), *extra], out.with_suffix(".log"))
+        if code != 0:
+            return {"error": f"exit {code}; see {out.with_suffix('.log')}"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    saved = yaml.safe_load((out / "transferlm.yaml").read_text())
+    run = json.loads(manifest.read_text())
+    return {"test": metrics["test"][metric], "validation": metrics["validation"].get(metric),
+            "lr": saved["train"]["lr"], "epochs": saved["train"]["epochs"], "batch_size": saved["train"]["batch_size"],
+            "wall_seconds": run.get("wall_seconds") or run.get("timing", {}).get("wall_seconds")}
+
+
+def part_defaults(name: str, config: Path, out: Path, trials: int) -> dict:
+    metric = SETS[name][2]
+    result = {"no_flags": train_run(config, out / name / "no-flags", [], metric)}
+    study = out / name / "tune"
+    report = study / "report.json"
+    if not report.is_file() or json.loads(report.read_text()).get("trials", {}).get("complete", 0) + \
+            json.loads(report.read_text()).get("trials", {}).get("pruned", 0) < trials:
+        code, seconds = command(["tune", str(config), "--output", str(study), "--trials", str(trials)],
+                                out / name / "tune.log")
+        if code != 0:
+            result["tuned"] = {"error": f"exit {code}; see {out / name / 'tune.log'}"}
+            return result
+    tuned = json.loads(report.read_text())
+    test = tuned.get("test", {})
+    result["tuned"] = {"validation": tuned["best"]["validation"], "test": (test.get("metrics") or test).get(metric),
+                       "params": tuned["best"]["params"], "trials": tuned["trials"]}
+    if isinstance(result["no_flags"].get("test"), float) and isinstance(result["tuned"]["test"], float):
+        result["gap_points"] = round(100 * (result["tuned"]["test"] - result["no_flags"]["test"]), 2)
+    return result
+
+
+def _text_file(name: str, config: Path, target: Path) -> Path:
+    """The data set's own training text, one paragraph per input, for `adapt`."""
+    from transferlm.config.load import build_config
+    from transferlm.tasks import build_task
+
+    run = build_config({**yaml.safe_load(config.read_text()), "output": str(target.parent / "unused")})
+    records, _ = build_task(run.task, run.data).read_records(run.data.train)
+    texts = [" ".join(w.text for w in r.text) if isinstance(r.text, (list, tuple)) else
+             " ".join(t for t in (r.text, r.text_pair) if t) for r in records]
+    target.write_text("\n\n".join(texts) + "\n", encoding="utf-8")
+    return target
+
+
+def _three_layers(target: Path) -> Path:
+    """minilm cut to its first 3 transformer layers (the rest of the files as they are)."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    from transferlm.models.resolve import resolve_model
+
+    if (target / "config.json").is_file():
+        return target
+    source = resolve_model("minilm").path
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "config.json"))
+    config = AutoConfig.from_pretrained(source)
+    config.num_hidden_layers = 3
+    AutoModel.from_pretrained(source, config=config).save_pretrained(target)
+    AutoTokenizer.from_pretrained(source).save_pretrained(target)
+    return target
+
+
+def candidates(name: str, config: Path, out: Path) -> dict[str, list[str]]:
+    """Each candidate's --model (and --init) flags."""
+    adapted = out / name / "adapted"
+    if not (adapted / "run.json").is_file():
+        text = _text_file(name, config, out / name / "text.txt")
+        if adapted.exists():
+            shutil.rmtree(adapted)
+        code, _ = command(["adapt", "--train", str(text), "--model", "minilm", "--max-steps", "200", "--no-progress",
+                           "--output", str(adapted)], out / name / "adapt.log")
+        if code != 0:
+            raise SystemExit(f"{name}: adapt failed; see {out / name / 'adapt.log'}")
+    layers = _three_layers(out / "minilm-3-layers")
+    return {"minilm": ["--model", "minilm"], "smollm2": ["--model", "smollm2"],
+            "minilm-adapted": ["--model", str(adapted)], "minilm-3-layers": ["--model", str(layers)],
+            "random:minilm": ["--model", "minilm", "--init", "random"]}
+
+
+def part_rank(name: str, config: Path, out: Path) -> dict:
+    from scipy.stats import kendalltau
+
+    metric = SETS[name][2]
+    flags = candidates(name, config, out)
+    specs = {c: (f[1] if c != "random:minilm" else "random:minilm") for c, f in flags.items()}
+    ranking = out / name / "rank" / "rank.json"
+    if not ranking.is_file():
+        code, seconds = command(["rank", str(config), "--output", str(ranking.parent), "--models",
+                                 ",".join(specs.values())], out / name / "rank.log")
+        if code != 0:
+            raise SystemExit(f"{name}: rank failed; see {out / name / 'rank.log'}")
+    estimates = {r["model"]: r for r in json.loads(ranking.read_text())["ranking"]}
+    rows = {}
+    for candidate, extra in flags.items():
+        run_dir = out / name / ("no-flags" if candidate == "minilm" else f"fine-tune-{candidate.replace(':', '-')}")
+        fine = train_run(config, run_dir, extra, metric)
+        estimate = estimates[specs[candidate]]
+        rows[candidate] = {"logme": estimate["logme"], "probe": estimate["probe"], "rank_seconds": estimate["seconds"],
+                           **fine}
+    done = {c: r for c, r in rows.items() if isinstance(r.get("test"), float)}
+    tests = [done[c]["test"] for c in done]
+    result = {"candidates": rows,
+              "kendall_tau_logme": kendalltau([done[c]["logme"] for c in done], tests).statistic,
+              "kendall_tau_probe": kendalltau([done[c]["probe"] for c in done], tests).statistic}
+    rank_cost = sum(r["rank_seconds"] for r in rows.values())
+    tune_cost = sum(r.get("wall_seconds") or 0 for r in done.values())
+    result.update(rank_seconds=rank_cost, fine_tune_seconds=tune_cost,
+                  cost_ratio=rank_cost / tune_cost if tune_cost else None)
+    return result
+
+
+def part_auto(name: str, config: Path, out: Path, budget: str) -> dict:
+    data = yaml.safe_load(config.read_text())["data"]
+    target = out / name / "auto"
+    flags = [f"--{k.replace('_', '-')}={v if not isinstance(v, list) else ','.join(map(str, v))}"
+             for k, v in data.items() if k not in ("train", "validation", "test")]
+    files = [f for split in ("train", "validation", "test") if split in data for f in (f"--{split}", data[split])]
+    code, seconds = command(["auto", *files, *flags, "--time-budget", budget, "--output", str(target)],
+                            out / name / "auto.log")
+    if code != 0:
+        return {"error": f"exit {code}; see {out / name / 'auto.log'}", "wall_seconds": seconds}
+    report = json.loads((target / "auto-report.json").read_text())
+    return {"wall_seconds": seconds, "chosen": report.get("plan"), "result": report.get("result")}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", default="defaults,rank")
+    parser.add_argument("--sets", default="sst2,conll,agnews,stsb")
+    parser.add_argument("--rank-sets", default="sst2,conll,stsb")
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--time-budget", default="30m")
+    parser.add_argument("--output", type=Path, default=ROOT / "runs" / "bench-auto")
+    parser.add_argument("--json-out", type=Path, default=None)
+    args = parser.parse_args()
+    json_out = args.json_out or args.output / "auto.json"
+    results = json.loads(json_out.read_text()) if json_out.is_file() else {}
+    parts = args.parts.split(",")
+    for name in args.sets.split(","):
+        config = prepare(name, args.output)
+        if config is None:
+            continue
+        for part in parts:
+            if part == "defaults":
+                figures = part_defaults(name, config, args.output, args.trials)
+            elif part == "rank":
+                figures = part_rank(name, config, args.output) if name in args.rank_sets.split(",") else None
+            else:
+                figures = part_auto(name, config, args.output, args.time_budget)
+            if figures is not None:
+                results.setdefault(part, {})[name] = figures
+                print(json.dumps({part: {name: figures}}, indent=2, default=str), flush=True)
+                json_out.parent.mkdir(parents=True, exist_ok=True)
+                json_out.write_text(json.dumps(results, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
