@@ -12,86 +12,15 @@ from __future__ import annotations
 import argparse
 import types
 import typing
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from transferlm.config.flags import SELECTED, Flag, flag_name, run_flags, section_flags  # noqa: F401  (the CLI's names)
 from transferlm.config.load import parse_override, read_yaml
-from transferlm.config.schema import RunConfig
-from transferlm.config.selected import STRATEGY_SETTINGS, TASK_SETTINGS, StrategySettings, TaskSettings
-
-SELECTED = {"task": (TASK_SETTINGS, TaskSettings, "type"), "strategy": (STRATEGY_SETTINGS, StrategySettings, "name")}
-
-
-@dataclass(frozen=True)
-class Flag:
-    key: str  # dotted key of the config the command reads
-    flag: str
-    field: FieldInfo
-    owners: tuple[str, ...] = ()  # the tasks (strategies) whose settings have it; empty: every run has it
-
-    @property
-    def dest(self) -> str:
-        return "cfg__" + self.key.replace(".", "__")
-
-
-def flag_name(name: str, field: FieldInfo) -> str:
-    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-    return str(extra.get("flag") or "--" + name.replace("_", "-"))
-
-
-def section_flags(section: type[BaseModel], prefix: str = "", taken: Iterable[str] = ()) -> list[Flag]:
-    """Flags of a plain section (nested sections included); a name in ``taken`` gets the section's name in front
-    (``--curve-evaluations`` beside train's ``--evaluations``)."""
-    taken = set(taken)
-    flags = []
-    for name, field in section.model_fields.items():
-        key = f"{prefix}{name}"
-        nested = field.annotation
-        if isinstance(nested, type) and issubclass(nested, BaseModel):
-            flags += section_flags(nested, f"{key}.", taken)
-            continue
-        if isinstance(field.json_schema_extra, dict) and "flag" in field.json_schema_extra \
-                and field.json_schema_extra["flag"] is None:
-            continue  # set by transferlm, not by a user on the command line
-        flag = flag_name(name, field)
-        if flag in taken and prefix:
-            flag = f"--{prefix.rstrip('.').replace('.', '-').replace('_', '-')}-{flag[2:]}"
-        flags.append(Flag(key, flag, field))
-    return flags
-
-
-def _selected_flags(section: str) -> list[Flag]:
-    registry, base, name_key = SELECTED[section]
-    owners: dict[str, list[str]] = {}
-    fields: dict[str, FieldInfo] = {}
-    for owner in registry.names():
-        for name, field in registry.get(owner).model_fields.items():
-            if name != name_key:
-                owners.setdefault(name, []).append(owner)
-                fields.setdefault(name, field)
-    flags = [Flag(f"{section}.{name_key}", flag_name(name_key, base.model_fields[name_key]),
-                  base.model_fields[name_key])]
-    return flags + [Flag(f"{section}.{name}", flag_name(name, field), field, tuple(owners[name]))
-                    for name, field in fields.items()]
-
-
-def run_flags() -> list[Flag]:
-    """A flag for every key of the run config, of every registered task and strategy."""
-    flags: list[Flag] = []
-    for name, field in RunConfig.model_fields.items():
-        if name in SELECTED:
-            flags += _selected_flags(name)
-        elif isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
-            flags += section_flags(field.annotation, f"{name}.")
-        else:
-            flags.append(Flag(name, flag_name(name, field), field))
-    return flags
 
 
 def _choices(annotation: Any) -> list[str] | None:
