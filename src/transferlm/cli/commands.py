@@ -113,6 +113,21 @@ def cmd_rank(args) -> int:
     return 0
 
 
+def cmd_auto(args) -> int:
+    from transferlm.cli.flags import flag_overrides
+    from transferlm.cli.train_args import overrides_from_args
+    from transferlm.experiments.auto import auto, load_raw
+    from transferlm.experiments.config import AutoSettings, load_experiment_section
+
+    settings = load_experiment_section(args.config, "auto", flag_overrides(args, args.experiment_flags), AutoSettings)
+    report = auto(load_raw(args.config, overrides_from_args(args)), settings)
+    out = Path(report["plan"]["output"])
+    stem = "auto-plan" if settings.dry_run else "auto-report"
+    print((out / f"{stem}.md").read_text())
+    print(f"reports: {out}/{stem}.md, {stem}.html, {stem}.json")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from transferlm.evaluation.report import confusion_text, summary_lines, write_reports
     from transferlm.runs.predictor import load

@@ -22,7 +22,7 @@ def _settings_group(parser: argparse.ArgumentParser, cls, title: str = "settings
 
 
 def _add_experiment_commands(sub, chosen: dict) -> None:
-    from transferlm.experiments.config import CompareSettings, CurveSettings, RankSettings, TuneSettings
+    from transferlm.experiments.config import AutoSettings, CompareSettings, CurveSettings, RankSettings, TuneSettings
 
     taken = {f.flag for f in run_flags()}
     commands_and_sections = (
@@ -50,6 +50,15 @@ def _add_experiment_commands(sub, chosen: dict) -> None:
          "Score each of --models on the training data without training it: LogME (You et al., ICML 2021) and a "
          "cross-validated linear probe on its frozen features (mean-pooled for encoders, the last token for decoders, "
          "per token for ner and qa). Writes rank.md and rank.json into --output."),
+        ("auto", AutoSettings, commands.cmd_auto,
+         "Profile the data, choose model, strategy and budget, train, compare with the baseline; explain each step.",
+         "One command for a labelled file: infers the task (CoNLL columns: ner; SQuAD JSON: qa; text and a category: "
+         "classification; text and a number: regression), profiles the data (classes, imbalance, lengths, "
+         "duplicates, conflicting labels), ranks --models when several are given, chooses the strategy, class "
+         "weights and the number of steps that fits --time-budget (from a timed training step), trains and compares "
+         "against the task's no-transfer baseline. Settings you give are kept. Writes auto-report.md/.html/.json "
+         "with the evidence for every choice and a `transferlm train` line that reproduces the run. --dry-run "
+         "prints the plan and trains nothing."),
     )
     for name, cls, func, help_text, description in commands_and_sections:
         parser = sub.add_parser(name, help=help_text, description=description)

@@ -120,6 +120,20 @@ class RankSettings(Section):
     )
 
 
+class AutoSettings(Section):
+    time_budget: str = Field(
+        "30m", description="Wall time the whole job may take (90s, 30m, 2h): the plan's training steps are cut to fit "
+        "it, from a timed training step; a budget too small for any plan is an error."
+    )
+    models: Optional[list[str]] = Field(
+        None, description="Candidate models to rank (LogME on frozen features) before choosing one; null: model.name.",
+        json_schema_extra={"comma_separated": True},
+    )
+    tune: bool = Field(False, description="Also run a short tune (median pruning) when the budget holds at least "
+                       "5 runs; the best trial's settings train the final run.")
+    dry_run: bool = Field(False, description="Profile the data and print the plan; train nothing.")
+
+
 class ParameterRange(Section):
     """One tuned setting: a float or int range (optionally log-scaled) or a list of choices."""
 
@@ -170,6 +184,18 @@ class TuneSettings(Section):
     retrain_best: bool = Field(
         False, description="Train the best config into OUTPUT/best-run (and test it there, if a test split is given)."
     )
+
+
+def load_experiment_section(path: Path | None, section: str, overrides: list[tuple[str, Any]],
+                            settings_cls: type[Section]) -> Section:
+    """Only a command's own section (``auto:`` in the YAML, its flags), validated."""
+    extra = (read_yaml(path) if path else {}).get(section) or {}
+    for key, value in overrides:
+        set_dotted(extra, key[len(section) + 1:] if key.startswith(f"{section}.") else key, value)
+    try:
+        return settings_cls.model_validate(extra)
+    except ValidationError as e:
+        raise ConfigError([f"{section}.{p}" for p in format_validation_error(e, settings_cls)]) from None
 
 
 def load_experiment(

@@ -1,0 +1,316 @@
+"""``transferlm auto``: what a careful practitioner would do with a data file, each step explained.
+
+1. Profile: infer the task from the file (``experiments/profile.py``) and describe the training data.
+2. Choose: the model (``rank``, when several candidates are given), the strategy, class weights, and the budget,
+   from a timed training step and the recipe's epochs (``runs/recipes.py``), cut to fit ``--time-budget``;
+   optionally a short ``tune`` when the budget holds several runs.
+3. Train and ``compare`` against the task's no-transfer baseline in one experiment, so negative transfer shows.
+4. Report: auto-report.md/.html/.json with every choice and its evidence, the result beside the baseline, and the
+   ``transferlm train`` line that re-creates the trained run with explicit flags.
+
+``--dry-run`` stops after step 2 and trains nothing. Settings the user gives are kept, never overridden: the plan
+says so for each.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shlex
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transferlm.config.load import build_config, config_to_dict, read_yaml, set_dotted
+from transferlm.config.schema import RunConfig
+from transferlm.errors import ConfigError
+from transferlm.experiments.config import AutoSettings, CompareSettings, MemberConfig, RankSettings, TuneSettings
+from transferlm.experiments.profile import Inferred, infer_task, profile
+from transferlm.training.checkpoint import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+FEW_PER_CLASS = 16  # at most this many examples in the rarest class: contrastive pairs (bench/README.md, fewshot)
+IMBALANCE = 3.0  # the largest class this many times the smallest: class weights
+LARGE_DECODER = 500_000_000  # parameters above which a decoder trains with LoRA
+MIN_STEPS = 50  # the fewest optimizer steps a plan may have
+OVERHEAD_S = 60.0  # loading, encoding, the baseline and writing, besides training and evaluation
+TUNE_RUNS = 5  # a tune is planned only when the budget holds this many runs
+
+
+@dataclass
+class Choice:
+    key: str  # the config key chosen (or a step: model, budget)
+    value: Any
+    why: str
+    given: bool = False  # the user set it; kept as given
+
+
+@dataclass
+class Plan:
+    task: str
+    inferred: str
+    profile: dict[str, Any]
+    choices: list[Choice] = field(default_factory=list)
+    ranking: list[dict[str, Any]] | None = None
+    estimate: dict[str, float] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_budget(text: str | float | int) -> float:
+    """Seconds from 90, 90s, 30m, 1.5h."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smh]?)\s*", str(text))
+    if not match:
+        raise ConfigError(f"auto.time_budget: {text!r} is not a duration; write it as 90s, 30m or 2h")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+def _given(raw: dict[str, Any], key: str) -> bool:
+    data: Any = raw
+    for part in key.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return False
+        data = data[part]
+    return True
+
+
+def initial_config(raw: dict[str, Any]) -> tuple[RunConfig, Inferred]:
+    """The run config with the task inferred and columns guessed where the user named none."""
+    data = raw.get("data") or {}
+    if not data.get("train"):
+        raise ConfigError("auto: --train FILE is required: the labelled data to learn from")
+    given_task = (raw.get("task") or {}).get("type")
+    inferred = (Inferred(given_task, f"task.type {given_task} (given)") if given_task
+                else infer_task(Path(data["train"]), data))
+    if inferred.task == "adapt":
+        raise ConfigError(f"auto: {inferred.evidence}. auto plans supervised tasks; adapt a model to this text with "
+                          f"`transferlm adapt --train {data['train']} --output DIR`, then pass DIR as --model to "
+                          "auto or train on labelled data")
+    config = json.loads(json.dumps(raw, default=str))
+    set_dotted(config, "task.type", inferred.task)
+    for key, value in inferred.columns.items():
+        set_dotted(config, f"data.{key}", value)
+    config.setdefault("output", str(Path("runs") / f"auto-{Path(data['train']).stem}"))
+    return build_config(config), inferred
+
+
+def plan(raw: dict[str, Any], settings: AutoSettings) -> Plan:
+    """Steps 1 and 2: profile and choose (nothing is trained; ranking runs frozen features only)."""
+    from transferlm.models.load import load_tokenizer
+    from transferlm.models.resolve import resolve_model
+    from transferlm.runs.prepare import load_splits
+    from transferlm.tasks import build_task
+
+    config, inferred = initial_config(raw)
+    task = build_task(config.task, config.data)
+    splits = load_splits(config, task)
+    chosen = Plan(task.name, inferred.evidence, {})
+    for key, value in inferred.columns.items():
+        chosen.choices.append(Choice(f"data.{key}", value, f"guessed from the file's columns ({inferred.evidence})"))
+    config = _choose_model(config, raw, settings, chosen)
+    resolved = resolve_model(config.model.name)
+    chosen.profile = profile(task, splits.train, load_tokenizer(resolved.path))
+    chosen.profile["validation"] = {"examples": len(splits.validation), "source": splits.validation_source}
+    config = _choose_strategy(config, raw, chosen, resolved.path)
+    config = _choose_weights(config, raw, chosen)
+    config = _choose_budget(config, raw, settings, chosen, task, splits, resolved.path)
+    chosen.config = config_to_dict(config)
+    return chosen
+
+
+def _choose_model(config: RunConfig, raw: dict, settings: AutoSettings, chosen: Plan) -> RunConfig:
+    if not settings.models or len(settings.models) == 1:
+        name = settings.models[0] if settings.models else config.model.name
+        why = "the one candidate given" if settings.models else (
+            "given" if _given(raw, "model.name") else "the default model (pass --models A,B to rank candidates)")
+        chosen.choices.append(Choice("model.name", name, why, _given(raw, "model.name")))
+        return config.model_copy(update={"model": config.model.model_copy(update={"name": name})})
+    from transferlm.experiments.rank import rank
+
+    ranked = rank(config.model_copy(update={"output": str(Path(config.output) / "rank")}),
+                  RankSettings(models=settings.models))
+    chosen.ranking = [asdict(r) for r in ranked]
+    best = ranked[0]
+    others = ", ".join(f"{r.model} {r.logme:.3f}" for r in ranked[1:] if not r.error)
+    chosen.choices.append(Choice("model.name", best.model, f"highest LogME on frozen features ({best.logme:.3f}; "
+                                 f"{others}); {sum(r.seconds for r in ranked):.0f} s for the ranking"))
+    return config.model_copy(update={"model": config.model.model_copy(update={"name": best.model})})
+
+
+def _parameters(path: Path) -> int:
+    """The model's parameter count from its config, without loading weights."""
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    with torch.device("meta"):
+        model = AutoModel.from_config(AutoConfig.from_pretrained(path))
+    return sum(p.numel() for p in model.parameters())
+
+
+def _choose_strategy(config: RunConfig, raw: dict, chosen: Plan, path: Path) -> RunConfig:
+    from transferlm.config.selected import strategy_settings
+    from transferlm.models.resolve import model_kind
+
+    kind, params = model_kind(path), _parameters(path)
+    chosen.profile["model"] = {"kind": kind, "parameters": params}
+    if _given(raw, "strategy.name"):
+        chosen.choices.append(Choice("strategy.name", config.strategy.name, "given", True))
+        return config
+    fewest = chosen.profile.get("fewest_per_class")
+    if chosen.task == "classification" and kind == "encoder" and fewest is not None and fewest <= FEW_PER_CLASS:
+        name, why = "contrastive", (f"{fewest} examples in the rarest class (at most {FEW_PER_CLASS}): contrastive "
+                                    "pairs (SetFit-style) came first at 8 to 64 per class on AG News and SST-2 "
+                                    "(bench/README.md, fewshot)")
+    elif kind == "decoder" and params > LARGE_DECODER:
+        name, why = "lora", (f"a {params / 1e6:.0f}M-parameter decoder: LoRA trains under 1 % of the weights and "
+                             "keeps optimizer memory small")
+    else:
+        name, why = "full", (f"{chosen.profile['examples']:,} training examples on a {params / 1e6:.0f}M-parameter "
+                             f"{kind}: full fine-tuning (the best transfer at this size in bench/README.md's "
+                             "comparisons)")
+    chosen.choices.append(Choice("strategy.name", name, why))
+    return config.model_copy(update={"strategy": strategy_settings(name=name)})
+
+
+def _choose_weights(config: RunConfig, raw: dict, chosen: Plan) -> RunConfig:
+    imbalance = chosen.profile.get("imbalance")
+    if chosen.task != "classification" or imbalance is None or getattr(config.task, "multi_label", False):
+        return config
+    if _given(raw, "task.class_weights"):
+        chosen.choices.append(Choice("task.class_weights", config.task.class_weights, "given", True))
+        return config
+    if imbalance >= IMBALANCE:
+        chosen.choices.append(Choice("task.class_weights", "auto", f"the largest class is {imbalance:g} times the "
+                                     f"smallest (at least {IMBALANCE:g}): inverse-frequency class weights"))
+        return config.model_copy(update={"task": config.task.model_copy(update={"class_weights": "auto"})})
+    return config
+
+
+def _choose_budget(config, raw, settings, chosen: Plan, task, splits, path: Path) -> RunConfig:
+    """Time one training step, estimate the recipe's run, and cut its steps to fit the time budget."""
+    from transferlm.experiments.timing import step_seconds
+
+    budget = parse_budget(settings.time_budget)
+    step, steps, evaluations = step_seconds(config, task, splits, path)
+    per_evaluation = step / 3 * max(len(splits.validation) / config.train.batch_size, 1)
+    estimate = OVERHEAD_S + steps * step + evaluations * per_evaluation
+    chosen.estimate = {"seconds_per_step": round(step, 3), "steps": steps, "evaluations": evaluations,
+                       "seconds": round(estimate), "budget_seconds": budget}
+    smallest = OVERHEAD_S + MIN_STEPS * step + per_evaluation * 2
+    if smallest > budget:
+        raise ConfigError(f"auto: a time budget of {budget:.0f} s is too small for any plan: the smallest ({MIN_STEPS} "
+                          f"steps at {step:.2f} s a step, two evaluations) needs about {smallest:.0f} s; give "
+                          f"--time-budget {max(1, round(smallest * 1.5 / 60))}m or a smaller --model")
+    if _given(raw, "train.max_steps") or _given(raw, "train.epochs") or estimate <= budget:
+        why = (f"the recipe's {steps} steps at {step:.2f} s each (timed) with {evaluations} evaluations: about "
+               f"{estimate / 60:.1f} of the {budget / 60:.0f} minutes")
+        chosen.choices.append(Choice("train.epochs", config.train.epochs, why,
+                                     _given(raw, "train.epochs") or _given(raw, "train.max_steps")))
+        return config
+    fit = int((budget - OVERHEAD_S - evaluations * per_evaluation) / step)
+    chosen.estimate["steps"] = fit
+    chosen.estimate["seconds"] = round(OVERHEAD_S + fit * step + evaluations * per_evaluation)
+    chosen.choices.append(Choice("train.max_steps", fit, f"the recipe's {steps} steps would take about "
+                                 f"{estimate / 60:.1f} minutes at {step:.2f} s a step (timed); {fit} fit the "
+                                 f"{budget / 60:.0f}-minute budget"))
+    return config.model_copy(update={"train": config.train.model_copy(update={"max_steps": fit})})
+
+
+def auto(raw: dict[str, Any], settings: AutoSettings) -> dict[str, Any]:
+    """Plan, and unless ``settings.dry_run``, tune (optional), train and compare; returns the report (also written
+    to auto-report.json/.md/.html in the output directory)."""
+    started = time.time()
+    chosen = plan(raw, settings)
+    out = Path(chosen.config["output"])
+    out.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {"plan": _plan_json(chosen), "dry_run": settings.dry_run}
+    if settings.dry_run:
+        _write(out, report, "auto-plan")
+        return report
+    config = build_config(chosen.config)
+    overrides = _member_overrides(chosen)
+    if settings.tune:
+        overrides.update(_tune(config, chosen, settings, overrides, started))
+        report["plan"] = _plan_json(chosen)
+    report["result"] = _train_and_compare(config, overrides, chosen)
+    report["wall_seconds"] = round(time.time() - started, 1)
+    _write(out, report, "auto-report")
+    return report
+
+
+def _member_overrides(chosen: Plan) -> dict[str, Any]:
+    keys = ("train.max_steps", "task.class_weights")
+    return {c.key: c.value for c in chosen.choices if c.key in keys and not c.given}
+
+
+def _tune(config: RunConfig, chosen: Plan, settings: AutoSettings, overrides: dict, started: float) -> dict:
+    from transferlm.experiments.tune import tune
+
+    budget = parse_budget(settings.time_budget) - (time.time() - started)
+    run = chosen.estimate["seconds"]
+    if budget < TUNE_RUNS * run:
+        chosen.choices.append(Choice("tune", "skipped", f"one run takes about {run / 60:.1f} minutes; the "
+                                     f"{budget / 60:.0f} minutes left hold fewer than {TUNE_RUNS} runs"))
+        return {}
+    trials = min(20, int(0.6 * budget / run))
+    tuned_config = build_config({**config_to_dict(config), **{"output": str(Path(config.output) / "tune")}})
+    for key, value in overrides.items():
+        data = config_to_dict(tuned_config)
+        set_dotted(data, key, value)
+        tuned_config = build_config(data)
+    report = tune(tuned_config, TuneSettings(trials=trials, timeout=0.6 * budget))
+    params = report["best"]["params"]
+    chosen.choices.append(Choice("tune", params, f"{trials} trials planned in 60 % of the {budget / 60:.0f} "
+                                 f"minutes left; best validation {report['best']['validation']:.4f}"))
+    return params
+
+
+def _train_and_compare(config: RunConfig, overrides: dict[str, Any], chosen: Plan) -> dict[str, Any]:
+    from transferlm.experiments.compare import compare
+    from transferlm.tasks import build_task
+
+    task = build_task(config.task, config.data)
+    member = MemberConfig(name=config.strategy.name, label=f"auto ({config.strategy.name})", set=overrides)
+    baselines = [MemberConfig(name=task.baselines[-1])] if task.baselines else []
+    compared = config.model_copy(update={"output": str(Path(config.output) / "compare")})
+    report = compare(compared, CompareSettings(members=[member, *baselines], seeds=[config.train.seed]),
+                     overwrite=True)
+    rows = {row["title"]: row for row in report["members"]}
+    trained = rows[member.title]
+    run_dir = Path(trained["runs"][0]["run_dir"])
+    saved = build_config(read_yaml(run_dir / "transferlm.yaml"))
+    from transferlm.config.flags import command_line
+
+    return {"metric": report["metric"], "split": report["split"], "run_dir": str(run_dir),
+            "members": {title: {"value": row.get("summary", {}).get("mean"), "kind": row["kind"],
+                                "verdict": (row.get("verdict") or {}).get("words")} for title, row in rows.items()},
+            "negative_transfer": report["negative_transfer"],
+            "reproduce": shlex.join(command_line(saved))}
+
+
+def _plan_json(chosen: Plan) -> dict[str, Any]:
+    return {"output": chosen.config["output"], "task": chosen.task, "inferred": chosen.inferred,
+            "profile": chosen.profile, "config": chosen.config,
+            "choices": [asdict(c) for c in chosen.choices], "ranking": chosen.ranking, "estimate": chosen.estimate}
+
+
+def _write(out: Path, report: dict[str, Any], stem: str) -> None:
+    from transferlm.experiments.auto_report import report_html, report_markdown
+
+    atomic_write_text(out / f"{stem}.json", json.dumps(report, indent=2, default=str))
+    markdown = report_markdown(report)
+    atomic_write_text(out / f"{stem}.md", markdown)
+    atomic_write_text(out / f"{stem}.html", report_html(report))
+    log.info("auto: %s written to %s", stem, out)
+
+
+def load_raw(path: Path | None, overrides: list[tuple[str, Any]]) -> dict[str, Any]:
+    """The user's settings as given (a YAML and flags), before any default: what auto must keep."""
+    raw = read_yaml(path) if path else {}
+    raw.pop("auto", None)
+    for key, value in overrides:
+        set_dotted(raw, key, value)
+    return raw
+

@@ -1,0 +1,58 @@
+"""How long a planned run takes, from one timed training step on this machine (``transferlm auto``'s budget)."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from pathlib import Path
+
+from transferlm.config.schema import RunConfig
+
+TIMED_STEPS = 2  # the first step pays for allocation; the faster of the two is kept
+
+
+def step_seconds(config: RunConfig, task, splits, path: Path) -> tuple[float, int, int]:
+    """(seconds per optimizer step, optimizer steps, evaluations) of ``config`` trained on ``splits``: the step is
+    timed (forward, backward, update) on a batch drawn from the training data, then scaled to a length-grouped
+    batch of average length (the attention's quadratic share is ignored); the steps and evaluations are
+    what ``train.epochs``/``train.lr`` auto (``runs/recipes.py``) or the given settings make of the data."""
+    import torch
+
+    from transferlm.models.load import load_tokenizer, quiet_loading
+    from transferlm.models.resolve import model_kind
+    from transferlm.runs.lengths import resolve_max_length
+    from transferlm.runs.recipes import auto_recipe
+    from transferlm.strategies import build_strategy
+
+    tokenizer = load_tokenizer(path)
+    config = resolve_max_length(config, task, tokenizer, path, splits.train)
+    strategy = build_strategy(config.strategy)
+    size = config.train.batch_size
+    sample = random.Random(config.train.seed).sample(splits.train, min(len(splits.train), 2 * size))
+    features = task.encode(tokenizer, sample, config.model.max_length)
+    with quiet_loading():
+        model = strategy.apply(task.build_model(path, tokenizer), task).train()
+    batch = task.training_collate(features.items[:size], tokenizer.pad_token_id)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=1e-6)
+    times = []
+    for _ in range(TIMED_STEPS):
+        began = time.perf_counter()
+        task.loss(model(**task.model_inputs(batch)), batch).total.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        times.append(time.perf_counter() - began)
+    # Training groups similar lengths into a batch (little padding): a step costs about the timed one scaled from
+    # the timed batch's padded tokens to a batch of average length.
+    timed = features.lengths[:size]
+    scale = (sum(features.lengths) / len(features.lengths)) / max(timed) if config.train.group_by_length else 1.0
+    items = len(splits.train) * len(features.items) / max(len(sample), 1)
+    items *= getattr(config.strategy, "pairs_per_example", 1)  # contrastive trains on pairs of examples
+    per_epoch = math.ceil(items / (size * config.train.grad_accum))
+    recipe = auto_recipe(task.name, strategy, model_kind(path), len(splits.train))
+    epochs = strategy.auto_epochs(per_epoch, recipe.budget) if config.train.epochs == "auto" else config.train.epochs
+    steps = config.train.max_steps or max(math.ceil(epochs * per_epoch), config.train.min_steps or 0)
+    evaluations = config.train.evaluations or (math.ceil(epochs) if config.train.eval_every == "epoch" else
+                                               max(steps // config.train.eval_every, 1))
+    return min(times) * scale, steps, evaluations
