@@ -111,8 +111,10 @@ def plan(raw: dict[str, Any], settings: AutoSettings) -> Plan:
         chosen.choices.append(Choice(f"data.{key}", value, f"guessed from the file's columns ({inferred.evidence})"))
     config = _choose_model(config, raw, settings, chosen)
     resolved = resolve_model(config.model.name)
-    chosen.profile = profile(task, splits.train, load_tokenizer(resolved.path))
+    tokenizer = load_tokenizer(resolved.path)
+    chosen.profile = profile(task, splits.train, tokenizer)
     chosen.profile["validation"] = {"examples": len(splits.validation), "source": splits.validation_source}
+    config = _choose_length(config, raw, chosen, task, tokenizer, resolved.path, splits.train)
     config = _choose_strategy(config, raw, chosen, resolved.path)
     config = _choose_weights(config, raw, chosen)
     config = _choose_budget(config, raw, settings, chosen, task, splits, resolved.path)
@@ -137,6 +139,27 @@ def _choose_model(config: RunConfig, raw: dict, settings: AutoSettings, chosen: 
     chosen.choices.append(Choice("model.name", best.model, f"highest LogME on frozen features ({best.logme:.3f}; "
                                  f"{others}); {sum(r.seconds for r in ranked):.0f} s for the ranking"))
     return config.model_copy(update={"model": config.model.model_copy(update={"name": best.model})})
+
+
+def _choose_length(config: RunConfig, raw: dict, chosen: Plan, task, tokenizer, path: Path, train) -> RunConfig:
+    """model.max_length from the training inputs' lengths (the rule of ``max_length: auto``), said in the plan."""
+    from transferlm.runs.lengths import resolve_max_length
+
+    resolved = resolve_max_length(config, task, tokenizer, path, train)
+    length, tokens = resolved.model.max_length, chosen.profile.get("tokens")
+    if _given(raw, "model.max_length"):
+        chosen.choices.append(Choice("model.max_length", config.model.max_length, "given", True))
+    elif tokens is None:
+        chosen.choices.append(Choice("model.max_length", length, f"task {task.name} reads its inputs in windows of "
+                                     "this many tokens"))
+    else:
+        longer = tokens["p95"] > length
+        mode = getattr(config.task, "long_inputs", None)
+        why = (f"95 % of training inputs fit in {tokens['p95']} tokens" if not longer else
+               f"95 % of training inputs need {tokens['p95']} tokens, more than the {length} chosen; longer inputs "
+               f"are read as task.long_inputs {mode} says")
+        chosen.choices.append(Choice("model.max_length", length, why))
+    return resolved
 
 
 def _parameters(path: Path) -> int:

@@ -1,0 +1,246 @@
+"""Issue 23: LogME and `rank`, task-aware recipes, task inference, `auto`'s plan, dry run, report and reproduce line."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import ner_rows, qa_rows, sentiment_rows, write_csv, write_jsonl
+from transferlm.cli.main import build_parser, main
+from transferlm.cli.train_args import config_from_args
+from transferlm.config.flags import command_line
+from transferlm.config.load import build_config, config_to_dict
+from transferlm.errors import ConfigError, DataError
+from transferlm.evaluation.logme import logme
+from transferlm.experiments import auto as auto_module
+from transferlm.experiments.auto import Plan, _choose_strategy, _choose_weights, auto, parse_budget, plan
+from transferlm.experiments.config import AutoSettings, RankSettings
+from transferlm.experiments.profile import infer_task
+from transferlm.experiments.rank import rank
+from transferlm.runs.recipes import RULES, auto_recipe
+from transferlm.strategies import build_strategy
+from transferlm.strategies.base import DEFAULT_BUDGET
+
+
+# --- LogME ---
+def test_logme_ranks_features_by_how_well_they_separate_the_classes():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 600)
+    centres = rng.normal(size=(3, 32))
+    scores = [logme(rng.normal(size=(600, 32)) + gap * centres[labels], labels) for gap in (0.0, 0.3, 1.0, 3.0)]
+    assert scores == sorted(scores) and scores[-1] - scores[0] > 1
+
+
+def test_logme_ranks_regression_features_by_their_noise():
+    rng = np.random.default_rng(1)
+    target = rng.normal(size=500)
+    scores = [logme(np.c_[target + noise * rng.normal(size=500), rng.normal(size=(500, 8))], target, regression=True)
+              for noise in (5.0, 1.0, 0.1)]
+    assert scores == sorted(scores)
+
+
+def test_logme_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="one target per row"):
+        logme(np.zeros((5, 3)), np.zeros(4))
+
+
+# --- rank ---
+def test_rank_puts_the_pretrained_model_above_its_random_initialisation(tiny_model_dir, tmp_path):
+    train = write_csv(tmp_path / "train.csv", sentiment_rows(60, seed=1))
+    config = build_config({"data": {"train": str(train)}, "model": {"name": str(tiny_model_dir), "max_length": 32},
+                           "output": str(tmp_path / "rank")})
+    ranked = rank(config, RankSettings(models=[str(tiny_model_dir), f"random:{tiny_model_dir}", "no-such-model-x"]))
+    assert [r.error is None for r in ranked] == [True, True, False]  # the failed candidate is listed last
+    assert all(r.examples == 60 and r.targets == 60 and r.seconds > 0 for r in ranked[:2])
+    assert "mean of token states" in ranked[0].features
+    report = json.loads((tmp_path / "rank" / "rank.json").read_text())
+    assert [r["model"] for r in report["ranking"]] == [r.model for r in ranked]
+    assert "| 1 |" in (tmp_path / "rank" / "rank.md").read_text()
+
+
+@pytest.mark.parametrize("task", ["ner", "regression", "qa"])
+def test_rank_probes_every_labelled_task(task, tiny_model_dir, tmp_path):
+    if task == "ner":
+        train, data = write_jsonl(tmp_path / "train.jsonl", ner_rows(20, seed=1)), {}
+    elif task == "qa":
+        train, data = write_jsonl(tmp_path / "train.jsonl", qa_rows(20, seed=1)), {}
+    else:
+        rows = [{"text": r["text"], "label": float(i % 7)} for i, r in enumerate(sentiment_rows(30, seed=2))]
+        train, data = write_csv(tmp_path / "train.csv", rows), {}
+    config = build_config({"task": {"type": task}, "data": {"train": str(train), **data},
+                           "model": {"name": str(tiny_model_dir), "max_length": 64}, "output": str(tmp_path / "r")})
+    (ranked,) = rank(config, RankSettings(models=[str(tiny_model_dir)]))
+    assert ranked.error is None and np.isfinite(ranked.logme) and np.isfinite(ranked.probe)
+    assert ranked.probe_metric == ("r2" if task == "regression" else "accuracy")
+    if task != "regression":
+        assert ranked.targets > ranked.examples and "token states" in ranked.features  # one target per token
+
+
+def test_rank_scores_a_decoder_on_its_last_token(tiny_llama_dir, tmp_path):
+    train = write_csv(tmp_path / "train.csv", sentiment_rows(30, seed=1))
+    config = build_config({"data": {"train": str(train)}, "model": {"name": str(tiny_llama_dir), "max_length": 32},
+                           "output": str(tmp_path / "r")})
+    (ranked,) = rank(config, RankSettings(models=[str(tiny_llama_dir)]))
+    assert ranked.kind == "decoder" and "last-token state" in ranked.features
+
+
+def test_rank_cli_splits_models_at_commas(tiny_model_dir, tmp_path, capsys):
+    train = write_csv(tmp_path / "train.csv", sentiment_rows(30, seed=1))
+    code = main(["rank", "--train", str(train), "--models", f"{tiny_model_dir},random:{tiny_model_dir}",
+                 "--max-length", "32", "--output", str(tmp_path / "r")])
+    assert code == 0
+    assert len(json.loads((tmp_path / "r" / "rank.json").read_text())["ranking"]) == 2
+    assert "Model ranking" in capsys.readouterr().out
+
+
+# --- recipes ---
+def test_the_recipe_depends_on_the_task_and_says_why():
+    full = build_strategy(build_config({"data": {"train": "x.csv"}, "output": "o"}).strategy)
+    ner = auto_recipe("ner", full, "encoder", 1000)
+    assert ner.lr == 1e-4 and "CoNLL" in ner.because
+    plain = auto_recipe("classification", full, "encoder", 600)
+    assert plain.lr == full.default_lr and plain.budget == DEFAULT_BUDGET and "default" in plain.because
+    assert auto_recipe("ner", full, "decoder", 1000).lr == full.default_lr  # the rule is for encoders
+    assert all(rule.evidence for rule in RULES)
+
+
+def test_a_ner_run_with_no_training_flags_uses_the_ner_rate(tiny_model_dir, tmp_path):
+    import transferlm
+
+    train = write_jsonl(tmp_path / "train.jsonl", ner_rows(16, seed=1))
+    config = {"task": {"type": "ner"}, "data": {"train": str(train), "validation": str(train)},
+              "model": {"name": str(tiny_model_dir), "max_length": 32},
+              "train": {"max_steps": 2, "progress": False}, "output": str(tmp_path / "run")}
+    result = transferlm.train(config)
+    saved = build_config(yaml.safe_load((result.run_dir / "transferlm.yaml").read_text()))
+    assert saved.train.lr == 1e-4
+
+
+# --- task inference ---
+def test_task_inference_on_each_format(tmp_path):
+    write_csv(tmp_path / "cls.csv", sentiment_rows(10, seed=1))
+    write_csv(tmp_path / "reg.csv", [{"sentence": "a b c", "score": 0.5 * i} for i in range(10)])
+    (tmp_path / "tags.txt").write_text("EU B-ORG\nrejects O\nGerman B-MISC\n\nPeter B-PER\nBlackburn I-PER\n")
+    (tmp_path / "tags.conll").write_text("x O\n")
+    (tmp_path / "prose.txt").write_text("A paragraph of plain prose.\n\nAnother one follows here.\n")
+    (tmp_path / "squad.json").write_text(json.dumps({"data": [{"title": "t", "paragraphs": [
+        {"context": "c", "qas": [{"id": "1", "question": "q", "answers": []}]}]}]}))
+    write_jsonl(tmp_path / "ner.jsonl", ner_rows(3, seed=1))
+    write_jsonl(tmp_path / "qa.jsonl", qa_rows(3, seed=1))
+    write_csv(tmp_path / "text-only.csv", [{"text": "just text"}, {"text": "more text"}])
+    expected = {"cls.csv": "classification", "reg.csv": "regression", "tags.txt": "ner", "tags.conll": "ner",
+                "prose.txt": "adapt", "squad.json": "qa", "ner.jsonl": "ner", "qa.jsonl": "qa",
+                "text-only.csv": "adapt"}
+    for name, task in expected.items():
+        inferred = infer_task(tmp_path / name, {})
+        assert inferred.task == task, (name, inferred)
+        assert inferred.evidence
+    assert infer_task(tmp_path / "reg.csv", {}).columns == {"text_column": "sentence", "label_column": "score"}
+
+
+def test_task_inference_errors_name_the_fix(tmp_path):
+    (tmp_path / "data.xml").write_text("<x/>")
+    (tmp_path / "other.json").write_text('{"rows": []}')
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="pass --task"):
+        infer_task(tmp_path / "data.xml", {})
+    with pytest.raises(ConfigError, match="jsonl"):
+        infer_task(tmp_path / "other.json", {})
+    with pytest.raises(DataError, match="not readable JSON"):
+        infer_task(tmp_path / "broken.json", {})
+    with pytest.raises(DataError, match="file not found"):
+        infer_task(tmp_path / "missing.csv", {})
+
+
+# --- the plan ---
+def _plan(task: str, **profile) -> Plan:
+    return Plan(task, "", {"examples": 100, **profile})
+
+
+def test_few_labels_per_class_choose_contrastive_and_imbalance_class_weights(tiny_model_dir):
+    config = build_config({"data": {"train": "x.csv"}, "output": "o"})
+    few = _plan("classification", fewest_per_class=8, imbalance=1.0)
+    assert _choose_strategy(config, {}, few, tiny_model_dir).strategy.name == "contrastive"
+    many = _plan("classification", fewest_per_class=500, imbalance=5.0)
+    assert _choose_strategy(config, {}, many, tiny_model_dir).strategy.name == "full"
+    weighted = _choose_weights(config, {}, many)
+    assert weighted.task.class_weights == "auto" and "5 times" in many.choices[-1].why
+    kept = _plan("classification", fewest_per_class=8, imbalance=5.0)
+    given = {"strategy": {"name": "lora"}, "task": {"class_weights": "none"}}
+    assert _choose_strategy(config, given, kept, tiny_model_dir) is config
+    assert _choose_weights(config, given, kept) is config
+    assert all(c.given for c in kept.choices)
+
+
+def test_a_large_decoder_trains_with_lora(tiny_llama_dir, monkeypatch):
+    monkeypatch.setattr(auto_module, "_parameters", lambda path: 1_700_000_000)
+    config = build_config({"data": {"train": "x.csv"}, "output": "o"})
+    chosen = _plan("classification", fewest_per_class=500, imbalance=1.0)
+    assert _choose_strategy(config, {}, chosen, tiny_llama_dir).strategy.name == "lora"
+    assert "1700M-parameter decoder" in chosen.choices[-1].why
+
+
+def test_time_budgets_parse_and_a_budget_too_small_is_refused(tiny_model_dir, tmp_path):
+    assert [parse_budget(t) for t in ("90", "90s", "30m", "1.5h")] == [90, 90, 1800, 5400]
+    with pytest.raises(ConfigError, match="90s, 30m or 2h"):
+        parse_budget("soon")
+    train = write_csv(tmp_path / "train.csv", sentiment_rows(40, seed=1))
+    raw = {"data": {"train": str(train)}, "model": {"name": str(tiny_model_dir)}, "output": str(tmp_path / "a")}
+    with pytest.raises(ConfigError, match="too small for any plan.*--time-budget"):
+        plan(raw, AutoSettings(time_budget="5s"))
+
+
+def test_text_only_data_is_sent_to_adapt(tmp_path):
+    (tmp_path / "prose.txt").write_text("Some prose.\n\nMore prose.\n")
+    with pytest.raises(ConfigError, match="transferlm adapt --train"):
+        plan({"data": {"train": str(tmp_path / "prose.txt")}}, AutoSettings())
+
+
+# --- dry run, the whole job, and the reproduce line ---
+def test_dry_run_profiles_and_plans_but_trains_nothing(tiny_model_dir, tmp_path, capsys):
+    rows = sentiment_rows(40, seed=1) + [{"text": "a repeated line", "label": "pos"},
+                                          {"text": "A repeated line", "label": "neg"}]
+    train = write_csv(tmp_path / "train.csv", rows)
+    out = tmp_path / "auto"
+    code = main(["auto", "--train", str(train), "--model", str(tiny_model_dir), "--dry-run", "--output", str(out)])
+    assert code == 0
+    report = json.loads((out / "auto-plan.json").read_text())
+    assert report["dry_run"] and "result" not in report
+    profile = report["plan"]["profile"]
+    assert profile["duplicate_texts"] == 1 and profile["conflicting_labels"] == 1
+    assert {c["key"] for c in report["plan"]["choices"]} >= {"model.name", "strategy.name", "model.max_length"}
+    assert sorted(p.name for p in out.iterdir()) == ["auto-plan.html", "auto-plan.json", "auto-plan.md"]
+    assert "Nothing was trained" in capsys.readouterr().out
+
+
+def test_auto_trains_compares_and_reproduces_the_run(tiny_model_dir, tmp_path):
+    train = write_csv(tmp_path / "train.csv", sentiment_rows(40, seed=1))
+    test = write_csv(tmp_path / "test.csv", sentiment_rows(12, seed=3))
+    raw = {"data": {"train": str(train), "test": str(test)}, "model": {"name": str(tiny_model_dir)},
+           "train": {"max_steps": 4, "progress": False}, "output": str(tmp_path / "auto")}
+    report = auto(raw, AutoSettings(time_budget="20m"))
+    result = report["result"]
+    assert set(result["members"]) == {"auto (full)", "tfidf"} and result["split"] == "test"
+    assert (tmp_path / "auto" / "auto-report.md").read_text().count("## ") >= 4
+    words = shlex.split(result["reproduce"])
+    args = build_parser(words[1:]).parse_args(words[1:])
+    saved = build_config(yaml.safe_load((Path(result["run_dir"]) / "transferlm.yaml").read_text()))
+    assert config_to_dict(config_from_args(args)) == config_to_dict(saved)
+
+
+def test_command_line_round_trips_settings_of_every_kind(tmp_path):
+    config = build_config({
+        "task": {"type": "regression"},
+        "data": {"train": str(tmp_path / "x.tsv"), "format": "tsv", "header": False, "text_column": 5,
+                 "text_pair_column": 6, "label_column": 4, "quoting": False},
+        "train": {"lr": 5e-5, "epochs": 12.0, "report_to": ["tensorboard"], "max_grad_norm": None},
+        "model": {"max_length": 64}, "output": str(tmp_path / "run")})
+    words = command_line(config)
+    assert words[:2] == ["transferlm", "train"] and "--no-header" in words and "--set" not in words
+    args = build_parser(words[1:]).parse_args(words[1:])
+    assert config_to_dict(config_from_args(args)) == config_to_dict(config)
