@@ -165,7 +165,8 @@ def _plan(task: str, **profile) -> Plan:
 def test_few_labels_per_class_choose_contrastive_and_imbalance_class_weights(tiny_model_dir):
     config = build_config({"data": {"train": "x.csv"}, "output": "o"})
     few = _plan("classification", fewest_per_class=8, imbalance=1.0)
-    assert _choose_strategy(config, {}, few, tiny_model_dir).strategy.name == "contrastive"
+    contrastive = _choose_strategy(config, {}, few, tiny_model_dir)
+    assert contrastive.strategy.name == "contrastive" and contrastive.task.pooling == "mean"
     many = _plan("classification", fewest_per_class=500, imbalance=5.0)
     assert _choose_strategy(config, {}, many, tiny_model_dir).strategy.name == "full"
     weighted = _choose_weights(config, {}, many)
@@ -244,3 +245,16 @@ def test_command_line_round_trips_settings_of_every_kind(tmp_path):
     assert words[:2] == ["transferlm", "train"] and "--no-header" in words and "--set" not in words
     args = build_parser(words[1:]).parse_args(words[1:])
     assert config_to_dict(config_from_args(args)) == config_to_dict(config)
+
+
+def test_rank_and_auto_from_python(tiny_model_dir, tmp_path):
+    import transferlm
+
+    train = write_csv(tmp_path / "train.csv", sentiment_rows(30, seed=1))
+    base = {"data": {"train": str(train)}, "model": {"name": str(tiny_model_dir), "max_length": 32}}
+    ranked = transferlm.rank({**base, "output": str(tmp_path / "rank")}, models=[str(tiny_model_dir)])
+    assert list(ranked.table["model"]) == [str(tiny_model_dir)] and ranked.report["by"] == "logme"
+    planned = transferlm.auto({**base, "output": str(tmp_path / "auto")}, dry_run=True)
+    assert planned["dry_run"] and planned["plan"]["task"] == "classification"
+    with pytest.raises(ConfigError, match="time_budget"):
+        transferlm.auto({**base, "output": str(tmp_path / "auto")}, time_budget=[1])

@@ -50,7 +50,8 @@ def adapt(config: RunConfig | dict, resume: bool = False, overwrite: bool = Fals
         return _train(adapt_config(data), resume=resume, overwrite=overwrite)
 
 
-_API = ("compare", "curve", "tune", "inspect", "export", "serve", "push", "ExperimentResult", "InspectResult")
+_API = ("compare", "curve", "tune", "rank", "auto", "inspect", "export", "serve", "push", "ExperimentResult",
+        "InspectResult")
 
 
 def __getattr__(name: str):

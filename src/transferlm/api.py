@@ -4,7 +4,8 @@ these functions."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -181,6 +182,40 @@ def serve(run: str | Path, settings: Any = None, **values: Any):
         return create_app(Path(run), settings_of(ServeSettings, settings, **values))
 
 
+def rank(config: RunConfig | dict | str | Path, settings: Any = None, **values: Any) -> ExperimentResult:
+    """``transferlm rank``: candidate models scored on the training data from frozen features (LogME and a linear
+    probe), best first, without training any; ``models=["minilm", "smollm2"]``."""
+    import pandas as pd
+
+    from transferlm.experiments.config import RankSettings
+    from transferlm.experiments.rank import rank as _rank
+    from transferlm.models.load import quiet_loading
+
+    run, section = run_config(config, "rank")
+    chosen = settings_of(RankSettings, settings if settings is not None else section, **values)
+    with quiet_loading():
+        ranked = _rank(run, chosen)
+    out = Path(run.output)
+    report = json.loads((out / "rank.json").read_text())
+    return ExperimentResult("rank", out, report, pd.DataFrame([asdict(r) for r in ranked]))
+
+
+def auto(config: dict | str | Path, settings: Any = None, **values: Any) -> dict[str, Any]:
+    """``transferlm auto``: profile the data, plan, train and compare against the baseline (``dry_run=True``: plan
+    only). ``config``: the settings you fix (a dict or YAML with at least ``data.train``); everything else is
+    chosen, and the returned report (auto-report.json) says why."""
+    from transferlm.experiments.auto import auto as _auto
+    from transferlm.experiments.auto import load_raw
+    from transferlm.experiments.config import AutoSettings
+    from transferlm.models.load import quiet_loading
+
+    raw = load_raw(Path(config), []) if isinstance(config, (str, Path)) else dict(config)
+    section = raw.pop("auto", None)
+    chosen = settings_of(AutoSettings, settings if settings is not None else section, **values)
+    with quiet_loading():
+        return _auto(raw, chosen)
+
+
 def push(run: str | Path, repo: str, private: bool = False, message: str | None = None):
     """``transferlm push``: upload the run's model files and card to the Hub repository ``repo``."""
     from transferlm.runs.push import push as _push
@@ -188,6 +223,6 @@ def push(run: str | Path, repo: str, private: bool = False, message: str | None 
     return _push(Path(run), repo, private=private, message=message)
 
 
-__all__ = ["ExperimentResult", "InspectResult", "compare", "curve", "export", "inspect", "push", "run_config",
-           "serve", "settings_of", "tune"]
+__all__ = ["ExperimentResult", "InspectResult", "auto", "compare", "curve", "export", "inspect", "push", "rank",
+           "run_config", "serve", "settings_of", "tune"]
 

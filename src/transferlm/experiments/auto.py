@@ -117,7 +117,7 @@ def plan(raw: dict[str, Any], settings: AutoSettings) -> Plan:
     config = _choose_length(config, raw, chosen, task, tokenizer, resolved.path, splits.train)
     config = _choose_strategy(config, raw, chosen, resolved.path)
     config = _choose_weights(config, raw, chosen)
-    config = _choose_budget(config, raw, settings, chosen, task, splits, resolved.path)
+    config = _choose_budget(config, raw, settings, chosen, splits, resolved.path)
     chosen.config = config_to_dict(config)
     return chosen
 
@@ -182,7 +182,9 @@ def _choose_strategy(config: RunConfig, raw: dict, chosen: Plan, path: Path) -> 
         chosen.choices.append(Choice("strategy.name", config.strategy.name, "given", True))
         return config
     fewest = chosen.profile.get("fewest_per_class")
-    if chosen.task == "classification" and kind == "encoder" and fewest is not None and fewest <= FEW_PER_CLASS:
+    pooling_kept = _given(raw, "task.pooling") and getattr(config.task, "pooling", "mean") != "mean"
+    if (chosen.task == "classification" and kind == "encoder" and fewest is not None and fewest <= FEW_PER_CLASS
+            and not pooling_kept):
         name, why = "contrastive", (f"{fewest} examples in the rarest class (at most {FEW_PER_CLASS}): contrastive "
                                     "pairs (SetFit-style) came first at 8 to 64 per class on AG News and SST-2 "
                                     "(bench/README.md, fewshot)")
@@ -194,7 +196,13 @@ def _choose_strategy(config: RunConfig, raw: dict, chosen: Plan, path: Path) -> 
                              f"{kind}: full fine-tuning (the best transfer at this size in bench/README.md's "
                              "comparisons)")
     chosen.choices.append(Choice("strategy.name", name, why))
-    return config.model_copy(update={"strategy": strategy_settings(name=name)})
+    config = config.model_copy(update={"strategy": strategy_settings(name=name)})
+    if name == "contrastive" and getattr(config.task, "pooling", None) != "mean":
+        # contrastive trains mean-pooled sentence embeddings and fits its head on them
+        chosen.choices.append(Choice("task.pooling", "mean", "contrastive trains and reads mean-pooled sentence "
+                                     "embeddings"))
+        config = config.model_copy(update={"task": config.task.model_copy(update={"pooling": "mean"})})
+    return config
 
 
 def _choose_weights(config: RunConfig, raw: dict, chosen: Plan) -> RunConfig:
@@ -211,12 +219,12 @@ def _choose_weights(config: RunConfig, raw: dict, chosen: Plan) -> RunConfig:
     return config
 
 
-def _choose_budget(config, raw, settings, chosen: Plan, task, splits, path: Path) -> RunConfig:
+def _choose_budget(config, raw, settings, chosen: Plan, splits, path: Path) -> RunConfig:
     """Time one training step, estimate the recipe's run, and cut its steps to fit the time budget."""
     from transferlm.experiments.timing import step_seconds
 
     budget = parse_budget(settings.time_budget)
-    step, steps, evaluations = step_seconds(config, task, splits, path)
+    step, steps, evaluations = step_seconds(config, splits, path)
     per_evaluation = step / 3 * max(len(splits.validation) / config.train.batch_size, 1)
     estimate = OVERHEAD_S + steps * step + evaluations * per_evaluation
     chosen.estimate = {"seconds_per_step": round(step, 3), "steps": steps, "evaluations": evaluations,
@@ -264,7 +272,7 @@ def auto(raw: dict[str, Any], settings: AutoSettings) -> dict[str, Any]:
 
 
 def _member_overrides(chosen: Plan) -> dict[str, Any]:
-    keys = ("train.max_steps", "task.class_weights")
+    keys = ("train.max_steps", "task.class_weights", "task.pooling")
     return {c.key: c.value for c in chosen.choices if c.key in keys and not c.given}
 
 

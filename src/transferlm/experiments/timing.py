@@ -12,7 +12,7 @@ from transferlm.config.schema import RunConfig
 TIMED_STEPS = 2  # the first step pays for allocation; the faster of the two is kept
 
 
-def step_seconds(config: RunConfig, task, splits, path: Path) -> tuple[float, int, int]:
+def step_seconds(config: RunConfig, splits, path: Path) -> tuple[float, int, int]:
     """(seconds per optimizer step, optimizer steps, evaluations) of ``config`` trained on ``splits``: the step is
     timed (forward, backward, update) on a batch drawn from the training data, then scaled to a length-grouped
     batch of average length (the attention's quadratic share is ignored); the steps and evaluations are
@@ -24,7 +24,10 @@ def step_seconds(config: RunConfig, task, splits, path: Path) -> tuple[float, in
     from transferlm.runs.lengths import resolve_max_length
     from transferlm.runs.recipes import auto_recipe
     from transferlm.strategies import build_strategy
+    from transferlm.tasks import build_task
 
+    task = build_task(config.task, config.data)  # the planned task settings (pooling) build the timed model
+    task.fit_labels(splits.train, {})
     tokenizer = load_tokenizer(path)
     config = resolve_max_length(config, task, tokenizer, path, splits.train)
     strategy = build_strategy(config.strategy)
