@@ -258,3 +258,13 @@ def test_rank_and_auto_from_python(tiny_model_dir, tmp_path):
     assert planned["dry_run"] and planned["plan"]["task"] == "classification"
     with pytest.raises(ConfigError, match="time_budget"):
         transferlm.auto({**base, "output": str(tmp_path / "auto")}, time_budget=[1])
+
+
+def test_long_inputs_are_planned_from_the_token_lengths(tiny_model_dir, tmp_path):
+    rows = [{"text": " ".join([r["text"]] * 20), "label": r["label"]} for r in sentiment_rows(40, seed=1)]
+    train = write_csv(tmp_path / "train.csv", rows)
+    planned = plan({"data": {"train": str(train)}, "model": {"name": str(tiny_model_dir)},
+                    "output": str(tmp_path / "a")}, AutoSettings(dry_run=True))
+    length = next(c for c in planned.choices if c.key == "model.max_length")
+    assert planned.profile["tokens"]["p95"] > length.value == 64  # the tiny model's limit
+    assert "more than the 64 chosen" in length.why and "windows" in length.why
