@@ -276,6 +276,37 @@ def part_auto(name: str, config: Path, out: Path, budget: str) -> dict:
     return {"wall_seconds": seconds, "chosen": report.get("plan"), "result": report.get("result")}
 
 
+def _points(value) -> str:
+    return f"{100 * value:.2f}" if isinstance(value, float) else "failed"
+
+
+def tables(results: dict) -> str:
+    """The bench/README.md tables, from the saved figures (``--table``)."""
+    lines = []
+    if results.get("defaults"):
+        lines += ["| data set | metric | no training flags (lr, epochs) | tuned (trials complete / pruned) | tuned "
+                  "settings | gap |", "| --- | --- | ---: | ---: | --- | ---: |"]
+        for name, r in results["defaults"].items():
+            plain, tuned = r["no_flags"], r.get("tuned", {})
+            trials = tuned.get("trials", {})
+            settings = ", ".join(f"{k.split('.')[-1]} {v:.3g}" if isinstance(v, float) else f"{k.split('.')[-1]} {v}"
+                                 for k, v in (tuned.get("params") or {}).items())
+            lines.append(f"| {name} | {SETS[name][2]} | {_points(plain.get('test'))} ({plain.get('lr')}, "
+                         f"{plain.get('epochs')}) | {_points(tuned.get('test'))} ({trials.get('complete')} / "
+                         f"{trials.get('pruned')}) | {settings} | {r.get('gap_points', '')} |")
+    if results.get("rank"):
+        lines += ["", "| data set | candidate | LogME | probe | rank s | fine-tuned test | fine-tune s |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+        for name, r in results["rank"].items():
+            for candidate, c in r["candidates"].items():
+                lines.append(f"| {name} | {candidate} | {c['logme']:.4f} | {c['probe']:.4f} | {c['rank_seconds']:.1f} "
+                             f"| {_points(c.get('test'))} | {c.get('wall_seconds') or ''} |")
+            lines.append(f"| {name} | **Kendall tau** | **{r['kendall_tau_logme']:.2f}** | "
+                         f"{r['kendall_tau_probe']:.2f} | {r['rank_seconds']:.0f} | | {r['fine_tune_seconds']:.0f} "
+                         f"(ranking: {100 * (r['cost_ratio'] or 0):.1f} %) |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", default="defaults,rank")
@@ -285,9 +316,13 @@ def main() -> int:
     parser.add_argument("--time-budget", default="30m")
     parser.add_argument("--output", type=Path, default=ROOT / "runs" / "bench-auto")
     parser.add_argument("--json-out", type=Path, default=None)
+    parser.add_argument("--table", action="store_true", help="Print the README tables from --json-out; run nothing.")
     args = parser.parse_args()
     json_out = args.json_out or args.output / "auto.json"
     results = json.loads(json_out.read_text()) if json_out.is_file() else {}
+    if args.table:
+        print(tables(results))
+        return 0
     parts = args.parts.split(",")
     for name in args.sets.split(","):
         config = prepare(name, args.output)
