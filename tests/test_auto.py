@@ -76,7 +76,7 @@ def test_rank_probes_every_labelled_task(task, tiny_model_dir, tmp_path):
                            "model": {"name": str(tiny_model_dir), "max_length": 64}, "output": str(tmp_path / "r")})
     (ranked,) = rank(config, RankSettings(models=[str(tiny_model_dir)]))
     assert ranked.error is None and np.isfinite(ranked.logme) and np.isfinite(ranked.probe)
-    assert ranked.probe_metric == ("r2" if task == "regression" else "accuracy")
+    assert ranked.probe_metric == {"regression": "r2", "ner": "balanced_accuracy", "qa": "balanced_accuracy"}[task]
     if task != "regression":
         assert ranked.targets > ranked.examples and "token states" in ranked.features  # one target per token
 
@@ -141,6 +141,16 @@ def test_task_inference_on_each_format(tmp_path):
         assert inferred.task == task, (name, inferred)
         assert inferred.evidence
     assert infer_task(tmp_path / "reg.csv", {}).columns == {"text_column": "sentence", "label_column": "score"}
+    # no usual label name: the column with the fewest distinct values, not an id-like one
+    write_csv(tmp_path / "stars.csv", [{"review": f"text {i}", "stars": 1 + i % 5, "user": f"u{i % 9}"}
+                                       for i in range(40)])
+    stars = infer_task(tmp_path / "stars.csv", {})
+    assert (stars.task, stars.columns["label_column"]) == ("classification", "stars")
+    write_csv(tmp_path / "pairs.csv", [{"sentence1": "a b", "sentence2": "c d", "label": i % 2} for i in range(6)])
+    assert infer_task(tmp_path / "pairs.csv", {}).columns["text_pair_column"] == "sentence2"
+    write_jsonl(tmp_path / "multi.jsonl", [{"text": "a b", "labels": ["x", "y"]}, {"text": "c", "labels": ["x"]}])
+    multi = infer_task(tmp_path / "multi.jsonl", {})
+    assert (multi.task, multi.task_settings) == ("classification", {"multi_label": True})
 
 
 def test_task_inference_errors_name_the_fix(tmp_path):
@@ -215,18 +225,25 @@ def test_dry_run_profiles_and_plans_but_trains_nothing(tiny_model_dir, tmp_path,
     profile = report["plan"]["profile"]
     assert profile["duplicate_texts"] == 1 and profile["conflicting_labels"] == 1
     assert {c["key"] for c in report["plan"]["choices"]} >= {"model.name", "strategy.name", "model.max_length"}
-    assert sorted(p.name for p in out.iterdir()) == ["auto-plan.html", "auto-plan.json", "auto-plan.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["auto-plan.html", "auto-plan.json", "auto-plan.md"]  # no runs
     assert "Nothing was trained" in capsys.readouterr().out
 
 
-def test_auto_trains_compares_and_reproduces_the_run(tiny_model_dir, tmp_path):
+def test_auto_trains_compares_and_reproduces_the_run(tiny_model_dir, tmp_path, caplog):
     train = write_csv(tmp_path / "train.csv", sentiment_rows(40, seed=1))
     test = write_csv(tmp_path / "test.csv", sentiment_rows(12, seed=3))
     raw = {"data": {"train": str(train), "test": str(test)}, "model": {"name": str(tiny_model_dir)},
-           "train": {"max_steps": 4, "progress": False}, "output": str(tmp_path / "auto")}
+           "strategy": {"name": "lora", "r": 4}, "train": {"max_steps": 4, "progress": False},
+           "output": str(tmp_path / "auto")}
     report = auto(raw, AutoSettings(time_budget="20m"))
     result = report["result"]
-    assert set(result["members"]) == {"auto (full)", "tfidf"} and result["split"] == "test"
+    assert set(result["members"]) == {"auto (lora)", "tfidf"} and result["split"] == "test"
+    assert all(isinstance(m["value"], float) for m in result["members"].values())
+    strategy = yaml.safe_load((Path(result["run_dir"]) / "transferlm.yaml").read_text())["strategy"]
+    assert (strategy["name"], strategy["r"]) == ("lora", 4)  # the user's strategy settings reach the member
+    with caplog.at_level("INFO", logger="transferlm"):
+        again = auto(raw, AutoSettings(time_budget="20m"))  # the same command again: the plan and runs are reused
+    assert "continuing the plan" in caplog.text and again["result"]["members"] == result["members"]
     assert (tmp_path / "auto" / "auto-report.md").read_text().count("## ") >= 4
     words = shlex.split(result["reproduce"])
     args = build_parser(words[1:]).parse_args(words[1:])
@@ -234,15 +251,23 @@ def test_auto_trains_compares_and_reproduces_the_run(tiny_model_dir, tmp_path):
     assert config_to_dict(config_from_args(args)) == config_to_dict(saved)
 
 
-def test_command_line_round_trips_settings_of_every_kind(tmp_path):
-    config = build_config({
-        "task": {"type": "regression"},
-        "data": {"train": str(tmp_path / "x.tsv"), "format": "tsv", "header": False, "text_column": 5,
-                 "text_pair_column": 6, "label_column": 4, "quoting": False},
-        "train": {"lr": 5e-5, "epochs": 12.0, "report_to": ["tensorboard"], "max_grad_norm": None},
-        "model": {"max_length": 64}, "output": str(tmp_path / "run")})
+@pytest.mark.parametrize("settings", [
+    {"task": {"type": "regression"}, "data": {"format": "tsv", "header": False, "text_column": 5, "text_pair_column": 6,
+                                              "label_column": 4, "quoting": False},
+     "train": {"lr": 5e-5, "epochs": 12.0, "report_to": ["tensorboard"], "max_grad_norm": None},
+     "model": {"max_length": 64}},
+    {"strategy": {"name": "lora", "r": 16, "target_modules": ["query", "key"]},
+     "data": {"text_column": ["title", "on"]}},
+    {"strategy": {"name": "last-n", "layers": 2, "layer_lr_decay": 0.9}, "data": {"label_column": "yes"}},
+    {"task": {"type": "ner", "tag_scheme": "bioes", "stride": 16}, "strategy": {"name": "contrastive"}},
+    {"task": {"type": "classification", "multi_label": True, "class_weights": [1.0, 2.0]}},
+], ids=["regression-tsv", "lora-two-text-columns", "last-n", "ner", "multi-label"])
+def test_command_line_round_trips_settings_of_every_kind(settings, tmp_path):
+    data = {**settings, "data": {"train": str(tmp_path / "x.csv"), **settings.get("data", {})},
+            "output": str(tmp_path / "run")}
+    config = build_config(data)
     words = command_line(config)
-    assert words[:2] == ["transferlm", "train"] and "--no-header" in words and "--set" not in words
+    assert words[:2] == ["transferlm", "train"] and "--set" not in words and "--strategy" in words
     args = build_parser(words[1:]).parse_args(words[1:])
     assert config_to_dict(config_from_args(args)) == config_to_dict(config)
 
@@ -268,3 +293,17 @@ def test_long_inputs_are_planned_from_the_token_lengths(tiny_model_dir, tmp_path
     length = next(c for c in planned.choices if c.key == "model.max_length")
     assert planned.profile["tokens"]["p95"] > length.value == 64  # the tiny model's limit
     assert "more than the 64 chosen" in length.why and "windows" in length.why
+
+
+def test_auto_reads_its_section_of_a_shared_yaml(tiny_model_dir, tmp_path):
+    train = write_csv(tmp_path / "train.csv", sentiment_rows(40, seed=1))
+    config = tmp_path / "experiment.yaml"
+    config.write_text(yaml.safe_dump({
+        "data": {"train": str(train)}, "model": {"name": str(tiny_model_dir)}, "output": str(tmp_path / "a"),
+        "tune": {"trials": 3}, "compare": {"members": ["full"]}, "auto": {"dry_run": True, "time_budget": "45m"}}))
+    assert main(["auto", str(config)]) == 0
+    report = json.loads((tmp_path / "a" / "auto-plan.json").read_text())
+    assert report["dry_run"] and report["plan"]["estimate"]["budget_seconds"] == 2700
+    import transferlm
+
+    assert transferlm.auto(config)["plan"]["estimate"]["budget_seconds"] == 2700

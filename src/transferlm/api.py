@@ -209,8 +209,11 @@ def auto(config: dict | str | Path, settings: Any = None, **values: Any) -> dict
     from transferlm.experiments.config import AutoSettings
     from transferlm.models.load import quiet_loading
 
-    raw = load_raw(Path(config), []) if isinstance(config, (str, Path)) else dict(config)
-    section = raw.pop("auto", None)
+    if isinstance(config, (str, Path)):
+        raw, section = load_raw(Path(config), [])
+    else:
+        raw = dict(config)
+        section = raw.pop("auto", None)
     chosen = settings_of(AutoSettings, settings if settings is not None else section, **values)
     with quiet_loading():
         return _auto(raw, chosen)

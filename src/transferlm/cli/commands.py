@@ -120,7 +120,8 @@ def cmd_auto(args) -> int:
     from transferlm.experiments.config import AutoSettings, load_experiment_section
 
     settings = load_experiment_section(args.config, "auto", flag_overrides(args, args.experiment_flags), AutoSettings)
-    report = auto(load_raw(args.config, overrides_from_args(args)), settings)
+    raw, _ = load_raw(args.config, overrides_from_args(args))
+    report = auto(raw, settings, overwrite=args.overwrite)
     out = Path(report["plan"]["output"])
     stem = "auto-plan" if settings.dry_run else "auto-report"
     print((out / f"{stem}.md").read_text())

@@ -9,8 +9,11 @@ the flags that re-create it (the reproduce line of ``transferlm auto``).
 from __future__ import annotations
 
 import json
+import types
+import typing
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -96,38 +99,54 @@ def _dotted(data: dict[str, Any], key: str) -> tuple[bool, Any]:
     return True, data
 
 
+def _is_list_field(field: FieldInfo) -> bool:
+    """A field whose flag repeats (a list, or an optional list); a list in a union with text is one JSON value."""
+    annotation = field.annotation
+    if typing.get_origin(annotation) in (list, tuple):
+        return True
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return len(members) == 1 and typing.get_origin(members[0]) in (list, tuple)
+    return False
+
+
+def _is_text_field(field: FieldInfo) -> bool:
+    annotation = field.annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return len(members) == 1 and members[0] in (str, Path)
+    return annotation in (str, Path)
+
+
 def _flag_words(flag: Flag, value: Any) -> list[str]:
-    """One setting as the command line writes it (what ``cli/flags.parse_value`` reads back)."""
+    """One setting as the command line writes it (what ``cli/flags.parse_value`` reads back): text as it is where
+    the field takes only text, else as JSON (which YAML reads back with its type: "on" stays a string)."""
     if isinstance(value, bool):
         return [flag.flag if value else "--no-" + flag.flag[2:]]
-    if value is None:
-        return [flag.flag, "null"]
-    if isinstance(value, dict):
-        return [flag.flag, json.dumps(value)]  # JSON is YAML: read back as a mapping
-    if isinstance(value, (list, tuple)):
-        if not value:
-            return [flag.flag, "[]"]
-        if all(isinstance(v, str) for v in value):  # text items: one occurrence each, taken whole
-            return [word for v in value for word in (flag.flag, v)]
-        return [flag.flag, json.dumps(list(value))]
-    return [flag.flag, str(value)]
+    if isinstance(value, str):
+        return [flag.flag, value if _is_text_field(flag.field) else json.dumps(value)]
+    if isinstance(value, (list, tuple)) and _is_list_field(flag.field) and value \
+            and all(isinstance(v, str) for v in value):
+        return [word for v in value for word in (flag.flag, v)]  # text items: one occurrence each, taken whole
+    return [flag.flag, json.dumps(value if not isinstance(value, tuple) else list(value))]
 
 
 def command_line(config: RunConfig, command: str = "train") -> list[str]:
-    """``transferlm COMMAND`` with the flags that re-create ``config``: every setting that differs from its default
-    (for the same task and strategy), resolved values included, so the line is explicit about what ran."""
+    """``transferlm COMMAND`` with the flags that re-create ``config``: the task, the strategy with all its
+    settings, and every other setting that differs from its default (resolved values included), so the line is
+    explicit about what ran."""
     from transferlm.config.load import build_config, config_to_dict
 
     given = config_to_dict(config)
-    defaults = config_to_dict(build_config({"task": {"type": config.task.type},
-                                            "strategy": {"name": config.strategy.name},
+    defaults = config_to_dict(build_config({"task": {"type": config.task.type}, "strategy": given["strategy"],
                                             "data": {"train": given["data"]["train"]}, "output": given["output"]}))
+    always = ("task.type", "data.train", "model.name", "output")
     words = ["transferlm", command]
     for flag in run_flags():
         present, value = _dotted(given, flag.key)
         if not present:
             continue  # a key of another task or strategy
         _, default = _dotted(defaults, flag.key)
-        if value != default or flag.key in ("task.type", "data.train", "model.name", "output"):
+        if value != default or flag.key in always or flag.key.startswith("strategy."):
             words += _flag_words(flag, value)
     return words

@@ -92,6 +92,9 @@ def initial_config(raw: dict[str, Any]) -> tuple[RunConfig, Inferred]:
     set_dotted(config, "task.type", inferred.task)
     for key, value in inferred.columns.items():
         set_dotted(config, f"data.{key}", value)
+    for key in inferred.task_settings:
+        if not _given(raw, f"task.{key}"):
+            set_dotted(config, f"task.{key}", value)
     config.setdefault("output", str(Path("runs") / f"auto-{Path(data['train']).stem}"))
     return build_config(config), inferred
 
@@ -103,12 +106,16 @@ def plan(raw: dict[str, Any], settings: AutoSettings) -> Plan:
     from transferlm.runs.prepare import load_splits
     from transferlm.tasks import build_task
 
+    started = time.time()
     config, inferred = initial_config(raw)
     task = build_task(config.task, config.data)
     splits = load_splits(config, task)
     chosen = Plan(task.name, inferred.evidence, {})
     for key, value in inferred.columns.items():
         chosen.choices.append(Choice(f"data.{key}", value, f"guessed from the file's columns ({inferred.evidence})"))
+    for key in inferred.task_settings:
+        chosen.choices.append(Choice(f"task.{key}", getattr(config.task, key), inferred.evidence,
+                                     _given(raw, f"task.{key}")))
     config = _choose_model(config, raw, settings, chosen)
     resolved = resolve_model(config.model.name)
     tokenizer = load_tokenizer(resolved.path)
@@ -117,7 +124,7 @@ def plan(raw: dict[str, Any], settings: AutoSettings) -> Plan:
     config = _choose_length(config, raw, chosen, task, tokenizer, resolved.path, splits.train)
     config = _choose_strategy(config, raw, chosen, resolved.path)
     config = _choose_weights(config, raw, chosen)
-    config = _choose_budget(config, raw, settings, chosen, splits, resolved.path)
+    config = _choose_budget(config, raw, settings, chosen, splits, resolved.path, time.time() - started)
     chosen.config = config_to_dict(config)
     return chosen
 
@@ -129,13 +136,16 @@ def _choose_model(config: RunConfig, raw: dict, settings: AutoSettings, chosen: 
             "given" if _given(raw, "model.name") else "the default model (pass --models A,B to rank candidates)")
         chosen.choices.append(Choice("model.name", name, why, _given(raw, "model.name")))
         return config.model_copy(update={"model": config.model.model_copy(update={"name": name})})
-    from transferlm.experiments.rank import rank
+    from transferlm.experiments.rank import RANDOM, rank
 
     ranked = rank(config.model_copy(update={"output": str(Path(config.output) / "rank")}),
                   RankSettings(models=settings.models))
     chosen.ranking = [asdict(r) for r in ranked]
-    best = ranked[0]
-    others = ", ".join(f"{r.model} {r.logme:.3f}" for r in ranked[1:] if not r.error)
+    usable = [r for r in ranked if not r.error and not r.model.startswith(RANDOM)]  # random: a floor, not a pick
+    if not usable:
+        raise ConfigError("auto: no candidate of --models could be scored (see rank.md); give loadable models")
+    best = usable[0]
+    others = ", ".join(f"{r.model} {r.logme:.3f}" for r in ranked if r is not best and not r.error)
     chosen.choices.append(Choice("model.name", best.model, f"highest LogME on frozen features ({best.logme:.3f}; "
                                  f"{others}); {sum(r.seconds for r in ranked):.0f} s for the ranking"))
     return config.model_copy(update={"model": config.model.model_copy(update={"name": best.model})})
@@ -212,6 +222,11 @@ def _choose_weights(config: RunConfig, raw: dict, chosen: Plan) -> RunConfig:
     if _given(raw, "task.class_weights"):
         chosen.choices.append(Choice("task.class_weights", config.task.class_weights, "given", True))
         return config
+    if imbalance >= IMBALANCE and config.strategy.name == "contrastive":
+        chosen.choices.append(Choice("task.class_weights", "none", f"the largest class is {imbalance:g} times the "
+                                     "smallest, but contrastive's head is fitted on balanced pairs and takes no "
+                                     "class weights"))
+        return config
     if imbalance >= IMBALANCE:
         chosen.choices.append(Choice("task.class_weights", "auto", f"the largest class is {imbalance:g} times the "
                                      f"smallest (at least {IMBALANCE:g}): inverse-frequency class weights"))
@@ -219,103 +234,134 @@ def _choose_weights(config: RunConfig, raw: dict, chosen: Plan) -> RunConfig:
     return config
 
 
-def _choose_budget(config, raw, settings, chosen: Plan, splits, path: Path) -> RunConfig:
-    """Time one training step, estimate the recipe's run, and cut its steps to fit the time budget."""
+def _choose_budget(config, raw, settings, chosen: Plan, splits, path: Path, spent: float) -> RunConfig:
+    """Time one training step, estimate the recipe's run, and cut its steps to fit what is left of the budget after
+    ``spent`` seconds of planning (ranking, profiling); evaluations shrink with the steps."""
     from transferlm.experiments.timing import step_seconds
 
     budget = parse_budget(settings.time_budget)
+    left = budget - spent
     step, steps, evaluations = step_seconds(config, splits, path)
     per_evaluation = step / 3 * max(len(splits.validation) / config.train.batch_size, 1)
-    estimate = OVERHEAD_S + steps * step + evaluations * per_evaluation
+    per_step = step + evaluations * per_evaluation / max(steps, 1)  # a step and its share of the evaluations
+
+    def seconds(n: int) -> float:
+        return OVERHEAD_S + n * per_step + per_evaluation  # at least one evaluation
+
+    estimate = seconds(steps)
     chosen.estimate = {"seconds_per_step": round(step, 3), "steps": steps, "evaluations": evaluations,
-                       "seconds": round(estimate), "budget_seconds": budget}
-    smallest = OVERHEAD_S + MIN_STEPS * step + per_evaluation * 2
-    if smallest > budget:
-        raise ConfigError(f"auto: a time budget of {budget:.0f} s is too small for any plan: the smallest ({MIN_STEPS} "
-                          f"steps at {step:.2f} s a step, two evaluations) needs about {smallest:.0f} s; give "
-                          f"--time-budget {max(1, round(smallest * 1.5 / 60))}m or a smaller --model")
-    if _given(raw, "train.max_steps") or _given(raw, "train.epochs") or estimate <= budget:
+                       "seconds": round(estimate), "budget_seconds": budget, "planning_seconds": round(spent)}
+    fixed = _given(raw, "train.max_steps") or _given(raw, "train.epochs")
+    if fixed or estimate <= left:
         why = (f"the recipe's {steps} steps at {step:.2f} s each (timed) with {evaluations} evaluations: about "
-               f"{estimate / 60:.1f} of the {budget / 60:.0f} minutes")
-        chosen.choices.append(Choice("train.epochs", config.train.epochs, why,
-                                     _given(raw, "train.epochs") or _given(raw, "train.max_steps")))
+               f"{estimate / 60:.1f} of the {left / 60:.1f} minutes left")
+        chosen.choices.append(Choice("train.epochs", config.train.epochs, why, fixed))
         return config
-    fit = int((budget - OVERHEAD_S - evaluations * per_evaluation) / step)
-    chosen.estimate["steps"] = fit
-    chosen.estimate["seconds"] = round(OVERHEAD_S + fit * step + evaluations * per_evaluation)
+    fit = int((left - OVERHEAD_S - per_evaluation) / per_step)
+    if fit < MIN_STEPS:
+        raise ConfigError(f"auto: a time budget of {budget:.0f} s is too small for any plan: the smallest "
+                          f"({MIN_STEPS} steps at {step:.2f} s a step with their evaluations) needs about "
+                          f"{seconds(MIN_STEPS) + spent:.0f} s; give --time-budget "
+                          f"{max(1, round((seconds(MIN_STEPS) + spent) * 1.5 / 60))}m or a smaller --model")
+    chosen.estimate.update(steps=fit, seconds=round(seconds(fit)))
     chosen.choices.append(Choice("train.max_steps", fit, f"the recipe's {steps} steps would take about "
                                  f"{estimate / 60:.1f} minutes at {step:.2f} s a step (timed); {fit} fit the "
-                                 f"{budget / 60:.0f}-minute budget"))
+                                 f"{left / 60:.1f} minutes left"))
     return config.model_copy(update={"train": config.train.model_copy(update={"max_steps": fit})})
 
 
-def auto(raw: dict[str, Any], settings: AutoSettings) -> dict[str, Any]:
+def auto(raw: dict[str, Any], settings: AutoSettings, overwrite: bool = False) -> dict[str, Any]:
     """Plan, and unless ``settings.dry_run``, tune (optional), train and compare; returns the report (also written
-    to auto-report.json/.md/.html in the output directory)."""
+    to auto-report.json/.md/.html in the output directory). The plan is saved first (auto-plan.json): re-running
+    the same command after an interruption reuses it and continues the comparison; ``overwrite`` starts afresh."""
     started = time.time()
-    chosen = plan(raw, settings)
-    out = Path(chosen.config["output"])
-    out.mkdir(parents=True, exist_ok=True)
-    report: dict[str, Any] = {"plan": _plan_json(chosen), "dry_run": settings.dry_run}
-    if settings.dry_run:
+    inputs = json.loads(json.dumps({"config": raw, "settings": settings.model_dump(mode="json", exclude={"dry_run"})},
+                                   default=str))
+    out = Path(initial_config(raw)[0].output)
+    saved = out / "auto-plan.json"
+    previous = json.loads(saved.read_text()) if saved.is_file() and not overwrite else None
+    if previous and previous.get("inputs") == inputs and not previous.get("dry_run") and not settings.dry_run:
+        log.info("auto: continuing the plan in %s (pass --overwrite to plan afresh)", saved)
+        report = {**previous, "dry_run": False}
+    else:
+        report = {"inputs": inputs, "plan": _plan_json(plan(raw, settings)), "dry_run": settings.dry_run}
+        out.mkdir(parents=True, exist_ok=True)
         _write(out, report, "auto-plan")
+    if settings.dry_run:
         return report
-    config = build_config(chosen.config)
-    overrides = _member_overrides(chosen)
+    chosen = report["plan"]
+    config = build_config(chosen["config"])
+    overrides = _member_overrides(chosen["choices"])
     if settings.tune:
-        overrides.update(_tune(config, chosen, settings, overrides, started))
-        report["plan"] = _plan_json(chosen)
-    report["result"] = _train_and_compare(config, overrides, chosen)
+        overrides.update(_tune(config, raw, chosen, settings, overrides, started))
+    report["result"] = _train_and_compare(config, overrides, overwrite)
     report["wall_seconds"] = round(time.time() - started, 1)
     _write(out, report, "auto-report")
     return report
 
 
-def _member_overrides(chosen: Plan) -> dict[str, Any]:
+def _member_overrides(choices: list[dict[str, Any]]) -> dict[str, Any]:
+    """The planned settings the trained member sets (the rest of the plan is in the shared config)."""
     keys = ("train.max_steps", "task.class_weights", "task.pooling")
-    return {c.key: c.value for c in chosen.choices if c.key in keys and not c.given}
+    return {c["key"]: c["value"] for c in choices if c["key"] in keys and not c["given"]}
 
 
-def _tune(config: RunConfig, chosen: Plan, settings: AutoSettings, overrides: dict, started: float) -> dict:
-    from transferlm.experiments.tune import tune
+def _tune(config: RunConfig, raw: dict, chosen: dict[str, Any], settings: AutoSettings, overrides: dict,
+          started: float) -> dict:
+    from transferlm.experiments.tune import default_space, tune
 
     budget = parse_budget(settings.time_budget) - (time.time() - started)
-    run = chosen.estimate["seconds"]
+    run = chosen["estimate"]["seconds"]
     if budget < TUNE_RUNS * run:
-        chosen.choices.append(Choice("tune", "skipped", f"one run takes about {run / 60:.1f} minutes; the "
+        chosen["choices"].append(_choice("tune", "skipped", f"one run takes about {run / 60:.1f} minutes; the "
                                      f"{budget / 60:.0f} minutes left hold fewer than {TUNE_RUNS} runs"))
         return {}
     trials = min(20, int(0.6 * budget / run))
-    tuned_config = build_config({**config_to_dict(config), **{"output": str(Path(config.output) / "tune")}})
+    data = {**config_to_dict(config), "output": str(Path(config.output) / "tune")}
     for key, value in overrides.items():
-        data = config_to_dict(tuned_config)
         set_dotted(data, key, value)
-        tuned_config = build_config(data)
-    report = tune(tuned_config, TuneSettings(trials=trials, timeout=0.6 * budget))
+    # Settings the user gave stay fixed; so does the batch size, at which the budget's step was timed.
+    space = {key: spec for key, spec in default_space(config.strategy.name).items()
+             if key != "train.batch_size" and not _given(raw, key)}
+    if not space:
+        chosen["choices"].append(_choice("tune", "skipped", "every setting of the search space was given"))
+        return {}
+    report = tune(build_config(data), TuneSettings(trials=trials, timeout=0.6 * budget, space=space))
     params = report["best"]["params"]
-    chosen.choices.append(Choice("tune", params, f"{trials} trials planned in 60 % of the {budget / 60:.0f} "
+    chosen["choices"].append(_choice("tune", params, f"{trials} trials planned in 60 % of the {budget / 60:.0f} "
                                  f"minutes left; best validation {report['best']['validation']:.4f}"))
     return params
 
 
-def _train_and_compare(config: RunConfig, overrides: dict[str, Any], chosen: Plan) -> dict[str, Any]:
+def _choice(key: str, value: Any, why: str) -> dict[str, Any]:
+    return asdict(Choice(key, value, why))
+
+
+def _train_and_compare(config: RunConfig, overrides: dict[str, Any], overwrite: bool) -> dict[str, Any]:
+    """The planned run as a member of ``compare`` beside the task's baseline (one seed), and the line that
+    re-creates the trained run."""
+    from transferlm.config.flags import command_line
+    from transferlm.config.selected import strategy_settings
     from transferlm.experiments.compare import compare
     from transferlm.tasks import build_task
 
     task = build_task(config.task, config.data)
-    member = MemberConfig(name=config.strategy.name, label=f"auto ({config.strategy.name})", set=overrides)
+    name = config.strategy.name
+    # compare's members choose the strategy: its settings (those that differ from the defaults) go in the member
+    defaults = strategy_settings(name=name).model_dump(mode="json")
+    own = {f"strategy.{k}": v for k, v in config.strategy.model_dump(mode="json").items()
+           if k != "name" and v != defaults.get(k)}
+    member = MemberConfig(name=name, label=f"auto ({name})", set={**own, **overrides})
     baselines = [MemberConfig(name=task.baselines[-1])] if task.baselines else []
-    compared = config.model_copy(update={"output": str(Path(config.output) / "compare")})
+    compared = config.model_copy(update={"output": str(Path(config.output) / "compare"),
+                                         "strategy": strategy_settings()})
     report = compare(compared, CompareSettings(members=[member, *baselines], seeds=[config.train.seed]),
-                     overwrite=True)
+                     overwrite=overwrite)
     rows = {row["title"]: row for row in report["members"]}
-    trained = rows[member.title]
-    run_dir = Path(trained["runs"][0]["run_dir"])
+    run_dir = Path(rows[member.title]["runs"][0]["run_dir"])
     saved = build_config(read_yaml(run_dir / "transferlm.yaml"))
-    from transferlm.config.flags import command_line
-
     return {"metric": report["metric"], "split": report["split"], "run_dir": str(run_dir),
-            "members": {title: {"value": row.get("summary", {}).get("mean"), "kind": row["kind"],
+            "members": {title: {"value": (row.get("summary") or {}).get("mean"), "kind": row["kind"],
                                 "verdict": (row.get("verdict") or {}).get("words")} for title, row in rows.items()},
             "negative_transfer": report["negative_transfer"],
             "reproduce": shlex.join(command_line(saved))}
@@ -337,11 +383,15 @@ def _write(out: Path, report: dict[str, Any], stem: str) -> None:
     log.info("auto: %s written to %s", stem, out)
 
 
-def load_raw(path: Path | None, overrides: list[tuple[str, Any]]) -> dict[str, Any]:
-    """The user's settings as given (a YAML and flags), before any default: what auto must keep."""
+def load_raw(path: Path | None, overrides: list[tuple[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The user's run settings as given (a YAML and flags), before any default (what auto must keep), and the
+    YAML's ``auto:`` section; the other commands' sections of a shared YAML are left out."""
+    from transferlm.experiments.config import SECTIONS
+
     raw = read_yaml(path) if path else {}
-    raw.pop("auto", None)
+    section = raw.pop("auto", None) or {}
+    for other in SECTIONS:
+        raw.pop(other, None)
     for key, value in overrides:
         set_dotted(raw, key, value)
-    return raw
-
+    return raw, section

@@ -27,6 +27,8 @@ from transferlm.errors import ConfigError, DataError
 TAG = re.compile(r"^(O|[BIES]-\S+)$")
 TEXT_NAMES = ("text", "sentence", "review", "content", "document", "body", "question", "utterance")
 LABEL_NAMES = ("label", "labels", "class", "category", "target", "score", "sentiment", "y")
+PAIRS = (("sentence1", "sentence2"), ("question1", "question2"), ("text_a", "text_b"), ("text1", "text2"),
+         ("premise", "hypothesis"))
 MAX_CLASSES = 20  # a numeric label with more distinct integer values than this is a quantity, not a class
 SAMPLE_LINES = 200
 
@@ -36,6 +38,7 @@ class Inferred:
     task: str  # a task type, or "adapt" (text only)
     evidence: str
     columns: dict[str, Any] = field(default_factory=dict)  # data.* settings guessed (the user named none)
+    task_settings: dict[str, Any] = field(default_factory=dict)  # task.* settings the data implies
 
 
 def infer_task(path: Path, data: dict[str, Any]) -> Inferred:
@@ -100,19 +103,27 @@ def _table_task(path: Path, data: dict[str, Any]) -> Inferred:
         return Inferred("ner", f"{path.name}: rows hold token lists ({', '.join(listed)})")
     if {"question", "context", "answers"} <= set(table.columns):
         return Inferred("qa", f"{path.name}: question, context and answers columns")
-    text = data.get("text_column") or _guess(table.columns, TEXT_NAMES, rows, longest=True)
+    lowered = {c.lower(): c for c in table.columns}
+    pair = next(((lowered[a], lowered[b]) for a, b in PAIRS if a in lowered and b in lowered), None)
+    if pair and "text_column" not in data:
+        columns["text_column"], columns["text_pair_column"] = pair
+    text = data.get("text_column") or columns.get("text_column") or _guess(table.columns, TEXT_NAMES, rows,
+                                                                           longest=True)
     if text is None:
         raise ConfigError(f"auto: {path.name}: no text column found among {table.columns}; pass --text-column")
     if "text_column" not in data:
-        columns["text_column"] = text
-    texts = text if isinstance(text, list) else [text]
-    label = data.get("label_column") or _guess([c for c in table.columns if c not in map(str, texts)
-                                                and c != data.get("text_pair_column")], LABEL_NAMES, rows)
+        columns.setdefault("text_column", text)
+    texts = {str(t) for t in (text if isinstance(text, list) else [text])}
+    texts.add(str(data.get("text_pair_column") or columns.get("text_pair_column")))
+    label = data.get("label_column") or _guess([c for c in table.columns if c not in texts], LABEL_NAMES, rows)
     if label is None or str(label) not in table.columns:
         return Inferred("adapt", f"{path.name}: a text column ({text!r}) and no label column: domain adaptation",
                         columns)
     if "label_column" not in data:
         columns["label_column"] = label
+    if any(isinstance(r.get(str(label)), list) for r in rows):
+        return Inferred("classification", f"column {label!r} holds lists of labels: multi-label classification",
+                        columns, {"multi_label": True})
     values = [r[str(label)] for r in rows if r.get(str(label)) not in (None, "")]
     numbers = [_number(v) for v in values]
     distinct = len(set(map(str, values)))
@@ -147,8 +158,10 @@ def _guess(columns: Sequence[str], names: Sequence[str], rows: list[dict], longe
         lengths = {c: statistics.mean(len(str(r.get(c) or "")) for r in rows) for c in columns
                    if sum(_number(r.get(c)) is None for r in rows) > len(rows) / 2}
         return max(lengths, key=lengths.get) if lengths else None
-    remaining = [c for c in columns if len({str(r.get(c)) for r in rows}) < len(rows)]
-    return remaining[-1] if len(remaining) >= 1 else None
+    # no usual name: the column with the fewest distinct values (a category or a rating), if it repeats at all
+    distinct = {c: len({json.dumps(r.get(c), default=str) for r in rows}) for c in columns}
+    repeated = [c for c in columns if distinct[c] < len(rows)]
+    return min(repeated, key=lambda c: distinct[c]) if repeated else None
 
 
 def profile(task, records: Sequence, tokenizer) -> dict[str, Any]:

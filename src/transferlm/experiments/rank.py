@@ -38,7 +38,7 @@ from transferlm.training.checkpoint import atomic_write_text
 log = logging.getLogger(__name__)
 
 RANDOM = "random:"  # a candidate spec prefix: the architecture only, randomly initialised (a floor)
-PROBE_ROWS = 20_000  # token-level probes are fitted on at most this many labelled tokens
+PROBE_ROWS = 20_000  # token-level scores (LogME and the probe) use at most this many labelled tokens
 BATCH_TOKENS = 8_192
 
 
@@ -123,24 +123,40 @@ def probe_data(task: Task, features: Features, backbone, kind: str, pad_id: int)
                      regression, level)
 
 
+def subsample(data: ProbeData, limit: int, seed: int) -> ProbeData:
+    """At most ``limit`` rows: all of the rarer classes' rows that fit, then the most common class's (token targets
+    are mostly one class: NER's O, QA's non-boundary tokens)."""
+    if len(data.targets) <= limit:
+        return data
+    rng = np.random.default_rng(seed)
+    if data.regression:
+        keep = rng.choice(len(data.targets), limit, replace=False)
+    else:
+        common = np.bincount(data.targets).argmax()
+        rare = np.flatnonzero(data.targets != common)
+        rare = rng.choice(rare, min(len(rare), limit // 2), replace=False)
+        rest = rng.choice(np.flatnonzero(data.targets == common), limit - len(rare), replace=False)
+        keep = np.sort(np.concatenate([rare, rest]))
+    return ProbeData(data.features[keep], data.targets[keep], data.regression, data.level)
+
+
 def probe_score(data: ProbeData, seed: int) -> tuple[float, str]:
-    """A linear probe's held-out score: 3-fold accuracy (logistic regression) or R² (ridge)."""
+    """A linear probe's held-out score: 3-fold accuracy (logistic regression; balanced accuracy for token targets,
+    where one class dominates) or R² (ridge)."""
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     features, targets = data.features, data.targets
-    if len(targets) > PROBE_ROWS:
-        keep = np.random.default_rng(seed).choice(len(targets), PROBE_ROWS, replace=False)
-        features, targets = features[keep], targets[keep]
     if data.regression:
         model, folds, metric = Ridge(alpha=1.0), KFold(3, shuffle=True, random_state=seed), "r2"
     else:
         counts = np.bincount(targets)
         smallest = counts[counts > 0].min() if len(counts) else 0
         folds = StratifiedKFold(min(3, max(int(smallest), 2)), shuffle=True, random_state=seed)
-        model, metric = LogisticRegression(max_iter=500), "accuracy"
+        model = LogisticRegression(max_iter=500)
+        metric = "balanced_accuracy" if data.level == "token" else "accuracy"
     scores = cross_val_score(make_pipeline(StandardScaler(), model), features, targets, cv=folds, scoring=metric)
     return float(np.mean(scores)), metric
 
@@ -159,7 +175,8 @@ def rank_one(spec: str, task: Task, config: RunConfig, records: list) -> Ranked:
     kind = model_kind(resolved.path)
     with quiet_loading():
         backbone = _backbone(spec, resolved.path)
-    data = probe_data(task, features, backbone, kind, tokenizer.pad_token_id)
+    data = subsample(probe_data(task, features, backbone, kind, tokenizer.pad_token_id), PROBE_ROWS,
+                     config.train.seed)
     if data.regression:  # standardised targets: the evidence does not depend on the label's unit
         data.targets = (data.targets - data.targets.mean(axis=0)) / np.maximum(data.targets.std(axis=0), 1e-12)
     score = logme(data.features, data.targets, regression=data.regression)
@@ -191,7 +208,11 @@ def rank(config: RunConfig, settings: RankSettings) -> list[Ranked]:
     if all(r.error for r in results):
         raise ConfigError("rank: no candidate could be scored:\n" + "\n".join(f"  {r.model}: {r.error}"
                                                                               for r in results))
-    ordered = sorted(results, key=lambda r: (r.error is not None, -getattr(r, settings.by)))
+    def order(r: Ranked) -> tuple[bool, float]:
+        value = getattr(r, settings.by)
+        return r.error is not None or not np.isfinite(value), -value if np.isfinite(value) else 0.0
+
+    ordered = sorted(results, key=order)
     write_ranking(Path(config.output), ordered, task, settings)
     return ordered
 

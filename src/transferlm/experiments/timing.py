@@ -58,4 +58,5 @@ def step_seconds(config: RunConfig, splits, path: Path) -> tuple[float, int, int
     steps = config.train.max_steps or max(math.ceil(epochs * per_epoch), config.train.min_steps or 0)
     evaluations = config.train.evaluations or (math.ceil(epochs) if config.train.eval_every == "epoch" else
                                                max(steps // config.train.eval_every, 1))
-    return min(times) * scale, steps, evaluations
+    pairs = 2.0 if config.strategy.name == "contrastive" else 1.0  # a pair step encodes two texts per example
+    return min(times) * scale * pairs, steps, evaluations

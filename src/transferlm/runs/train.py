@@ -126,6 +126,10 @@ def _build_registered(config: RunConfig):
     return task, strategy
 
 
+def _saved(paths: RunPaths) -> dict[str, Any]:
+    return yaml.safe_load((paths.root / layout.CONFIG).read_text())
+
+
 def _with_train(config: RunConfig, **values: Any) -> RunConfig:
     """``config`` with these ``train`` settings replaced (auto values, resolved)."""
     return config.model_copy(update={"train": config.train.model_copy(update=values)})
@@ -219,8 +223,11 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
     tokenizer = load_tokenizer(resolved.path)
     recipe = auto_recipe(task.name, strategy, model_kind(resolved.path), len(splits.train))
     if config.train.lr == "auto":
-        log.info("train.lr auto: %g (%s)", recipe.lr, recipe.because)
-        config = _with_train(config, lr=recipe.lr)
+        # a resumed run keeps the rate it started with (its optimizer and schedule were built with it)
+        lr, why = ((_saved(paths)["train"]["lr"], "the interrupted run's") if resume else
+                   (recipe.lr, recipe.because))
+        log.info("train.lr auto: %g (%s)", lr, why)
+        config = _with_train(config, lr=lr)
     config = resolve_max_length(config, task, tokenizer, resolved.path, splits.train)
     encoded = _encode_splits(task, tokenizer, splits, config.model.max_length)  # bad input fails before training
     cuts = report_cuts(task, encoded, {"train": len(splits.train), "validation": len(splits.validation),
