@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("TRANSFERLM_DATA", ROOT.parent / "shared" / "data"))
 STS_COLUMNS = {"format": "tsv", "header": False, "quoting": False, "extra_columns": "ignore", "text_column": 5,
                "text_pair_column": 6, "label_column": 4}
+STRATEGY_LR = 5e-5  # full fine-tuning's rate before the task rules (train.lr auto = the strategy's)
 CANDIDATES = ("minilm", "smollm2", "minilm-adapted", "minilm-3-layers", "random:minilm")
 
 
@@ -165,6 +166,8 @@ def train_run(config: Path, out: Path, extra: list[str], metric: str) -> dict:
 def part_defaults(name: str, config: Path, out: Path, trials: int) -> dict:
     metric = SETS[name][2]
     result = {"no_flags": train_run(config, out / name / "no-flags", [], metric)}
+    if result["no_flags"].get("lr") not in (None, STRATEGY_LR):  # a task rule chose the rate: what it replaced
+        result["strategy_lr"] = train_run(config, out / name / "strategy-lr", ["--lr", str(STRATEGY_LR)], metric)
     study = out / name / "tune"
     report = study / "report.json"
     if not report.is_file() or json.loads(report.read_text()).get("trials", {}).get("complete", 0) + \
@@ -284,16 +287,19 @@ def tables(results: dict) -> str:
     """The bench/README.md tables, from the saved figures (``--table``)."""
     lines = []
     if results.get("defaults"):
-        lines += ["| data set | metric | no training flags (lr, epochs) | tuned (trials complete / pruned) | tuned "
-                  "settings | gap |", "| --- | --- | ---: | ---: | --- | ---: |"]
+        lines += ["| data set | metric | no training flags (lr, epochs) | strategy's lr only (before the task rules) | "
+                  "tuned (trials complete / pruned) | tuned settings | gap |",
+                  "| --- | --- | ---: | ---: | ---: | --- | ---: |"]
         for name, r in results["defaults"].items():
             plain, tuned = r["no_flags"], r.get("tuned", {})
             trials = tuned.get("trials", {})
             settings = ", ".join(f"{k.split('.')[-1]} {v:.3g}" if isinstance(v, float) else f"{k.split('.')[-1]} {v}"
                                  for k, v in (tuned.get("params") or {}).items())
+            before = _points(r["strategy_lr"].get("test")) if "strategy_lr" in r else "same"
             lines.append(f"| {name} | {SETS[name][2]} | {_points(plain.get('test'))} ({plain.get('lr')}, "
-                         f"{plain.get('epochs')}) | {_points(tuned.get('test'))} ({trials.get('complete')} / "
-                         f"{trials.get('pruned')}) | {settings} | {r.get('gap_points', '')} |")
+                         f"{plain.get('epochs')}) | {before} | {_points(tuned.get('test'))} "
+                         f"({trials.get('complete')} / {trials.get('pruned')}) | {settings} | "
+                         f"{r.get('gap_points', '')} |")
     if results.get("rank"):
         lines += ["", "| data set | candidate | LogME | probe | rank s | fine-tuned test | fine-tune s |",
                   "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
