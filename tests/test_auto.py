@@ -103,6 +103,8 @@ def test_the_recipe_depends_on_the_task_and_says_why():
     full = build_strategy(build_config({"data": {"train": "x.csv"}, "output": "o"}).strategy)
     ner = auto_recipe("ner", full, "encoder", 1000)
     assert ner.lr == 1e-4 and "CoNLL" in ner.because
+    few = auto_recipe("classification", full, "encoder", 32)
+    assert few.lr == 1e-4 and "AG News" in few.because
     plain = auto_recipe("classification", full, "encoder", 600)
     assert plain.lr == full.default_lr and plain.budget == DEFAULT_BUDGET and "default" in plain.because
     assert auto_recipe("ner", full, "decoder", 1000).lr == full.default_lr  # the rule is for encoders

@@ -134,7 +134,8 @@ class TrainConfig(Section):
         "auto",
         description="Peak learning rate. auto: the strategy's (full, last-n 5e-5; contrastive 2e-5; lora 2e-3; bitfit "
         "5e-4; frozen 1e-3: the rates measured in bench/README.md), refined per task, model kind and data size by "
-        "measured rules (ner and qa on encoders with full or last-n: 1e-4; runs/recipes.py), logged with the rule "
+        "measured rules (ner, qa, and classification on at most 256 examples, on encoders with full or last-n: "
+        "1e-4; runs/recipes.py), logged with the rule "
         "that chose it and saved in the run's config.",
     )
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (not applied to biases and LayerNorm).")

@@ -31,9 +31,14 @@ class Rule:
                 and (self.max_examples is None or examples <= self.max_examples))
 
 
+FEW_EXAMPLES = 256  # a training set this small gets a few dozen optimizer steps: a higher rate makes up for it
+
 RULES: tuple[Rule, ...] = (
-    Rule("bench/README.md (auto): CoNLL-2003, 1,000 sentences; and the CoNLL-2003 benchmark (lr 1e-4)",
-         tasks=("ner",), strategies=FULL_WEIGHTS, kinds=("encoder",), lr=1e-4),
+    Rule("bench/README.md (auto): CoNLL-2003, 1,000 sentences: test F1 76.58 at 1e-4, the 12-trial tune's best "
+         "76.95", tasks=("ner",), strategies=FULL_WEIGHTS, kinds=("encoder",), lr=1e-4),
+    Rule("bench/README.md (auto): AG News, 8 per class: test accuracy 80.50 at 1e-4 against 73.75 at 5e-5 (the "
+         "12-trial tune's best 80.25)", tasks=("classification",), strategies=FULL_WEIGHTS, kinds=("encoder",),
+         max_examples=FEW_EXAMPLES, lr=1e-4),
     Rule("bench/README.md (squad): SQuAD v1.1, lr 1e-4", tasks=("qa",), strategies=FULL_WEIGHTS, kinds=("encoder",),
          lr=1e-4),
 )
