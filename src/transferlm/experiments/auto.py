@@ -124,6 +124,7 @@ def plan(raw: dict[str, Any], settings: AutoSettings) -> Plan:
     config = _choose_length(config, raw, chosen, task, tokenizer, resolved.path, splits.train)
     config = _choose_strategy(config, raw, chosen, resolved.path)
     config = _choose_weights(config, raw, chosen)
+    _explain_rate(config, raw, chosen, len(splits.train))
     config = _choose_budget(config, raw, settings, chosen, splits, resolved.path, time.time() - started)
     chosen.config = config_to_dict(config)
     return chosen
@@ -213,6 +214,18 @@ def _choose_strategy(config: RunConfig, raw: dict, chosen: Plan, path: Path) -> 
                                      "embeddings"))
         config = config.model_copy(update={"task": config.task.model_copy(update={"pooling": "mean"})})
     return config
+
+
+def _explain_rate(config: RunConfig, raw: dict, chosen: Plan, examples: int) -> None:
+    """The learning rate ``train.lr: auto`` will take for this plan (``runs/recipes.py``), and the rule behind it."""
+    from transferlm.runs.recipes import auto_recipe
+    from transferlm.strategies import build_strategy
+
+    if _given(raw, "train.lr"):
+        chosen.choices.append(Choice("train.lr", config.train.lr, "given", True))
+        return
+    recipe = auto_recipe(chosen.task, build_strategy(config.strategy), chosen.profile["model"]["kind"], examples)
+    chosen.choices.append(Choice("train.lr", recipe.lr, f"train.lr auto: {recipe.because}"))
 
 
 def _choose_weights(config: RunConfig, raw: dict, chosen: Plan) -> RunConfig:
