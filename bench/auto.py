@@ -261,7 +261,7 @@ def part_rank(name: str, config: Path, out: Path) -> dict:
     result = {"candidates": rows,
               "kendall_tau_logme": kendalltau([done[c]["logme"] for c in done], tests).statistic,
               "kendall_tau_probe": kendalltau([done[c]["probe"] for c in done], tests).statistic}
-    rank_cost = sum(r["rank_seconds"] for r in rows.values())
+    rank_cost = sum(done[c]["rank_seconds"] for c in done)  # the candidates that were also fine-tuned
     tune_cost = sum(r.get("wall_seconds") or 0 for r in done.values())
     result.update(rank_seconds=rank_cost, fine_tune_seconds=tune_cost,
                   cost_ratio=rank_cost / tune_cost if tune_cost else None)

@@ -7,12 +7,13 @@ labelled token (NER's word starts, QA's answer boundaries). Two estimates are ta
 
 - **LogME** (You et al., ICML 2021): the evidence of the targets under Bayesian linear regression on the features;
   no hyperparameters, one SVD per model.
-- **probe**: a linear model fitted on fixed features, scored on held-out folds (3-fold cross-validated accuracy, or
-  R² for a regression target). It answers the user's question more directly than LogME and costs a few seconds more;
-  LogME is the default ranking because it was measured to rank fine-tuned results at a fraction of their cost.
+- **probe**: a linear model fitted on fixed features, scored on held-out folds (3-fold cross-validated accuracy,
+  balanced for token targets, or R² for a regression target). It answers the user's question more directly than
+  LogME and costs a few seconds more.
 
-The ranking estimates, it does not guarantee: ``bench/auto.py`` measures its rank correlation with fine-tuned test
-scores (bench/README.md).
+LogME orders by default, as the issue asked; ``rank.by: probe`` orders by the probe. On the one task measured so far
+(SST-2, 600 examples, 4 candidates fine-tuned) the probe ranked the fine-tuned results better (Kendall tau 0.67
+against LogME's 0.33; bench/README.md, "auto"). The ranking estimates, it does not guarantee.
 """
 
 from __future__ import annotations
