@@ -298,7 +298,8 @@ def tables(results: dict) -> str:
             trials = tuned.get("trials", {})
             settings = ", ".join(f"{k.split('.')[-1]} {v:.3g}" if isinstance(v, float) else f"{k.split('.')[-1]} {v}"
                                  for k, v in (tuned.get("params") or {}).items())
-            before = _points(r["strategy_lr"].get("test")) if "strategy_lr" in r else "same"
+            before = (_points(r["strategy_lr"].get("test")) if "strategy_lr" in r else
+                      "same" if plain.get("lr") == STRATEGY_LR else "not run")
             lines.append(f"| {name} | {SETS[name][2]} | {_points(plain.get('test'))} ({plain.get('lr')}, "
                          f"{plain.get('epochs')}) | {before} | {_points(tuned.get('test'))} "
                          f"({trials.get('complete')} / {trials.get('pruned')}) | {settings} | "
@@ -308,8 +309,9 @@ def tables(results: dict) -> str:
                   "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
         for name, r in results["rank"].items():
             for candidate, c in r["candidates"].items():
+                test = "not finished" if c.get("note") else _points(c.get("test"))
                 lines.append(f"| {name} | {candidate} | {c['logme']:.4f} | {c['probe']:.4f} | {c['rank_seconds']:.1f} "
-                             f"| {_points(c.get('test'))} | {c.get('wall_seconds') or ''} |")
+                             f"| {test} | {c.get('wall_seconds') or ''} |")
             lines.append(f"| {name} | **Kendall tau** | **{r['kendall_tau_logme']:.2f}** | "
                          f"{r['kendall_tau_probe']:.2f} | {r['rank_seconds']:.0f} | | {r['fine_tune_seconds']:.0f} "
                          f"(ranking: {100 * (r['cost_ratio'] or 0):.1f} %) |")
