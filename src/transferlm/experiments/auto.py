@@ -26,9 +26,9 @@ from typing import Any
 from transferlm.config.load import build_config, config_to_dict, read_yaml, set_dotted
 from transferlm.config.schema import RunConfig
 from transferlm.errors import ConfigError
+from transferlm.experiments.auto_report import write_report
 from transferlm.experiments.config import AutoSettings, CompareSettings, MemberConfig, RankSettings, TuneSettings
 from transferlm.experiments.profile import Inferred, infer_task, profile
-from transferlm.training.checkpoint import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -299,7 +299,7 @@ def auto(raw: dict[str, Any], settings: AutoSettings, overwrite: bool = False) -
     else:
         report = {"inputs": inputs, "plan": _plan_json(plan(raw, settings)), "dry_run": settings.dry_run}
         out.mkdir(parents=True, exist_ok=True)
-        _write(out, report, "auto-plan")
+        write_report(out, report, "auto-plan")
     if settings.dry_run:
         return report
     chosen = report["plan"]
@@ -309,7 +309,7 @@ def auto(raw: dict[str, Any], settings: AutoSettings, overwrite: bool = False) -
         overrides.update(_tune(config, raw, chosen, settings, overrides, started))
     report["result"] = _train_and_compare(config, overrides, overwrite)
     report["wall_seconds"] = round(time.time() - started, 1)
-    _write(out, report, "auto-report")
+    write_report(out, report, "auto-report")
     return report
 
 
@@ -384,16 +384,6 @@ def _plan_json(chosen: Plan) -> dict[str, Any]:
     return {"output": chosen.config["output"], "task": chosen.task, "inferred": chosen.inferred,
             "profile": chosen.profile, "config": chosen.config,
             "choices": [asdict(c) for c in chosen.choices], "ranking": chosen.ranking, "estimate": chosen.estimate}
-
-
-def _write(out: Path, report: dict[str, Any], stem: str) -> None:
-    from transferlm.experiments.auto_report import report_html, report_markdown
-
-    atomic_write_text(out / f"{stem}.json", json.dumps(report, indent=2, default=str))
-    markdown = report_markdown(report)
-    atomic_write_text(out / f"{stem}.md", markdown)
-    atomic_write_text(out / f"{stem}.html", report_html(report))
-    log.info("auto: %s written to %s", stem, out)
 
 
 def load_raw(path: Path | None, overrides: list[tuple[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -4,9 +4,15 @@ line that reproduces the run; as Markdown and as a standalone HTML page built fr
 from __future__ import annotations
 
 import html
+import json
+import logging
+from pathlib import Path
 from typing import Any
 
 from transferlm.experiments.report import html_table, markdown_table
+from transferlm.training.checkpoint import atomic_write_text
+
+log = logging.getLogger(__name__)
 
 Section = tuple[str, list[str], list[list[str]] | None]  # title, paragraphs, table (header row first)
 
@@ -77,3 +83,11 @@ def report_html(report: dict[str, Any]) -> str:
             "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
             "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}</style></head><body>"
             f"<h1>transferlm auto</h1>{''.join(body)}</body></html>\n")
+
+
+def write_report(out: Path, report: dict[str, Any], stem: str) -> None:
+    """``stem``.json, .md and .html (auto-plan or auto-report), each written atomically."""
+    atomic_write_text(out / f"{stem}.json", json.dumps(report, indent=2, default=str))
+    atomic_write_text(out / f"{stem}.md", report_markdown(report))
+    atomic_write_text(out / f"{stem}.html", report_html(report))
+    log.info("auto: %s written to %s", stem, out)
