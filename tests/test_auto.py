@@ -50,7 +50,7 @@ def test_logme_rejects_mismatched_shapes():
 
 
 # --- rank ---
-def test_rank_puts_the_pretrained_model_above_its_random_initialisation(tiny_model_dir, tmp_path):
+def test_rank_scores_each_candidate_and_lists_a_failed_one_last(tiny_model_dir, tmp_path):
     train = write_csv(tmp_path / "train.csv", sentiment_rows(60, seed=1))
     config = build_config({"data": {"train": str(train)}, "model": {"name": str(tiny_model_dir), "max_length": 32},
                            "output": str(tmp_path / "rank")})
