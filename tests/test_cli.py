@@ -86,7 +86,7 @@ def test_predict_from_text_file_csv_and_stdin(trained_run, sentiment_files, tmp_
     code, out, _ = run_cli(capsys, "predict", trained_run, "--input", sentiment_files["test"])
     assert code == 0 and len(out.splitlines()) == 12
 
-    monkeypatch.setattr("sys.stdin", io.StringIO("very dull film\n"))
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"very dull film\n")))
     code, out, _ = run_cli(capsys, "predict", trained_run, "--input", "-")
     assert code == 0 and json.loads(out)["text"] == "very dull film"
 

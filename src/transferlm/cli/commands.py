@@ -209,10 +209,11 @@ def cmd_predict(args) -> int:
 
 
 def _text_lines(stream: TextIO | None, source: str, task) -> list:
-    from transferlm.data.readers import read_text
+    from transferlm.data.readers import decode_utf8, read_text, text_lines
 
-    text = stream.read() if stream is not None else read_text(Path(source))
-    lines = [(i, line.strip()) for i, line in enumerate(text.splitlines(), start=1)]
+    # stdin as bytes: decoded by Python, bytes that are not UTF-8 would become lone surrogates under a C locale
+    text = decode_utf8(stream.buffer.read(), "stdin") if stream is not None else read_text(Path(source))
+    lines = [(i, line.strip()) for i, line in enumerate(text_lines(text), start=1)]
     blank = sum(1 for _, line in lines if not line)
     if blank:
         print(f"transferlm: skipped {blank} blank line(s) in {source}", file=sys.stderr)
@@ -255,10 +256,10 @@ def cmd_generate(args) -> int:
 def _prompts(path: Path, chat: bool) -> list[tuple[int, Any]]:
     """(line, prompt) from a .txt file (one prompt per line) or JSONL with "prompt" or "messages" per line."""
     from transferlm.data.lm import ROLES, parse_turns
-    from transferlm.data.readers import read_jsonl, read_text
+    from transferlm.data.readers import read_jsonl, read_text, text_lines
 
     if path.suffix.lower() != ".jsonl":
-        lines = [(i, line.strip()) for i, line in enumerate(read_text(path).splitlines(), start=1) if line.strip()]
+        lines = [(i, line.strip()) for i, line in enumerate(text_lines(read_text(path)), start=1) if line.strip()]
         if not lines:
             raise DataError(f"{path}: no prompts; give one per line")
         return lines

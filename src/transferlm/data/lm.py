@@ -24,7 +24,7 @@ from pydantic import Field
 
 from transferlm.config.schema import DataConfig
 from transferlm.config.selected import Section
-from transferlm.data.readers import read_text, summarise_lines
+from transferlm.data.readers import read_text, summarise_lines, text_lines
 from transferlm.data.records import Record, read_data_table, row_text, text_columns
 from transferlm.errors import DataError
 
@@ -124,13 +124,13 @@ def text_documents(text: str, documents: str) -> list[Record]:
     records: list[Record] = []
     line = 1
     if documents == "lines":
-        for number, content in enumerate(text.splitlines(), start=1):
+        for number, content in enumerate(text_lines(text), start=1):
             if content.strip():
                 records.append(Record(content, None, None, number))
         return records
     # paragraphs: runs of non-blank lines (whitespace-only lines count as blank), inner newlines kept
     current: list[str] = []
-    for number, content in enumerate(text.splitlines(), start=1):
+    for number, content in enumerate(text_lines(text), start=1):
         if content.strip():
             if not current:
                 line = number

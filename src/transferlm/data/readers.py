@@ -6,6 +6,7 @@ import csv
 import io
 import itertools
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,15 +59,47 @@ def read_table(
 
 
 def read_text(path: Path) -> str:
-    raw = path.read_bytes()
+    return decode_utf8(path.read_bytes(), path)
+
+
+def decode_utf8(raw: bytes, where: str | Path) -> str:
+    """Bytes as UTF-8 text (a byte-order mark dropped); bytes that are not UTF-8 raise ``DataError`` with the line."""
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise DataError(
-            f"{path} line {line}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start}); "
+            f"{where} line {line}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start}); "
             "re-save the file as UTF-8, e.g. `iconv -f latin1 -t utf-8 in.csv > out.csv`"
         ) from e
+
+
+def text_lines(text: str) -> list[str]:
+    """Lines ended by \\n, \\r\\n or \\r (mixed endings allowed), but not by the other characters
+    ``str.splitlines`` breaks at (U+2028, U+0085, form feeds ...), which are text inside a line."""
+    lines = re.split(r"\r\n|\r|\n", text)
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
+def lone_surrogate(value: Any) -> str | None:
+    """Where a value (a string, or strings inside lists, tuples and dicts) holds a lone surrogate, described;
+    None when it holds none. JSON can spell one (``"\\ud800"``), yet it is half of a UTF-16 pair, not a
+    character: it cannot be written as UTF-8 and no tokenizer takes it."""
+    pending = [value]  # a stack, not recursion: a request may nest as deeply as the JSON parser allows
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            pending.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as e:
+                return (f"a lone surrogate U+{ord(item[e.start]):04X} at character {e.start}, which is not Unicode "
+                        "text; send both halves of a surrogate pair (e.g. \\ud83d\\ude00), or the character itself")
+    return None
 
 
 def summarise_lines(where: str | Path, what: str, lines: list[int], fix: str) -> str:
@@ -126,9 +159,11 @@ def read_tsv(path: Path, header: bool = True, quoting: bool = True, extra_column
 
 
 def read_jsonl(path: Path) -> Table:
-    rows, lines, bad, not_objects = [], [], [], []
+    rows, lines, bad, not_objects, surrogates = [], [], [], [], []
     columns: dict[str, None] = {}
-    for number, line in enumerate(read_text(path).splitlines(), start=1):
+    # Lines end at "\n" only: str.splitlines would also break at characters a JSON string may hold raw
+    # (U+2028, U+0085, form feeds), cutting a valid row in two.
+    for number, line in enumerate(read_text(path).split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -138,6 +173,9 @@ def read_jsonl(path: Path) -> Table:
             continue
         if not isinstance(value, dict):
             not_objects.append(number)
+            continue
+        if lone_surrogate(value):
+            surrogates.append(number)
             continue
         columns.update(dict.fromkeys(value))
         rows.append(value)
@@ -153,6 +191,9 @@ def read_jsonl(path: Path) -> Table:
                 path, "are JSON but not objects", not_objects, 'write each line as {"text": ..., "label": ...}'
             )
         )
+    if surrogates:
+        problems.append(summarise_lines(path, "hold a lone surrogate (an escape such as \\ud800 without its pair)",
+                                        surrogates, "fix the text those lines came from; it is not valid Unicode"))
     if problems:
         raise DataError(problems)
     return Table(path, list(columns), rows, lines)

@@ -24,7 +24,7 @@ from pydantic import Field
 
 from transferlm.config.schema import DataConfig
 from transferlm.config.selected import Section
-from transferlm.data.readers import MAX_LISTED, read_jsonl, read_text
+from transferlm.data.readers import MAX_LISTED, lone_surrogate, read_jsonl, read_text
 from transferlm.data.records import Record
 from transferlm.errors import DataError
 
@@ -117,7 +117,7 @@ def _squad_questions(path: Path) -> list[RawQuestion]:
                 malformed.append(f"data[{a}].paragraphs[{p}]")
                 continue
             for q, qa in enumerate(qas):
-                if not isinstance(qa, dict):
+                if not isinstance(qa, dict) or lone_surrogate([qa, paragraph.get("context")]):
                     malformed.append(f"data[{a}].paragraphs[{p}].qas[{q}]")
                     continue
                 answers = [] if qa.get("is_impossible") else qa.get("answers")
@@ -128,7 +128,8 @@ def _squad_questions(path: Path) -> list[RawQuestion]:
         shown = ", ".join(malformed[:MAX_LISTED]) + (f" and {len(malformed) - MAX_LISTED} more"
                                                       if len(malformed) > MAX_LISTED else "")
         raise DataError(f"{path}: {len(malformed)} entries are not SQuAD's shape ({shown}); each article needs a "
-                        'list "paragraphs" of {"context", "qas": [{"id", "question", "answers"}]}')
+                        'list "paragraphs" of {"context", "qas": [{"id", "question", "answers"}]}, and text that is '
+                        "valid Unicode (no lone surrogate escapes such as \\ud800)")
     return questions
 
 

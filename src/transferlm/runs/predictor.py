@@ -13,9 +13,10 @@ import yaml
 
 from transferlm.config.load import saved_sections
 from transferlm.config.schema import DataConfig
+from transferlm.data.readers import lone_surrogate
 from transferlm.data.records import Record
 from transferlm.errors import ConfigError, DataError
-from transferlm.inference.batches import map_batches, run_inference, torch_forward
+from transferlm.inference.batches import map_batches, on_inputs, run_inference, torch_forward
 from transferlm.inference.explain import Explainer, ExplainSettings
 from transferlm.inference.generation import GenerationSettings, Generator
 from transferlm.inference.onnx_runtime import MODEL_FILE, OnnxForward
@@ -61,7 +62,7 @@ class Predictor:
         self.backend = self.manifest.get("backend", "torch")
         if self.backend == "onnx":  # an export directory (`transferlm export`): the same task code around ORT
             self.model = None
-            self.forward = OnnxForward(self.root / MODEL_FILE, spin=onnx_spin)
+            self.forward = on_inputs(OnnxForward(self.root / MODEL_FILE, spin=onnx_spin), self.task)
         else:
             self.model = strategy.load(self.task, self.root, base).eval()
             self.forward = torch_forward(self.model, self.task)
@@ -70,7 +71,17 @@ class Predictor:
     def predict(self, inputs: Sequence[Any]) -> list[dict[str, Any]]:
         """Predictions for raw inputs: strings, ``(text, text_pair)`` tuples for pair models, or (NER) token
         lists for pre-tokenised text."""
-        return self.predict_records([self.task.input_record(item, i) for i, item in enumerate(inputs, start=1)])
+        return self.predict_records(self.records(inputs))
+
+    def records(self, inputs: Sequence[Any]) -> list[Record]:
+        """Raw inputs (as ``predict`` takes them) as the task's records; a malformed input raises ``DataError``
+        naming it."""
+        records = []
+        for i, item in enumerate(inputs, start=1):
+            if problem := lone_surrogate(item):
+                raise DataError(f"input {i}: {problem}")
+            records.append(self.task.input_record(item, i))
+        return records
 
     def predict_records(self, records: Sequence[Record]) -> list[dict[str, Any]]:
         if self.task.generates:  # language models predict by generating (default settings: greedy)
@@ -92,8 +103,7 @@ class Predictor:
 
     def explain(self, inputs: Sequence[Any], settings: ExplainSettings | None = None) -> list[dict[str, Any]]:
         """Word attributions for raw inputs (as ``predict`` takes them); see ``transferlm.inference.explain``."""
-        return self.explain_records([self.task.input_record(item, i) for i, item in enumerate(inputs, start=1)],
-                                    settings)
+        return self.explain_records(self.records(inputs), settings)
 
     def explain_records(self, records: Sequence[Record], settings: ExplainSettings | None = None
                         ) -> list[dict[str, Any]]:

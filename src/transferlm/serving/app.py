@@ -203,7 +203,7 @@ class _Service:
         if refused:
             return self.problem(*refused)
         try:
-            records = [self.predictor.task.input_record(item, i) for i, item in enumerate(inputs, start=1)]
+            records = self.predictor.records(inputs)
             predictions = await self.batcher.submit(records)
         except BatcherClosed as e:
             return self.problem(503, f"{e}; retry on another instance", "closed")
@@ -233,7 +233,7 @@ class _Service:
             return self.problem(*refused)
         target = json.loads(body).get("target")
         try:
-            records = [self.predictor.task.input_record(item, i) for i, item in enumerate(inputs, start=1)]
+            records = self.predictor.records(inputs)
             settings = ExplainSettings(target=target, steps=self.settings.explain_steps)
             return {"explanations": await run_in_threadpool(self.predictor.explain_records, records, settings)}
         except (DataError, ConfigError) as e:
