@@ -127,6 +127,33 @@ def test_loss_weighs_each_block_by_its_count_even_when_whole_words_fall_short():
     assert math.isclose(float(terms.total), 4 * math.log(50), rel_tol=1e-6)
 
 
+def test_logits_only_where_masked_give_the_full_output_layers_loss_gradients_and_scores(tiny_model_dir):
+    from transferlm.tasks.base import Task
+
+    tokenizer = load_tokenizer(tiny_model_dir)
+    docs = [Record(r["text"], None, None, i) for i, r in enumerate(sentiment_rows(20, seed=4))]
+    task = mlm_task()
+    items = task.encode(tokenizer, docs, max_length=16).items
+    model = task.build_model(tiny_model_dir, tokenizer).eval()
+    batch = task.collate(items, tokenizer.pad_token_id)
+    results = {}
+    for name, forward in (("sparse", task.forward), ("full", lambda m, b: Task.forward(task, m, b))):
+        model.zero_grad()
+        outputs = forward(model, batch)
+        terms = task.loss(outputs, batch)
+        terms.total.backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        with torch.no_grad():
+            rows = task.output_rows(task.logits(forward(model, batch)), items)
+        results[name] = (outputs.logits.shape, terms.total.item(), grads, torch.stack(rows))
+    predicted = int((batch["labels"] != IGNORE).sum())
+    assert results["sparse"][0] == (predicted, len(tokenizer))  # one row per predicted token, not per position
+    assert results["full"][0] == (*batch["labels"].shape, len(tokenizer))
+    assert math.isclose(results["sparse"][1], results["full"][1], rel_tol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(results["sparse"][2], results["full"][2], strict=True))
+    assert torch.allclose(results["sparse"][3], results["full"][3], rtol=1e-5)
+
+
 # --- adapt end to end ---
 
 def text_file(path, n: int, seed: int):

@@ -119,7 +119,7 @@ def probe_probabilities(features: np.ndarray, labels: np.ndarray, assignment: np
 def _backbone_features(predictor: Predictor, records) -> np.ndarray:
     """One fixed vector per record from the run's pretrained backbone (the task's feature head; a long input's
     windows averaged)."""
-    from transferlm.inference.batches import map_batches
+    from transferlm.inference.batches import map_batches, on_inputs
     from transferlm.models.resolve import resolve_model
 
     task, tokenizer = predictor.task, predictor.tokenizer
@@ -130,7 +130,7 @@ def _backbone_features(predictor: Predictor, records) -> np.ndarray:
                           "--label-error-path fine-tune")
     features = predictor.features(records, with_labels=False)
     with torch.no_grad():
-        rows = map_batches(head.extract, task, features, tokenizer.pad_token_id, predictor.batch_size)
+        rows = map_batches(on_inputs(head.extract, task), task, features, tokenizer.pad_token_id, predictor.batch_size)
     per_record = torch.split(torch.stack(rows).float(), task.window_counts(features))
     return torch.stack([windows.mean(dim=0) for windows in per_record]).numpy()
 

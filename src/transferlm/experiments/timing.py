@@ -42,7 +42,7 @@ def step_seconds(config: RunConfig, splits, path: Path) -> tuple[float, int, int
     times = []
     for _ in range(TIMED_STEPS):
         began = time.perf_counter()
-        task.loss(model(**task.model_inputs(batch)), batch).total.backward()
+        task.loss(task.forward(model, batch), batch).total.backward()
         optimizer.step()
         optimizer.zero_grad()
         times.append(time.perf_counter() - began)

@@ -41,7 +41,7 @@ from torch import nn
 from transferlm.config.selected import CommandSettings
 from transferlm.errors import ExportError, RunDirError
 from transferlm.extras import require
-from transferlm.inference.batches import map_batches
+from transferlm.inference.batches import map_batches, on_inputs
 from transferlm.inference.onnx_runtime import MODEL_FILE, OnnxForward
 from transferlm.runs import layout
 from transferlm.runs.card import model_card
@@ -298,7 +298,8 @@ def _quantize(source: Path, target: Path) -> None:
 
 
 def _onnx_outputs(path: Path, predictor: Predictor, features: Features) -> list[torch.Tensor]:
-    return map_batches(OnnxForward(path), predictor.task, features, predictor.tokenizer.pad_token_id,
+    task = predictor.task
+    return map_batches(on_inputs(OnnxForward(path), task), task, features, predictor.tokenizer.pad_token_id,
                        predictor.batch_size)
 
 

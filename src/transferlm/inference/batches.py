@@ -1,7 +1,9 @@
 """Batched inference in length order (little padding), results returned in input order.
 
-A backend is any ``forward(**model_inputs) -> tensor``: the torch model behind ``torch_forward``, or an ONNX Runtime
-session (``inference.onnx_runtime.OnnxForward``). The task batches the items and cuts the rows either way.
+A backend is any ``forward(batch) -> tensor`` on a collated batch (targets included): the torch model behind
+``torch_forward``, which lets the task call it (``task.forward``), or a callable of the model inputs alone, such as an
+ONNX Runtime session (``inference.onnx_runtime.OnnxForward``), behind ``on_inputs``. The task batches the items and
+cuts the rows either way.
 """
 
 from __future__ import annotations
@@ -36,14 +38,22 @@ def inference_order(lengths: Sequence[int], batch_size: int,
     return batches
 
 
-def torch_forward(model: nn.Module, task: LoopTask) -> Callable[..., torch.Tensor]:
-    """The torch backend: the model's outputs reduced to the tensor the task keeps (``task.logits``)."""
-    return lambda **inputs: task.logits(model(**inputs))
+Forward = Callable[[dict[str, torch.Tensor]], torch.Tensor]
+
+
+def torch_forward(model: nn.Module, task: LoopTask) -> Forward:
+    """The torch backend: the model called by the task, its outputs reduced to the tensor the task keeps."""
+    return lambda batch: task.logits(task.forward(model, batch))
+
+
+def on_inputs(forward: Callable[..., torch.Tensor], task: LoopTask) -> Forward:
+    """A backend that takes the model inputs as keyword arguments (an ONNX session, a feature extractor)."""
+    return lambda batch: forward(**task.model_inputs(batch))
 
 
 @torch.no_grad()
 def map_batches(
-    forward: Callable[..., torch.Tensor],
+    forward: Forward,
     task: LoopTask,
     features: Features,
     pad_id: int,
@@ -51,13 +61,13 @@ def map_batches(
     device: torch.device | str = "cpu",
     autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
 ) -> list[torch.Tensor]:
-    """``forward(**model_inputs)`` over all items: one output row per item (float32, CPU, unpadded)."""
+    """``forward(batch)`` over all items: one output row per item (float32, CPU, unpadded)."""
     rows: list[torch.Tensor] = [None] * len(features)  # type: ignore[list-item]
     for indices in inference_order(features.lengths, batch_size):
         items = [features.items[i] for i in indices]
-        inputs = {k: v.to(device) for k, v in task.model_inputs(task.collate(items, pad_id)).items()}
+        batch = {k: v.to(device) for k, v in task.collate(items, pad_id).items()}
         with autocast():
-            result = forward(**inputs).float()
+            result = forward(batch).float()
         # Rows are cut (or reduced: a language model's per-token losses) where the output is, then moved: a
         # batch's full-vocabulary logits never travel to the CPU.
         for i, row in zip(indices, task.output_rows(result, items), strict=True):

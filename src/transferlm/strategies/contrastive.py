@@ -87,6 +87,9 @@ class PairTask:
     def model_inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {k: v for k, v in batch.items() if k != "similarity"}
 
+    def forward(self, module: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return module(**self.model_inputs(batch))
+
     def loss_units(self, items: Sequence[dict[str, Any]]) -> int:
         return len(items)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from transferlm.inference.batches import map_batches
+from transferlm.inference.batches import map_batches, on_inputs
 from transferlm.tasks.base import Features, LossTerms, Task
 from transferlm.tasks.heads import FeatureHead
 
@@ -40,6 +40,9 @@ class CachedFeatureTask:
 
     def model_inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {"features": batch["features"]}
+
+    def forward(self, module: torch.nn.Module, batch: dict[str, torch.Tensor]) -> Any:
+        return module(**self.model_inputs(batch))
 
     # --- the task's own ---
     def loss_units(self, items: Sequence[dict[str, Any]]) -> int:
@@ -72,7 +75,8 @@ def cache_features(
 ) -> Features:
     """``features`` with each item extended by the fixed backbone's output for it."""
     began = time.perf_counter()
-    rows = map_batches(head.extract, task, features, pad_id, batch_size, device, autocast)  # backbone: eval
+    extract = on_inputs(head.extract, task)
+    rows = map_batches(extract, task, features, pad_id, batch_size, device, autocast)  # backbone: eval
     items = [{**item, "features": row} for item, row in zip(features.items, rows, strict=True)]
     log.info("cached backbone features of %d examples in %.1f s", len(items), time.perf_counter() - began)
     return replace(features, items=items)

@@ -261,6 +261,10 @@ class Task(ABC):
         """What the model is called with: the batch without its targets."""
         return {k: v for k, v in batch.items() if k not in self.target_keys}
 
+    def forward(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> Any:
+        """The model's outputs on a batch (targets included: a task may skip outputs that no target reads)."""
+        return model(**self.model_inputs(batch))
+
     def logits(self, outputs: Any) -> torch.Tensor:
         """The tensor inference keeps from the model's outputs."""
         return outputs.logits

@@ -31,6 +31,9 @@ class LoopTask(Protocol):
     def model_inputs(self, batch: Batch) -> Batch:
         """The part of a batch the module takes as keyword arguments."""
 
+    def forward(self, module: Any, batch: Batch) -> Any:
+        """The module's outputs on a batch (targets included: a task may skip outputs that no target reads)."""
+
     def loss_units(self, items: Items) -> int:
         """What ``loss`` sums over in these items; the loop divides by the total of an optimizer step."""
 

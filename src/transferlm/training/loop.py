@@ -123,7 +123,7 @@ class TrainingLoop:
             batch = {k: v.to(self.accelerator.device) for k, v in collated.items()}
             sync = i == len(passes) - 1
             with nullcontext() if sync else self.accelerator.no_sync(self.model), self.accelerator.autocast():
-                terms = self.task.loss(self.model(**self.task.model_inputs(batch)), batch)
+                terms = self.task.loss(self.task.forward(self.model, batch), batch)
                 # DDP averages gradients over processes; scaling by world/count makes the result
                 # sum(loss)/count over the whole step, however it was split into micro-batches.
                 self.accelerator.backward(terms.total * world / (count or 1))
