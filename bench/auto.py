@@ -236,11 +236,11 @@ def candidates(name: str, config: Path, out: Path) -> dict[str, list[str]]:
             "random:minilm": ["--model", "minilm", "--init", "random"]}
 
 
-def part_rank(name: str, config: Path, out: Path) -> dict:
+def part_rank(name: str, config: Path, out: Path, chosen: list[str]) -> dict:
     from scipy.stats import kendalltau
 
     metric = SETS[name][2]
-    flags = candidates(name, config, out)
+    flags = {c: f for c, f in candidates(name, config, out).items() if c in chosen}
     specs = {c: (f[1] if c != "random:minilm" else "random:minilm") for c, f in flags.items()}
     ranking = out / name / "rank" / "rank.json"
     if not ranking.is_file():
@@ -324,6 +324,8 @@ def main() -> int:
     parser.add_argument("--sets", default="sst2,conll,agnews,stsb")
     parser.add_argument("--rank-sets", default="sst2,conll,stsb")
     parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--candidates", default=",".join(CANDIDATES),
+                        help="The rank part's candidates (a subset of the default list).")
     parser.add_argument("--time-budget", default="30m")
     parser.add_argument("--output", type=Path, default=ROOT / "runs" / "bench-auto")
     parser.add_argument("--json-out", type=Path, default=None)
@@ -335,6 +337,9 @@ def main() -> int:
         print(tables(results))
         return 0
     parts = args.parts.split(",")
+    chosen = args.candidates.split(",")
+    if unknown := set(chosen) - set(CANDIDATES):
+        parser.error(f"--candidates: unknown {sorted(unknown)}; choose from {', '.join(CANDIDATES)}")
     for name in args.sets.split(","):
         config = prepare(name, args.output)
         if config is None:
@@ -343,7 +348,7 @@ def main() -> int:
             if part == "defaults":
                 figures = part_defaults(name, config, args.output, args.trials)
             elif part == "rank":
-                figures = part_rank(name, config, args.output) if name in args.rank_sets.split(",") else None
+                figures = part_rank(name, config, args.output, chosen) if name in args.rank_sets.split(",") else None
             else:
                 figures = part_auto(name, config, args.output, args.time_budget)
             if figures is not None:
