@@ -38,9 +38,6 @@ from pathlib import Path
 
 import yaml
 
-# bench/inspect.py would shadow the standard library's inspect (numpy and scipy, imported later, need it)
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("TRANSFERLM_DATA", ROOT.parent / "shared" / "data"))
 STS_COLUMNS = {"format": "tsv", "header": False, "quoting": False, "extra_columns": "ignore", "text_column": 5,

@@ -280,6 +280,8 @@ def create_app(root: Path, settings: ServeSettings | None = None):
     from fastapi.responses import HTMLResponse
     from starlette.exceptions import HTTPException
 
+    from transferlm.serving import openapi as api
+
     service = _Service(root, settings or ServeSettings())
     app = FastAPI(title="transferlm", version=layout.library_versions().get("transferlm", "?"),
                   lifespan=service.lifespan, description=f"A {service.predictor.task.name} model from "
@@ -288,12 +290,16 @@ def create_app(root: Path, settings: ServeSettings | None = None):
     app.exception_handler(RequestValidationError)(service.invalid)
     app.exception_handler(HTTPException)(service.http_error)
     guarded = [Depends(service.require_key)]
-    app.get("/health")(service.health)
-    app.get("/ready")(service.ready)
-    app.get("/v1/model", dependencies=guarded)(service.model_info)
-    app.post("/v1/predict", dependencies=guarded)(service.predict)
-    app.post("/v1/explain", dependencies=guarded)(service.explain)
-    app.get("/metrics", dependencies=guarded)(service.prometheus)
+    app.get("/health", **api.HEALTH)(service.health)
+    app.get("/ready", **api.READY)(service.ready)
+    app.get("/v1/model", dependencies=guarded, **api.MODEL)(service.model_info)
+    an_input, limits = service.predictor.task.input_schema(), service.settings
+    app.post("/v1/predict", dependencies=guarded,
+             **api.predict_route(an_input, limits.max_inputs, limits.max_chars))(service.predict)
+    app.post("/v1/explain", dependencies=guarded,
+             **api.explain_route(an_input, service.predictor.task.explanation_target_names(),
+                                 limits.explain_max_inputs, limits.explain_max_chars))(service.explain)
+    app.get("/metrics", dependencies=guarded, **api.METRICS)(service.prometheus)
     app.get("/", response_class=HTMLResponse)(service.playground)
     app.state.predictor, app.state.batcher = service.predictor, service.batcher
     return app

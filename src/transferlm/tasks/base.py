@@ -200,6 +200,13 @@ class Task(ABC):
             raise DataError(f"input {index}: expected a string, got {type(item).__name__}")
         return Record(item, None, None, index)
 
+    def input_schema(self) -> dict[str, Any]:
+        """The JSON Schema of one raw prediction input, as ``input_record`` takes it (the server documents it)."""
+        if self.data_config.text_pair_column is not None:
+            return {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2,
+                    "description": "A (text, text_pair) pair."}
+        return {"type": "string"}
+
     def record_row(self, record: Record, with_label: bool = True) -> dict[str, Any]:
         """A record as one JSONL row that ``read_records`` reads back under ``read_back_keys()`` (experiments
         write their splits this way; ``predict`` echoes inputs with it)."""
@@ -319,6 +326,10 @@ class Task(ABC):
         """One record's model inputs with the word of every position."""
         raise ConfigError(f"explain: task {self.name} cannot be explained (classification, regression, ner and qa "
                           "can)")
+
+    def explanation_target_names(self) -> list[str] | None:
+        """The values ``explanation_targets`` takes as ``target``, when they are a closed set (None: any string)."""
+        return None
 
     def explanation_targets(self, output: torch.Tensor, inputs: ExplanationInputs, record: Record,
                             target: str | None) -> list[ExplanationTarget]:

@@ -138,6 +138,14 @@ class CausalLmTask(TextObjectiveTask):
             raise DataError(f"input {index}: unknown role {named}; roles are {', '.join(ROLES)}")
         return Record("", None, tuple(turns), index)
 
+    def input_schema(self) -> dict[str, Any]:
+        turn = {"type": "object", "required": ["role", "content"],
+                "properties": {"role": {"enum": list(ROLES)}, "content": {"type": "string"}}}
+        return {"anyOf": [{"type": "string"}, {"type": "object", "required": ["prompt"],
+                                                "properties": {"prompt": {"type": "string"}}},
+                          {"type": "object", "required": ["messages"],
+                           "properties": {"messages": {"type": "array", "items": turn, "minItems": 1}}}]}
+
     def record_row(self, record: Record, with_label: bool = True) -> dict[str, Any]:
         if is_chat(record):
             return {"messages": [{"role": t.role, "content": t.content} for t in record.label]}

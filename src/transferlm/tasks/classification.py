@@ -258,6 +258,9 @@ class ClassificationTask(SentenceHeadTask):
         _, decided = self.decide(logits)
         return (decided == targets.numpy()).astype(float).tolist()
 
+    def explanation_target_names(self) -> list[str] | None:
+        return [str(label) for label in self.label_map.index()]
+
     def explained_outputs(self, document: torch.Tensor, target: str | None) -> list[tuple[int, str]]:
         labels = self.label_map.labels
         if target is not None:

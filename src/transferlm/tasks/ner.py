@@ -81,6 +81,11 @@ class NerTask(Task):
         raise DataError(f"input {index}: expected a text string or a non-empty list of token strings, "
                         f"got {type(item).__name__}")
 
+    def input_schema(self) -> dict[str, Any]:
+        return {"anyOf": [{"type": "string", "pattern": r"\S", "description": "Raw text (at least one word)."},
+                          {"type": "array", "items": {"type": "string"}, "minItems": 1,
+                           "description": "Pre-tokenised text."}]}
+
     def record_row(self, record: Record, with_label: bool = True) -> dict[str, Any]:
         row: dict[str, Any] = {"text": record.text, "tokens": list(record.tokens)}
         if with_label and record.label is not None:

@@ -145,6 +145,13 @@ class QaTask(Task):
             raise DataError(f"input {index}: no {' and no '.join(missing)}; give both as non-empty strings")
         return Record(question, context, None, index, id=str(qid))
 
+    def input_schema(self) -> dict[str, Any]:
+        text = {"type": "string", "pattern": r"\S"}
+        return {"anyOf": [{"type": "object", "required": ["question", "context"],
+                           "properties": {"question": text, "context": text, "id": {"type": ["string", "integer"]}}},
+                          {"type": "array", "items": text, "minItems": 2, "maxItems": 2,
+                           "description": "A (question, context) pair."}]}
+
     def record_row(self, record: Record, with_label: bool = True) -> dict[str, Any]:
         row: dict[str, Any] = {"id": record.id, "question": record.text, "context": record.text_pair}
         if with_label and record.label is not None:

@@ -13,7 +13,7 @@ saved). Each part is independent and appends its figures to --json-out.
                --fine-tune-folds, the fine-tuned path). Target: precision >= 0.7 at recall >= 0.6. Then dev accuracy
                of training on the noisy set, on it without the flagged rows, and on the clean set.
 
-Usage: python bench/inspect.py [--parts model,calibration,faithfulness,labels] [--train-rows 8000]
+Usage: python bench/trust.py [--parts model,calibration,faithfulness,labels] [--train-rows 8000]
        [--label-rows 10000] [--fine-tune-path] [--json-out bench/results/inspect-cpu.json]
 Reads ../shared/data/sst2 (or $TRANSFERLM_DATA/sst2); exits 0 with a message when it is absent.
 """
