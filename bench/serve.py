@@ -11,8 +11,13 @@ Parts:
             one-sentence requests back to back for DURATION seconds after a warm-up. ``--max-batch 1``
             against micro-batching, torch and ONNX int8. Requests/s, p50/p95/p99 latency, errors, and the
             server's peak RSS; the model's own batch-32/batch-1 throughput ratio is printed as the ceiling.
+  soak      ``transferlm serve`` (torch, micro-batching) on loopback: SOAK_REQUESTS requests from CLIENTS
+            concurrent clients, bounded by SOAK_LIMIT seconds; every SOAK_ABANDON-th request is abandoned mid-flight
+            (the client disconnects after 2 ms). Errors, the server's RSS sampled every 0.5 s (after warm-up: the
+            first 10 % of requests) and p99 latency in the first and the last minute; after the load, one request
+            must still be answered (a disconnected client must not wedge the batcher).
 
-Usage: python bench/serve.py [--parts backends,server] [--run RUN_DIR] [--out DIR]
+Usage: python bench/serve.py [--parts backends,server,soak] [--run RUN_DIR] [--out DIR]
 Reads ../shared/data/sst2 (or $TRANSFERLM_DATA/sst2); exits 0 with a message when it is absent.
 """
 
@@ -36,6 +41,7 @@ DATA = Path(os.environ.get("TRANSFERLM_DATA", ROOT.parent / "shared" / "data")) 
 CLIENTS = 32
 DURATION = 20.0
 WARMUP = 3.0
+SOAK_REQUESTS, SOAK_LIMIT, SOAK_ABANDON = 20_000, 1_200.0, 200
 
 
 def sst2_rows(name: str) -> list[dict]:
@@ -203,6 +209,100 @@ def serve_once(path: Path, max_batch: int, texts: list[str]) -> dict:
         server.wait(timeout=60)
 
 
+def _rss_mb(pid: int) -> float | None:
+    status = Path(f"/proc/{pid}/status")
+    lines = [line for line in status.read_text().splitlines() if line.startswith("VmRSS")] if status.is_file() else []
+    return int(lines[0].split()[1]) / 1024 if lines else None
+
+
+async def soak_load(base: str, texts: list[str], pid: int) -> dict:
+    import httpx
+
+    sent, began = 0, time.perf_counter()
+    done: list[tuple[float, float]] = []  # (end time from start, latency) of answered requests
+    errors: list[str] = []
+    abandoned = 0
+    rss: list[tuple[int, float]] = []  # (requests answered so far, server RSS MB)
+
+    async def client(http: httpx.AsyncClient):
+        nonlocal sent, abandoned
+        while sent < SOAK_REQUESTS and time.perf_counter() - began < SOAK_LIMIT:
+            sent += 1
+            number, body = sent, {"inputs": [texts[sent % len(texts)]]}
+            start = time.perf_counter()
+            if number % SOAK_ABANDON == 0:  # a client that gives up mid-request and closes its connection
+                try:
+                    # connected and sent, then gone while the server is still working on it
+                    async with httpx.AsyncClient(timeout=httpx.Timeout(10, read=0.002)) as impatient:
+                        await impatient.post(f"{base}/v1/predict", json=body)
+                except httpx.TimeoutException:
+                    pass
+                abandoned += 1
+                continue
+            try:
+                response = await http.post(f"{base}/v1/predict", json=body)
+                if response.status_code != 200:
+                    errors.append(f"{response.status_code}: {response.text[:200]}")
+                    continue
+            except httpx.HTTPError as e:
+                errors.append(f"{type(e).__name__}: {e}")
+                continue
+            end = time.perf_counter()
+            done.append((end - began, end - start))
+
+    async def sample():
+        while sent < SOAK_REQUESTS and time.perf_counter() - began < SOAK_LIMIT:
+            value = _rss_mb(pid)
+            if value is not None:
+                rss.append((len(done), value))
+            await asyncio.sleep(0.5)
+
+    limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+        await asyncio.gather(sample(), *(client(http) for _ in range(CLIENTS)))
+        after = await http.post(f"{base}/v1/predict", json={"inputs": ["still there?"]}, timeout=30)
+    elapsed = time.perf_counter() - began
+
+    def p99(window: list[float]) -> float | None:
+        window = sorted(window)
+        return round(1000 * window[min(len(window) - 1, int(0.99 * len(window)))], 1) if window else None
+
+    first = [lat for end, lat in done if end <= 60]
+    last = [lat for end, lat in done if end >= elapsed - 60]
+    warm = [value for answered, value in rss if answered >= 0.1 * len(done)]
+    return {"requests_sent": sent, "answered": len(done), "abandoned": abandoned, "errors": len(errors),
+            "error_examples": errors[:5], "seconds": round(elapsed, 1),
+            "requests_per_s": round(len(done) / elapsed, 1), "p99_ms_first_minute": p99(first),
+            "p99_ms_last_minute": p99(last),
+            "p99_last_over_first": round(p99(last) / p99(first), 3) if first and last else None,
+            "rss_mb_after_warmup": round(warm[0], 1) if warm else None,
+            "rss_mb_peak_after_warmup": round(max(warm), 1) if warm else None,
+            "rss_growth_after_warmup": round(max(warm) / warm[0] - 1, 4) if warm else None,
+            "answered_after_the_load": after.status_code == 200}
+
+
+def part_soak(run: Path) -> dict:
+    import httpx
+
+    texts = [r["text"] for r in sst2_rows("dev.tsv")]
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "transferlm", "serve", str(run), "--port", str(port),
+                               "--max-wait-ms", "5"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.25)
+        result = asyncio.run(soak_load(base, texts, server.pid))
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    return {"part": "soak", "clients": CLIENTS, "requests": SOAK_REQUESTS, "limit_s": SOAK_LIMIT, **result}
+
+
 def part_server(out: Path, run: Path, ceiling: dict | None) -> dict:
     texts = [r["text"] for r in sst2_rows("dev.tsv")]
     int8 = out / "onnx-int8"
@@ -247,6 +347,8 @@ def main() -> int:
                 "sorted_batch_32_over_batch_1": round(row["batch_32"] / row["batch_1"], 2),
                 "groups_of_32_forwards_of_8_over_batch_1": round(row["groups_of_32_forwards_of_8"] / row["batch_1"], 2),
             } for backend, row in result["table"].items()}
+        elif part == "soak":
+            result = part_soak(run)
         else:
             result = part_server(args.out, run, ceiling)
         results.append(result)

@@ -112,11 +112,14 @@ def test_a_failed_parity_check_leaves_nothing_behind(tiny_model_dir, tmp_path):
     assert not any(p.name.endswith(".partial") for p in tmp_path.iterdir())
 
 
-def test_export_refuses_to_overwrite_and_to_re_export(tiny_model_dir, tmp_path):
+def test_the_same_export_again_is_done_but_another_one_is_refused(tiny_model_dir, tmp_path):
     run, _ = trained(tiny_model_dir, tmp_path, "classification")
-    export(run, tmp_path / "export")
-    with pytest.raises(ExportError, match="already exists"):
-        export(run, tmp_path / "export")
+    first = export(run, tmp_path / "export")
+    written = (tmp_path / "export" / "run.json").stat().st_mtime_ns
+    assert export(run, tmp_path / "export") == first  # the same command after it finished: nothing to redo
+    assert (tmp_path / "export" / "run.json").stat().st_mtime_ns == written
+    with pytest.raises(ExportError, match="already exists"):  # other settings would replace it: refused
+        export(run, tmp_path / "export", ExportSettings(quantize="int8"))
     with pytest.raises(ExportError, match="already an ONNX export"):
         export(tmp_path / "export", tmp_path / "again")
 

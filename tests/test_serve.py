@@ -74,7 +74,7 @@ def test_an_export_is_served_with_onnx_runtime_threads_that_do_not_spin(classifi
     export(classifier_run, tmp_path / "onnx")
     texts = ["the film was great", "a dull and boring story"]
     with client(tmp_path / "onnx") as http:
-        session = http.app.state.predictor.forward.session
+        session = http.app.state.predictor.onnx.session
         assert session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
         response = http.post("/v1/predict", json={"inputs": texts})
     assert [p["label"] for p in response.json()["predictions"]] == [

@@ -106,6 +106,10 @@ def export(run_dir: Path, output: Path, settings: ExportSettings | None = None,
         require(module, "export", EXPORT)
     began = time.perf_counter()
     run_dir, output = Path(run_dir), Path(output)
+    if not overwrite and (done := _finished(run_dir, output, quantize)) is not None:
+        log.info("%s: already an export of this run (%s); nothing to do (--overwrite exports again)", output,
+                 quantize or "fp32")
+        return done
     _check_output(run_dir, output, overwrite)
     predictor = load(run_dir)
     if predictor.backend != "torch":
@@ -168,6 +172,24 @@ def _fp32_parity(predictor: Predictor, features, path: Path, tolerance: float, c
                           f"{len(features)} inputs from {check_path}; this architecture does not export "
                           "faithfully. Nothing was written.")
     return diff
+
+
+def _finished(run_dir: Path, output: Path, quantize: str | None) -> ExportReport | None:
+    """The report of a complete export of this very run (same manifest) at ``output`` with the same quantisation,
+    so that the same command run again after it finished succeeds without work; None otherwise."""
+    try:
+        saved = json.loads((output / layout.MANIFEST).read_text())
+        source = layout.read_manifest(run_dir)
+    except (OSError, ValueError, RunDirError):
+        return None
+    own = {k: v for k, v in saved.items() if k not in ("backend", "source_run", "export")}
+    if (saved.get("backend") != "onnx" or saved.get("source_run") != str(run_dir.resolve()) or own != source
+            or saved.get("export", {}).get("quantize") != quantize):
+        return None
+    try:
+        return ExportReport(**saved["export"])
+    except TypeError:  # written by a version whose report had other fields: export again
+        return None
 
 
 def _is_export(path: Path) -> bool:

@@ -62,9 +62,10 @@ class Predictor:
         self.backend = self.manifest.get("backend", "torch")
         if self.backend == "onnx":  # an export directory (`transferlm export`): the same task code around ORT
             self.model = None
-            self.forward = on_inputs(OnnxForward(self.root / MODEL_FILE, spin=onnx_spin), self.task)
+            self.onnx: OnnxForward | None = OnnxForward(self.root / MODEL_FILE, spin=onnx_spin)
+            self.forward = on_inputs(self.onnx, self.task)
         else:
-            self.model = strategy.load(self.task, self.root, base).eval()
+            self.model, self.onnx = strategy.load(self.task, self.root, base).eval(), None
             self.forward = torch_forward(self.model, self.task)
         self.batch_size = batch_size
 
