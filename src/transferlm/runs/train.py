@@ -57,13 +57,16 @@ class TrainResult:
     test_example_scores: list[float] | None = None
 
 
-def check_output(config: RunConfig, resume: bool, overwrite: bool) -> tuple[RunPaths, bool]:
-    """Validate --output against --resume/--overwrite; return the paths and whether it must be cleared.
+def check_output(config: RunConfig, resume: bool, overwrite: bool) -> tuple[RunPaths, bool, bool]:
+    """Validate --output against --resume/--overwrite; return the paths, whether it must be cleared and whether
+    the run resumes. The same command again resumes by itself: an interrupted run whose saved config equals this
+    one continues from its last checkpoint (a different config still needs --overwrite or another --output).
 
     Read-only, so every process can run it and fail the same way (no rank left waiting)."""
     paths = RunPaths(Path(config.output))
     root = paths.root
-    if resume:
+    interrupted = paths.last.is_dir() and not layout.is_complete(root)
+    if resume or (interrupted and not overwrite):
         if not paths.last.is_dir():
             raise RunDirError(f"{root}: nothing to resume (no checkpoints/last); start without --resume")
         saved = yaml.safe_load((root / layout.CONFIG).read_text())
@@ -71,24 +74,21 @@ def check_output(config: RunConfig, resume: bool, overwrite: bool) -> tuple[RunP
         if differences:
             raise ConfigError(
                 [
-                    f"{key}: differs from the interrupted run ({old!r} there, {new!r} now); resume with the "
-                    "same config, or start a new --output"
+                    f"{key}: differs from the interrupted run in {root} ({old!r} there, {new!r} now); resume with "
+                    "the same config, pass --overwrite to start over, or choose another --output"
                     for key, old, new in differences
                 ]
             )
-        return paths, False
+        if not resume:
+            log.info("%s holds an interrupted run of this same config: continuing it from its last checkpoint "
+                     "(--overwrite starts over)", root)
+        return paths, False, True
     if root.exists() and any(root.iterdir()):
         if not overwrite:
-            state = (
-                "a finished run"
-                if layout.is_complete(root)
-                else "an interrupted run (pass --resume to continue it)"
-                if paths.last.is_dir()
-                else "other files"
-            )
+            state = "a finished run" if layout.is_complete(root) else "other files"
             raise RunDirError(f"{root}: already holds {state}; choose another --output or pass --overwrite")
-        return paths, True
-    return paths, False
+        return paths, True, False
+    return paths, False, False
 
 
 def _config_differences(old: dict, new: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
@@ -180,13 +180,13 @@ def _gradient_checkpointing(model) -> None:
         module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
-def _output(config: RunConfig, resume: bool, overwrite: bool, accelerator) -> RunPaths:
-    """The run directory's paths, cleared first where the run overwrites it."""
-    paths, clear = check_output(config, resume, overwrite)
+def _output(config: RunConfig, resume: bool, overwrite: bool, accelerator) -> tuple[RunPaths, bool]:
+    """The run directory's paths, cleared first where the run overwrites it, and whether the run resumes."""
+    paths, clear, resume = check_output(config, resume, overwrite)
     accelerator.wait_for_everyone()  # every process has seen the directory before the main one clears it
     if clear and accelerator.is_main_process:
         shutil.rmtree(paths.root)
-    return paths
+    return paths, resume
 
 
 def _model(config: RunConfig, task, strategy, resolved, tokenizer, device):
@@ -217,7 +217,7 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
         tokens = max_batch_tokens(config.train, accelerator.device.type)
         log.info("train.max_batch_tokens auto: %s (on %s)", tokens or "no limit", accelerator.device.type)
         config = _with_train(config, max_batch_tokens=tokens)
-    paths = _output(config, resume, overwrite, accelerator)
+    paths, resume = _output(config, resume, overwrite, accelerator)
     splits = load_splits(config, task)
     set_seed(config.train.seed)
     tokenizer = load_tokenizer(resolved.path)
