@@ -63,7 +63,7 @@ def commands(made: dict, out: Path) -> dict[str, tuple[list[str], Path]]:
                               made["dev"]), out / "run.json"),
         "adapt": (transferlm("adapt", "--train", made["text"], "--model", made["model"], "--max-steps", "60",
                              "--no-progress", "--output", str(out)), out / "run.json"),
-        "tune": (transferlm("tune", made["config"], "--trials", "4", "--output", str(out)), out / "best.yaml"),
+        "tune": (transferlm("tune", made["config"], "--trials", "4", "--output", str(out)), out / "report.json"),
         "compare": (transferlm("compare", made["config"], "--members", "frozen,full,tfidf", "--seeds", "0,1",
                                "--output", str(out)), out / "report.json"),
         "curve": (transferlm("curve", made["config"], "--members", "frozen,tfidf", "--sizes", "4,all", "--seeds", "0",

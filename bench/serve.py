@@ -235,7 +235,7 @@ async def soak_load(base: str, texts: list[str], pid: int) -> dict:
                     # connected and sent, then gone while the server is still working on it
                     async with httpx.AsyncClient(timeout=httpx.Timeout(10, read=0.002)) as impatient:
                         await impatient.post(f"{base}/v1/predict", json=body)
-                except httpx.TimeoutException:
+                except httpx.HTTPError:  # the timeout it asked for (or a refused connection, counted the same)
                     pass
                 abandoned += 1
                 continue
@@ -295,7 +295,10 @@ def part_soak(run: Path) -> dict:
                 if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
-                time.sleep(0.25)
+                pass
+            time.sleep(0.25)
+        else:
+            raise SystemExit(f"soak: the server on {base} was not ready after 60 s")
         result = asyncio.run(soak_load(base, texts, server.pid))
     finally:
         server.terminate()
@@ -353,6 +356,7 @@ def main() -> int:
             result = part_server(args.out, run, ceiling)
         results.append(result)
         print(json.dumps(result, indent=2, default=str), flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2, default=str))
     return 0
 

@@ -224,21 +224,26 @@ def _timed(predict, inputs: list) -> dict:
             "peak_rss_mb": peak_rss_mb()}
 
 
-def predict_ours(task: str, _steps: int) -> dict:
+def predict_run(task: str, out: Path) -> dict:
+    """A run of the task to predict with (one training step: the weights do not change the arithmetic), made in a
+    process of its own so that the prediction's peak RSS is prediction's alone."""
     import transferlm
 
-    inputs = _predict_inputs(task)
-    with tempfile.TemporaryDirectory() as tmp:
-        train = {"classification": DATA / "sst2" / "dev.tsv", "ner": FILES["ner"], "qa": _qa_file(Path(tmp))}[task]
-        data = {"train": str(train), **({"text_column": "sentence"} if task == "classification" else {})}
-        config = {"model": {"name": "minilm", "max_length": 256 if task == "qa" else MAX_LENGTH},
-                  "task": {"type": task}, "data": data,
-                  "train": {"max_steps": 1, "eval_every": 10**9, "progress": False}, "output": str(Path(tmp) / "run")}
-        predictor = transferlm.load(transferlm.train(config).run_dir)
-        return _timed(predictor.predict, inputs)
+    train = {"classification": DATA / "sst2" / "dev.tsv", "ner": FILES["ner"], "qa": _qa_file(out)}[task]
+    data = {"train": str(train), **({"text_column": "sentence"} if task == "classification" else {})}
+    config = {"model": {"name": "minilm", "max_length": 256 if task == "qa" else MAX_LENGTH},
+              "task": {"type": task}, "data": data,
+              "train": {"max_steps": 1, "eval_every": 10**9, "progress": False}, "output": str(out / "run")}
+    return {"run": str(transferlm.train(config).run_dir)}
 
 
-def predict_pipeline(task: str, _steps: int) -> dict:
+def predict_ours(task: str, run: str) -> dict:
+    import transferlm
+
+    return _timed(transferlm.load(run).predict, _predict_inputs(task))
+
+
+def predict_pipeline(task: str, _run: str) -> dict:
     from transformers import (
         AutoModelForQuestionAnswering,
         AutoModelForSequenceClassification,
@@ -260,18 +265,24 @@ def predict_pipeline(task: str, _steps: int) -> dict:
         run = pipeline("token-classification", model=model, tokenizer=tokenizer, batch_size=32,
                        aggregation_strategy="simple")
         return _timed(run, _predict_inputs(task))
+    from transformers.pipelines import SUPPORTED_TASKS
+
+    if "question-answering" not in SUPPORTED_TASKS:  # transformers 5 removed it (its migration guide)
+        return {"unavailable": "transformers has no question-answering pipeline (removed in version 5)"}
     model = AutoModelForQuestionAnswering.from_pretrained(path)
     run = pipeline("question-answering", model=model, tokenizer=tokenizer, batch_size=32)
     return _timed(lambda xs: run(xs, max_seq_len=256, doc_stride=128), _predict_inputs(task))
 
 
-PARTS = {"ours": lambda task, steps: ours(task, steps), "anchor": anchor,
-         "ours_full_output_layer": lambda task, steps: ours(task, steps, full_output_layer=True),
-         "predict_ours": predict_ours, "predict_pipeline": predict_pipeline}
+PARTS = {"ours": lambda task, steps: ours(task, int(steps)), "anchor": lambda task, steps: anchor(task, int(steps)),
+         "ours_full_output_layer": lambda task, steps: ours(task, int(steps), full_output_layer=True),
+         "predict_run": lambda task, out: predict_run(task, Path(out)), "predict_ours": predict_ours,
+         "predict_pipeline": predict_pipeline}
 
 
-def run_part(part: str, task: str, steps: int) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--child", f"{part}:{task}", "--steps", str(steps)],
+def run_part(part: str, task: str, argument: int | str) -> dict:
+    """One part in a process of its own; ``argument``: the step count, or for prediction the run directory."""
+    done = subprocess.run([sys.executable, __file__, "--child", f"{part}:{task}", "--argument", str(argument)],
                           capture_output=True, text=True)
     if done.returncode != 0:
         sys.stderr.write(done.stderr[-4000:])
@@ -287,15 +298,18 @@ def main() -> int:
                         help=f"Also compare prediction for these tasks (of {', '.join(PREDICT_TASKS)}).")
     parser.add_argument("--json-out", type=Path)
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--argument", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         part, task = args.child.split(":")
-        print(json.dumps(PARTS[part](task, args.steps)))
+        print(json.dumps(PARTS[part](task, args.argument)))
         return 0
     results: dict = {"machine": {"cpus": os.cpu_count()}, "batch_size": BATCH, "lr": LR, "max_length": MAX_LENGTH,
                      "steps": args.steps}
     for task in filter(None, args.predict.split(",")):
-        figures = {part: run_part(part, task, 0) for part in ("predict_ours", "predict_pipeline")}
+        with tempfile.TemporaryDirectory() as tmp:
+            made = run_part("predict_run", task, tmp)
+            figures = {part: run_part(part, task, made.get("run", "")) for part in ("predict_ours", "predict_pipeline")}
         if all("inputs_per_s" in f for f in figures.values()):
             ours_rate, theirs = figures["predict_ours"]["inputs_per_s"], figures["predict_pipeline"]["inputs_per_s"]
             figures["ratio"] = round(ours_rate / theirs, 2)

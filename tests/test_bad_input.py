@@ -30,7 +30,8 @@ NASTY = ["\ud800", "\udfff", "\x00", "\x07", "\x1b", "\x7f", "\u202e", "\u200f",
 nasty_text = st.lists(st.one_of(st.sampled_from(NASTY), st.text(st.characters(exclude_categories=()), max_size=8)),
                       max_size=12).map("".join)
 BIG = "x" * 1_000_000  # a 1 MB string: every entry point must take it (cut to the window) or refuse it by name
-FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FAST = settings(max_examples=40, deadline=None, database=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def _encodable(text: str) -> bool:
@@ -168,9 +169,10 @@ def test_python_predict_takes_any_text_or_names_the_input(runs, task):
 
 
 def test_cli_predict_takes_any_bytes_or_exits_1_with_a_named_error(runs, tmp_path, capsys):
-    @settings(max_examples=25, deadline=None)
+    @settings(max_examples=25, deadline=None, database=None)
     @given(raw=st.binary(max_size=120) | nasty_text.map(lambda t: t.encode("utf-8", "surrogatepass")))
     @example(raw=b"\xed\xa0\x80 a surrogate encoded as bytes\n")
+    @example(raw=b"\n \x0c\n")  # blank lines only: skipped, then nothing to predict
     @example(raw=BIG.encode() + b"\r\nsecond\rthird\n")
     def check(raw):
         path = tmp_path / "inputs.txt"
@@ -181,7 +183,7 @@ def test_cli_predict_takes_any_bytes_or_exits_1_with_a_named_error(runs, tmp_pat
         if code == 0:
             assert all("label" in json.loads(line) for line in out.split("\n") if line)  # not splitlines: U+2028
         else:
-            assert code == 1 and err.startswith("error: ")
+            assert code == 1 and "error: " in err  # (after any notice, e.g. of skipped blank lines)
 
     check()
 

@@ -118,8 +118,9 @@ def test_the_same_export_again_is_done_but_another_one_is_refused(tiny_model_dir
     written = (tmp_path / "export" / "run.json").stat().st_mtime_ns
     assert export(run, tmp_path / "export") == first  # the same command after it finished: nothing to redo
     assert (tmp_path / "export" / "run.json").stat().st_mtime_ns == written
-    with pytest.raises(ExportError, match="already exists"):  # other settings would replace it: refused
-        export(run, tmp_path / "export", ExportSettings(quantize="int8"))
+    for other in (ExportSettings(quantize="int8"), ExportSettings(tolerance=1e-2)):  # other settings: refused
+        with pytest.raises(ExportError, match="already exists"):
+            export(run, tmp_path / "export", other)
     with pytest.raises(ExportError, match="already an ONNX export"):
         export(tmp_path / "export", tmp_path / "again")
 

@@ -22,8 +22,8 @@ def parameters(function) -> list[str]:
 
 
 def test_the_protocol_holds_what_the_loop_calls():
-    assert MEMBERS == ["collate", "greater_is_better", "logits", "loss", "loss_units", "metrics", "model_inputs",
-                       "output_rows", "training_collate"]
+    assert MEMBERS == ["collate", "forward", "greater_is_better", "logits", "loss", "loss_units", "metrics",
+                       "model_inputs", "output_rows", "training_collate"]
 
 
 @pytest.mark.parametrize("name", TASKS.names())

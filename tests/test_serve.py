@@ -54,8 +54,8 @@ def test_a_micro_batch_runs_as_length_sorted_forwards_of_model_batch(classifier_
     forwards: list[int] = []
     order = inference.inference_order
 
-    def recording(lengths, batch_size):
-        chunks = order(lengths, batch_size)
+    def recording(lengths, batch_size, max_tokens):
+        chunks = order(lengths, batch_size, max_tokens)
         forwards.extend(len(c) for c in chunks)
         return chunks
 
@@ -115,6 +115,10 @@ def test_the_api_key_guards_the_api_but_not_the_probes(classifier_run):
                          headers={"Authorization": "Bearer s3cret"}).status_code == 200
         assert http.get("/metrics").status_code == 401
         assert http.get("/health").status_code == 200 and http.get("/ready").status_code == 200
+        # the schema names the labels: behind the key too; the docs page (a browser sends no key) is off
+        assert http.get("/openapi.json").status_code == 401 and http.get("/docs").status_code == 404
+        schema = http.get("/openapi.json", headers={"Authorization": "Bearer s3cret"}).json()
+        assert "/v1/predict" in schema["paths"] and "/openapi.json" not in schema["paths"]
 
 
 def test_an_internal_error_never_reaches_the_client_as_a_traceback(classifier_run, monkeypatch):

@@ -2,6 +2,8 @@
 
 import json
 import math
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -99,6 +101,13 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny_model_dir, sentiment_f
         transferlm.load(tmp_path / "split")
     with pytest.raises(ConfigError, match="train.batch_size: differs from the interrupted run"):
         transferlm.train({**config, "train": {**config["train"], "batch_size": 4}})
+    train_file = sentiment_files["train"]
+    original, stat = train_file.read_bytes(), train_file.stat()
+    train_file.write_bytes(original + b"one more line,pos\n")
+    with pytest.raises(ConfigError, match="changed since the interrupted run"):
+        transferlm.train(config)
+    train_file.write_bytes(original)
+    os.utime(train_file, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
     resumed = transferlm.train(config)  # the same call again continues it (as --resume would)
     assert resumed.summary.steps == whole.summary.steps
@@ -272,3 +281,26 @@ def test_bf16_on_a_cpu_without_native_bfloat16_warns(tiny_model_dir, sentiment_f
         transferlm.train(config)
     warned = any("without native bfloat16" in r.message for r in caplog.records)
     assert warned is not native
+
+
+def test_a_kill_between_the_two_renames_of_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch):
+    from transferlm.training import checkpoint
+
+    target = tmp_path / "checkpoints" / "last"
+    with checkpoint.atomic_dir(target) as tmp:
+        (tmp / "state.json").write_text("step 1")
+
+    def killed(src, dst):  # the process dies after the first rename: `last` is gone, `.last.old` holds step 1
+        if Path(dst).name == ".last.old":
+            real_replace(src, dst)
+        raise KeyboardInterrupt
+
+    real_replace = os.replace
+    monkeypatch.setattr(checkpoint.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt), checkpoint.atomic_dir(target) as tmp:
+        (tmp / "state.json").write_text("step 2")
+    monkeypatch.undo()
+    assert not target.exists() and (tmp_path / "checkpoints" / ".last.old").is_dir()
+    checkpoint.restore_replaced(tmp_path / "checkpoints")
+    assert (target / "state.json").read_text() == "step 1"
+    assert not any(p.name.startswith(".last.") for p in (tmp_path / "checkpoints").iterdir())

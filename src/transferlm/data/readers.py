@@ -161,9 +161,9 @@ def read_tsv(path: Path, header: bool = True, quoting: bool = True, extra_column
 def read_jsonl(path: Path) -> Table:
     rows, lines, bad, not_objects, surrogates = [], [], [], [], []
     columns: dict[str, None] = {}
-    # Lines end at "\n" only: str.splitlines would also break at characters a JSON string may hold raw
-    # (U+2028, U+0085, form feeds), cutting a valid row in two.
-    for number, line in enumerate(read_text(path).split("\n"), start=1):
+    # text_lines, not str.splitlines: that would also break at characters a JSON string may hold raw (U+2028,
+    # U+0085), cutting a valid row in two; a raw \r or \n cannot be inside a JSON string.
+    for number, line in enumerate(text_lines(read_text(path)), start=1):
         if not line.strip():
             continue
         try:

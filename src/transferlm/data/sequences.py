@@ -18,7 +18,7 @@ from pydantic import Field
 from transferlm.config.schema import DataConfig
 from transferlm.config.selected import Section
 from transferlm.data import tagging
-from transferlm.data.readers import read_jsonl, read_text, summarise_lines
+from transferlm.data.readers import read_jsonl, read_text, summarise_lines, text_lines
 from transferlm.data.records import Record
 from transferlm.errors import DataError
 
@@ -86,7 +86,7 @@ def _read_conll(path: Path, tag_column: int, need_label: bool) -> tuple[list[Rec
         tokens.clear()
         tags.clear()
 
-    for number, line in enumerate(read_text(path).splitlines(), start=1):
+    for number, line in enumerate(text_lines(read_text(path)), start=1):
         fields = line.split()
         if not fields or fields[0] == "-DOCSTART-":
             flush()

@@ -13,7 +13,7 @@ from typing import Any
 from transferlm.config.load import build_config
 from transferlm.config.schema import RunConfig
 from transferlm.extras import require
-from transferlm.training.checkpoint import atomic_write_text
+from transferlm.training.checkpoint import atomic_write_text, restore_replaced
 
 
 def _peak_memory() -> dict[str, float | None]:
@@ -30,6 +30,7 @@ def train_job(config: RunConfig, trial: dict[str, Any] | None = None) -> dict[st
     from transferlm.runs.train import train
 
     root = Path(config.output)
+    restore_replaced(root / "checkpoints")  # a kill mid-checkpoint must not cost the checkpoint before it
     resume = (root / "checkpoints" / "last").is_dir()
     overwrite = root.exists() and not resume  # a run killed before its first checkpoint starts again
     pruner = _pruner(trial, config.train.evaluations or 100) if trial else None  # tune sets evaluations

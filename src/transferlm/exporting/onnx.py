@@ -106,7 +106,7 @@ def export(run_dir: Path, output: Path, settings: ExportSettings | None = None,
         require(module, "export", EXPORT)
     began = time.perf_counter()
     run_dir, output = Path(run_dir), Path(output)
-    if not overwrite and (done := _finished(run_dir, output, quantize)) is not None:
+    if not overwrite and (done := _finished(run_dir, output, settings)) is not None:
         log.info("%s: already an export of this run (%s); nothing to do (--overwrite exports again)", output,
                  quantize or "fp32")
         return done
@@ -140,7 +140,7 @@ def export(run_dir: Path, output: Path, settings: ExportSettings | None = None,
                               *report_metric, optimizer, round((staging / MODEL_FILE).stat().st_size / 2**20, 1),
                               round(time.perf_counter() - began, 1))
         manifest = {**predictor.manifest, "backend": "onnx", "source_run": str(run_dir.resolve()),
-                    "export": asdict(report)}
+                    "export": asdict(report), "export_settings": settings.model_dump(mode="json")}
         atomic_write_text(staging / layout.MODEL_CARD, model_card(staging, manifest, name=output.name))
         atomic_write_text(staging / layout.MANIFEST, json.dumps(manifest, indent=2))  # last: complete
         _publish(staging, output)
@@ -174,17 +174,18 @@ def _fp32_parity(predictor: Predictor, features, path: Path, tolerance: float, c
     return diff
 
 
-def _finished(run_dir: Path, output: Path, quantize: str | None) -> ExportReport | None:
-    """The report of a complete export of this very run (same manifest) at ``output`` with the same quantisation,
-    so that the same command run again after it finished succeeds without work; None otherwise."""
+def _finished(run_dir: Path, output: Path, settings: ExportSettings) -> ExportReport | None:
+    """The report of a complete export of this very run (same manifest) at ``output`` with the same settings, so
+    that the same command run again after it finished succeeds without work; None otherwise."""
     try:
         saved = json.loads((output / layout.MANIFEST).read_text())
         source = layout.read_manifest(run_dir)
     except (OSError, ValueError, RunDirError):
         return None
-    own = {k: v for k, v in saved.items() if k not in ("backend", "source_run", "export")}
+    own = {k: v for k, v in saved.items() if k not in ("backend", "source_run", "export", "export_settings")}
     if (saved.get("backend") != "onnx" or saved.get("source_run") != str(run_dir.resolve()) or own != source
-            or saved.get("export", {}).get("quantize") != quantize):
+            or saved.get("export_settings") != settings.model_dump(mode="json")
+            or not (output / MODEL_FILE).is_file()):
         return None
     try:
         return ExportReport(**saved["export"])

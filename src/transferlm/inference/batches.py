@@ -15,12 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from transferlm.tasks.base import Features
+from transferlm.tasks.base import INFERENCE_BATCH_TOKENS, Features
 from transferlm.tasks.protocol import LoopTask
-
-# Padded tokens per inference forward pass at most (batch x longest): 32 windows of 512 tokens. A batch of 64 such
-# windows holds 0.8 GB of attention scores per layer in MiniLM; short inputs still go 64 at a time.
-INFERENCE_BATCH_TOKENS = 16_384
 
 
 def inference_order(lengths: Sequence[int], batch_size: int,
@@ -63,7 +59,7 @@ def map_batches(
 ) -> list[torch.Tensor]:
     """``forward(batch)`` over all items: one output row per item (float32, CPU, unpadded)."""
     rows: list[torch.Tensor] = [None] * len(features)  # type: ignore[list-item]
-    for indices in inference_order(features.lengths, batch_size):
+    for indices in inference_order(features.lengths, batch_size, task.inference_batch_tokens):
         items = [features.items[i] for i in indices]
         batch = {k: v.to(device) for k, v in task.collate(items, pad_id).items()}
         with autocast():

@@ -20,6 +20,30 @@ TASK_STATE = "labels.json"
 METRICS = "metrics.json"
 VERSIONS = "versions.json"
 MODEL_CARD = "README.md"
+INPUTS = "inputs.json"  # the data files' sizes and times when training started: a resume checks them
+
+
+def input_files(paths: list[str | None]) -> dict[str, list[int]]:
+    """Size and modification time of each data file (a file that changes between the two halves of a run would
+    mix two data sets in one model)."""
+    found = {}
+    for path in filter(None, paths):
+        try:
+            stat = Path(path).stat()
+        except OSError:
+            continue
+        found[str(path)] = [stat.st_size, stat.st_mtime_ns]
+    return found
+
+
+def changed_inputs(root: Path, paths: list[str | None]) -> list[str]:
+    """The data files that differ from what the run in ``root`` started with (none when it recorded nothing)."""
+    try:
+        saved = json.loads((Path(root) / INPUTS).read_text())
+    except (OSError, ValueError):
+        return []
+    now = input_files(paths)
+    return sorted(name for name in set(saved) | set(now) if saved.get(name) != now.get(name))
 
 
 def is_complete(root: Path) -> bool:

@@ -75,13 +75,18 @@ class Predictor:
         return self.predict_records(self.records(inputs))
 
     def records(self, inputs: Sequence[Any]) -> list[Record]:
-        """Raw inputs (as ``predict`` takes them) as the task's records; a malformed input raises ``DataError``
-        naming it."""
-        records = []
+        """Raw inputs (as ``predict`` takes them) as the task's records; malformed inputs raise one ``DataError``
+        naming each."""
+        records, problems = [], []
         for i, item in enumerate(inputs, start=1):
-            if problem := lone_surrogate(item):
-                raise DataError(f"input {i}: {problem}")
-            records.append(self.task.input_record(item, i))
+            try:
+                if problem := lone_surrogate(item):
+                    raise DataError(f"input {i}: {problem}")
+                records.append(self.task.input_record(item, i))
+            except DataError as e:
+                problems += e.problems
+        if problems:
+            raise DataError(problems)
         return records
 
     def predict_records(self, records: Sequence[Record]) -> list[dict[str, Any]]:

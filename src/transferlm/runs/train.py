@@ -41,7 +41,7 @@ from transferlm.tracking import (
     tracked,
 )
 from transferlm.training.callbacks import scalar_metrics
-from transferlm.training.checkpoint import atomic_write_text
+from transferlm.training.checkpoint import atomic_write_text, restore_replaced
 from transferlm.training.fit import FitSummary, Fitter, RunPaths
 from transferlm.training.sampler import max_batch_tokens
 
@@ -79,9 +79,13 @@ def check_output(config: RunConfig, resume: bool, overwrite: bool) -> tuple[RunP
                     for key, old, new in differences
                 ]
             )
+        changed = layout.changed_inputs(root, _data_files(config))
+        if changed:
+            raise ConfigError([f"{name}: changed since the interrupted run in {root} started (size or time); "
+                               "pass --overwrite to start over on it, or restore the file" for name in changed])
         if not resume:
-            log.info("%s holds an interrupted run of this same config: continuing it from its last checkpoint "
-                     "(--overwrite starts over)", root)
+            log.warning("%s holds an interrupted run of this same config: continuing it from its last checkpoint "
+                        "(--overwrite starts over)", root)
         return paths, False, True
     if root.exists() and any(root.iterdir()):
         if not overwrite:
@@ -89,6 +93,10 @@ def check_output(config: RunConfig, resume: bool, overwrite: bool) -> tuple[RunP
             raise RunDirError(f"{root}: already holds {state}; choose another --output or pass --overwrite")
         return paths, True, False
     return paths, False, False
+
+
+def _data_files(config: RunConfig) -> list[str | None]:
+    return [config.data.train, config.data.validation, config.data.test]
 
 
 def _config_differences(old: dict, new: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
@@ -182,6 +190,9 @@ def _gradient_checkpointing(model) -> None:
 
 def _output(config: RunConfig, resume: bool, overwrite: bool, accelerator) -> tuple[RunPaths, bool]:
     """The run directory's paths, cleared first where the run overwrites it, and whether the run resumes."""
+    if accelerator.is_main_process:  # a kill mid-checkpoint must not cost the checkpoint before it
+        restore_replaced(Path(config.output) / "checkpoints")
+    accelerator.wait_for_everyone()
     paths, clear, resume = check_output(config, resume, overwrite)
     accelerator.wait_for_everyone()  # every process has seen the directory before the main one clears it
     if clear and accelerator.is_main_process:
@@ -255,6 +266,8 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
     if accelerator.is_main_process:
         paths.root.mkdir(parents=True, exist_ok=True)
         atomic_write_text(paths.root / layout.CONFIG, yaml.safe_dump(config_to_dict(config), sort_keys=False))
+        if not resume:
+            atomic_write_text(paths.root / layout.INPUTS, json.dumps(layout.input_files(_data_files(config))))
     tracking = _open_tracking(config, paths, resume) if accelerator.is_main_process else Tracking([])
     with tracked(tracking):
         fitter = Fitter(loop, inputs.validation, config.train, paths, config.train.metric or task.default_metric,

@@ -207,7 +207,7 @@ class _Service:
             predictions = await self.batcher.submit(records)
         except BatcherClosed as e:
             return self.problem(503, f"{e}; retry on another instance", "closed")
-        except DataError as e:
+        except (DataError, ConfigError) as e:  # (ConfigError: e.g. a run that does not predict, such as masked-lm)
             return self.problem(422, "; ".join(e.problems), "invalid")
         for prediction in predictions:
             if "truncated" in prediction:
@@ -283,9 +283,13 @@ def create_app(root: Path, settings: ServeSettings | None = None):
     from transferlm.serving import openapi as api
 
     service = _Service(root, settings or ServeSettings())
+    # With an API key, the schema (it names the labels and the input shape) is behind the key like /v1/model, and
+    # the interactive /docs page, which a browser loads without a key, is off.
+    keyed = service.wanted is not None
     app = FastAPI(title="transferlm", version=layout.library_versions().get("transferlm", "?"),
                   lifespan=service.lifespan, description=f"A {service.predictor.task.name} model from "
-                  f"{service.root.name}.")
+                  f"{service.root.name}.", openapi_url=None if keyed else "/openapi.json",
+                  docs_url=None if keyed else "/docs", redoc_url=None)
     app.middleware("http")(service.guard)
     app.exception_handler(RequestValidationError)(service.invalid)
     app.exception_handler(HTTPException)(service.http_error)
@@ -301,6 +305,11 @@ def create_app(root: Path, settings: ServeSettings | None = None):
                                  limits.explain_max_inputs, limits.explain_max_chars))(service.explain)
     app.get("/metrics", dependencies=guarded, **api.METRICS)(service.prometheus)
     app.get("/", response_class=HTMLResponse)(service.playground)
+    if keyed:
+        async def openapi_schema():
+            return app.openapi()
+
+        app.get("/openapi.json", dependencies=guarded, include_in_schema=False)(openapi_schema)
     app.state.predictor, app.state.batcher = service.predictor, service.batcher
     return app
 

@@ -41,7 +41,7 @@ from transferlm.strategies.base import (
     register_strategy,
 )
 from transferlm.strategies.pairs import sample_pairs
-from transferlm.tasks.base import Features, LossTerms, Task, pad_inputs
+from transferlm.tasks.base import INFERENCE_BATCH_TOKENS, Features, LossTerms, Task, pad_inputs
 from transferlm.tasks.pooling import MeanPoolingClassifier
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ class PairTask:
     (their embeddings), scored by fitting the head on those marked ``fit`` and predicting those marked ``score``."""
 
     unit_name = "pairs"
+    inference_batch_tokens = INFERENCE_BATCH_TOKENS
 
     def __init__(self, task: Task, examples: Features, head_c: float):
         self.task, self.examples, self.head_c = task, examples, head_c

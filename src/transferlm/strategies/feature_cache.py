@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from transferlm.inference.batches import map_batches, on_inputs
-from transferlm.tasks.base import Features, LossTerms, Task
+from transferlm.tasks.base import INFERENCE_BATCH_TOKENS, Features, LossTerms, Task
 from transferlm.tasks.heads import FeatureHead
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,7 @@ class CachedFeatureTask:
     of the backbone's inputs; the head's outputs are the model's, so loss, outputs and metrics are the task's."""
 
     unit_name = "examples"
+    inference_batch_tokens = INFERENCE_BATCH_TOKENS
 
     def __init__(self, task: Task, head: FeatureHead):
         self.task, self.head = task, head

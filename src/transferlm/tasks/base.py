@@ -20,6 +20,10 @@ from transferlm.tasks.explanation import ExplanationInputs, ExplanationTarget
 from transferlm.tasks.heads import FeatureHead
 from transferlm.tasks.long_inputs import Cut
 
+# Padded tokens per inference forward pass at most (batch x longest): 32 windows of 512 tokens. A batch of 64 such
+# windows holds 0.8 GB of attention scores per layer in MiniLM; short inputs still go 64 at a time.
+INFERENCE_BATCH_TOKENS = 16_384
+
 
 @dataclass(frozen=True)
 class ProbeTargets:
@@ -109,6 +113,7 @@ class Task(ABC):
     baselines: tuple[str, ...] = ()  # the no-transfer baselines of `compare` that apply (besides scratch)
     has_new_head: bool = True  # False: the model's own pretrained head is trained (language modelling)
     unit_name: ClassVar[str] = "examples"  # what the training set is counted in, in the run's log
+    inference_batch_tokens: ClassVar[int] = INFERENCE_BATCH_TOKENS  # padded tokens per inference pass, at most
     auto_model: ClassVar[str] = ""  # the transformers AutoModelFor... class that builds the task's model
     target_keys: ClassVar[tuple[str, ...]] = ("labels",)  # what collate_targets adds to a batch
     label_dtype: ClassVar[torch.dtype] = torch.long  # of one scalar target per item (default collate_targets)
@@ -268,9 +273,9 @@ class Task(ABC):
         """What the model is called with: the batch without its targets."""
         return {k: v for k, v in batch.items() if k not in self.target_keys}
 
-    def forward(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> Any:
+    def forward(self, module: nn.Module, batch: dict[str, torch.Tensor]) -> Any:
         """The model's outputs on a batch (targets included: a task may skip outputs that no target reads)."""
-        return model(**self.model_inputs(batch))
+        return module(**self.model_inputs(batch))
 
     def logits(self, outputs: Any) -> torch.Tensor:
         """The tensor inference keeps from the model's outputs."""

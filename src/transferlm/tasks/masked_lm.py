@@ -151,6 +151,7 @@ class MaskedLmTask(TextObjectiveTask):
         self.new_head: set[str] = set()
         self._mask_id: int | None = None  # the tokenizer's, learned in encode for training_collate
         self._vocab = 0
+        self._warned_full = False
 
     # --- model ---
     def build_model(self, path: Path, tokenizer: Any, pretrained: bool = True) -> nn.Module:
@@ -255,20 +256,45 @@ class MaskedLmTask(TextObjectiveTask):
     def loss_units(self, items: Sequence[dict[str, Any]]) -> int:
         return sum(item["units"] for item in items)
 
-    def forward(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> Any:
+    def forward(self, module: nn.Module, batch: dict[str, torch.Tensor]) -> Any:
         """The model's outputs with vocabulary logits only where a token is predicted: (predicted tokens, vocabulary),
         in batch order. The output layer (384 x 30,522 in MiniLM) is most of an encoder's arithmetic per position,
         and 85 % of positions predict nothing; full logits of a 32 x 128 batch are 0.5 GB, twice over with their
-        gradient."""
-        output_layer = _output_layer(model)
-        if output_layer is None:  # no separate output layer to feed: every position's logits, then selected
-            return model(**self.model_inputs(batch))
+        gradient. A model whose output layer does not see (batch, length, hidden) states once per call (unpadded
+        or chunked heads) gets every position's logits, which ``loss`` and ``output_rows`` also take; logged."""
+        output_layer = _output_layer(module)
+        if output_layer is None:
+            self._full_logits_once(f"{type(module).__name__} has no output embedding layer")
+            return module(**self.model_inputs(batch))
         predicted = batch["labels"] != IGNORE
-        handle = output_layer.register_forward_pre_hook(lambda _, args: (args[0][predicted], *args[1:]))
+        gathered = []
+
+        def only_predicted(_, args):
+            states = args[0]
+            if gathered or states.dim() != 3 or states.shape[:2] != predicted.shape:
+                self._full_logits_once(f"its output layer sees states of shape {tuple(states.shape)}")
+                gathered.append(False)
+                return None  # unchanged
+            gathered.append(True)
+            return (states[predicted], *args[1:])
+
+        handle = output_layer.register_forward_pre_hook(only_predicted)
         try:
-            return model(**self.model_inputs(batch))
+            outputs = module(**self.model_inputs(batch))
         finally:
             handle.remove()
+        if gathered == [True]:
+            return outputs
+        if not gathered:
+            self._full_logits_once("its output layer is not called as a module")
+            return outputs
+        return module(**self.model_inputs(batch))  # called more than once: partly gathered, so again, plainly
+
+    def _full_logits_once(self, why: str) -> None:
+        if not self._warned_full:
+            self._warned_full = True
+            log.warning("masked-lm: every position's vocabulary logits are computed (%s), not only the predicted "
+                        "ones: slower and more memory, same result", why)
 
     def loss(self, outputs, batch) -> LossTerms:
         """Summed NLL of the predicted tokens; a block whose whole words fell short of its count is scaled up to

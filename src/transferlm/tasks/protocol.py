@@ -21,6 +21,7 @@ Items = Sequence[dict[str, Any]]
 @runtime_checkable
 class LoopTask(Protocol):
     unit_name: str  # what the training set is counted in (examples, pairs), for the run's log
+    inference_batch_tokens: int  # padded tokens per inference forward pass, at most
 
     def training_collate(self, items: Items, pad_id: int) -> Batch:
         """A training batch (may draw afresh each time, e.g. masked-lm's masks)."""

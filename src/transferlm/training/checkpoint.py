@@ -51,6 +51,20 @@ def atomic_dir(target: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def restore_replaced(directory: Path) -> None:
+    """Finish the replacements ``atomic_dir`` left half done: a process killed between its two renames leaves the
+    previous directory as ``.NAME.old`` and no ``NAME``; that previous directory is whole, so it goes back. The
+    half-written ``.NAME.tmp-*`` directories of killed saves are removed. Call it before anything writes there."""
+    if not directory.is_dir():
+        return
+    for old in directory.glob(".*.old"):
+        target = old.with_name(old.name[1:-len(".old")])
+        if old.is_dir() and not target.exists():
+            os.replace(old, target)
+    for partial in directory.glob(".*.tmp-*"):
+        shutil.rmtree(partial, ignore_errors=True)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
