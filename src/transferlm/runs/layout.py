@@ -7,6 +7,7 @@ directory is an unfinished run, never mistaken for a complete artifact.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -20,19 +21,22 @@ TASK_STATE = "labels.json"
 METRICS = "metrics.json"
 VERSIONS = "versions.json"
 MODEL_CARD = "README.md"
-INPUTS = "inputs.json"  # the data files' sizes and times when training started: a resume checks them
+INPUTS = "inputs.json"  # a digest of each data file when training started: a resume checks them
 
 
-def input_files(paths: list[str | None]) -> dict[str, list[int]]:
-    """Size and modification time of each data file (a file that changes between the two halves of a run would
-    mix two data sets in one model)."""
+def input_files(paths: list[str | None]) -> dict[str, str]:
+    """A content digest of each data file (a file that changes between the two halves of a run would mix two data
+    sets in one model). Content, not times: experiments write identical split files again when they rerun."""
     found = {}
     for path in filter(None, paths):
+        digest = hashlib.blake2b(digest_size=16)
         try:
-            stat = Path(path).stat()
-        except OSError:
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    digest.update(chunk)
+        except OSError:  # not a local file (e.g. a hub data set): nothing to compare
             continue
-        found[str(path)] = [stat.st_size, stat.st_mtime_ns]
+        found[str(path)] = digest.hexdigest()
     return found
 
 

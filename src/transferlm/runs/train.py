@@ -81,7 +81,7 @@ def check_output(config: RunConfig, resume: bool, overwrite: bool) -> tuple[RunP
             )
         changed = layout.changed_inputs(root, _data_files(config))
         if changed:
-            raise ConfigError([f"{name}: changed since the interrupted run in {root} started (size or time); "
+            raise ConfigError([f"{name}: changed since the interrupted run in {root} started (its contents differ); "
                                "pass --overwrite to start over on it, or restore the file" for name in changed])
         if not resume:
             log.warning("%s holds an interrupted run of this same config: continuing it from its last checkpoint "
