@@ -34,6 +34,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -183,13 +185,14 @@ async def load_test(base: str, texts: list[str]) -> dict:
             "completed": len(latencies), "errors": errors}
 
 
-def serve_once(path: Path, max_batch: int, texts: list[str]) -> dict:
+@contextmanager
+def running_server(path: Path, *flags: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``transferlm serve`` on a free loopback port, ready (or SystemExit after 60 s); stopped on exit."""
     import httpx
 
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "transferlm", "serve", str(path), "--port", str(port),
-                               "--max-batch", str(max_batch), "--max-wait-ms", "5"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               "--max-wait-ms", "5", *flags], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(240):
@@ -197,16 +200,24 @@ def serve_once(path: Path, max_batch: int, texts: list[str]) -> dict:
                 if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
-                time.sleep(0.25)
+                pass
+            time.sleep(0.25)
+        else:
+            raise SystemExit(f"the server on {base} was not ready after 60 s")
+        yield base, server
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def serve_once(path: Path, max_batch: int, texts: list[str]) -> dict:
+    with running_server(path, "--max-batch", str(max_batch)) as (base, server):
         result = asyncio.run(load_test(base, texts))
         status = Path(f"/proc/{server.pid}/status")
         if status.is_file():
             hwm = [line for line in status.read_text().splitlines() if line.startswith("VmHWM")]
             result["server_peak_rss_mb"] = round(int(hwm[0].split()[1]) / 1024, 1) if hwm else None
         return result
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
 
 
 def _rss_mb(pid: int) -> float | None:
@@ -282,27 +293,9 @@ async def soak_load(base: str, texts: list[str], pid: int) -> dict:
 
 
 def part_soak(run: Path) -> dict:
-    import httpx
-
     texts = [r["text"] for r in sst2_rows("dev.tsv")]
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "transferlm", "serve", str(run), "--port", str(port),
-                               "--max-wait-ms", "5"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            try:
-                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.25)
-        else:
-            raise SystemExit(f"soak: the server on {base} was not ready after 60 s")
+    with running_server(run) as (base, server):
         result = asyncio.run(soak_load(base, texts, server.pid))
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
     return {"part": "soak", "clients": CLIENTS, "requests": SOAK_REQUESTS, "limit_s": SOAK_LIMIT, **result}
 
 
