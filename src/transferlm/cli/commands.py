@@ -209,16 +209,9 @@ def cmd_predict(args) -> int:
 
 
 def _text_lines(stream: TextIO | None, source: str, task) -> list:
-    from transferlm.data.readers import decode_utf8, lone_surrogate, read_text, text_lines
+    from transferlm.data.readers import read_stream, read_text, text_lines
 
-    if stream is None:
-        text = read_text(Path(source))
-    elif hasattr(stream, "buffer"):  # as bytes: Python's decoding would turn bytes that are not UTF-8 into lone
-        text = decode_utf8(stream.buffer.read(), "stdin")  # surrogates under a C locale
-    else:  # a text stream put in place of stdin by a caller
-        text = stream.read()
-        if problem := lone_surrogate(text):
-            raise DataError(f"stdin: {problem}")
+    text = read_text(Path(source)) if stream is None else read_stream(stream, "stdin")
     lines = [(i, line.strip()) for i, line in enumerate(text_lines(text), start=1)]
     blank = sum(1 for _, line in lines if not line)
     if blank:

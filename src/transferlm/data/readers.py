@@ -62,6 +62,17 @@ def read_text(path: Path) -> str:
     return decode_utf8(path.read_bytes(), path)
 
 
+def read_stream(stream: Any, where: str) -> str:
+    """An open text stream's contents, checked as a file's are: read as bytes where it has them (Python's own
+    decoding would turn bytes that are not UTF-8 into lone surrogates under a C locale)."""
+    if hasattr(stream, "buffer"):
+        return decode_utf8(stream.buffer.read(), where)
+    text = stream.read()  # a text-only stream put in place of stdin by a caller
+    if problem := lone_surrogate(text):
+        raise DataError(f"{where}: {problem}")
+    return text
+
+
 def decode_utf8(raw: bytes, where: str | Path) -> str:
     """Bytes as UTF-8 text (a byte-order mark dropped); bytes that are not UTF-8 raise ``DataError`` with the line."""
     try:
