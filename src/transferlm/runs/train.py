@@ -15,7 +15,7 @@ import yaml
 
 from transferlm.config.load import config_to_dict
 from transferlm.config.schema import RunConfig
-from transferlm.errors import ConfigError, DataError, RegistryError, RunDirError
+from transferlm.errors import ConfigError, DataError, RegistryError
 from transferlm.evaluation.report import write_reports
 from transferlm.inference.batches import run_inference
 from transferlm.models.load import load_tokenizer
@@ -23,6 +23,7 @@ from transferlm.models.resolve import model_kind, resolve_model, trained_with_me
 from transferlm.runs import layout
 from transferlm.runs.card import data_profile, interval, model_card
 from transferlm.runs.lengths import report_cuts, resolve_max_length
+from transferlm.runs.output import data_files, prepare_output
 from transferlm.runs.prepare import load_splits
 from transferlm.runs.recipes import auto_recipe
 from transferlm.strategies import build_strategy, count_parameters
@@ -41,7 +42,7 @@ from transferlm.tracking import (
     tracked,
 )
 from transferlm.training.callbacks import scalar_metrics
-from transferlm.training.checkpoint import atomic_write_text, restore_replaced
+from transferlm.training.checkpoint import atomic_write_text
 from transferlm.training.fit import FitSummary, Fitter, RunPaths
 from transferlm.training.sampler import max_batch_tokens
 
@@ -55,67 +56,6 @@ class TrainResult:
     test: dict[str, Any] | None
     # per-example scores on test (see ``Task.example_scores``), kept so that experiments need no second pass
     test_example_scores: list[float] | None = None
-
-
-def check_output(config: RunConfig, resume: bool, overwrite: bool) -> tuple[RunPaths, bool, bool]:
-    """Validate --output against --resume/--overwrite; return the paths, whether it must be cleared and whether
-    the run resumes. The same command again resumes by itself: an interrupted run whose saved config equals this
-    one continues from its last checkpoint (a different config still needs --overwrite or another --output).
-
-    Read-only, so every process can run it and fail the same way (no rank left waiting)."""
-    paths = RunPaths(Path(config.output))
-    root = paths.root
-    interrupted = paths.last.is_dir() and not layout.is_complete(root)
-    if resume or (interrupted and not overwrite):
-        if not paths.last.is_dir():
-            raise RunDirError(f"{root}: nothing to resume (no checkpoints/last); start without --resume")
-        saved = yaml.safe_load((root / layout.CONFIG).read_text())
-        differences = _config_differences(saved, config_to_dict(config))
-        if differences:
-            raise ConfigError(
-                [
-                    f"{key}: differs from the interrupted run in {root} ({old!r} there, {new!r} now); resume with "
-                    "the same config, pass --overwrite to start over, or choose another --output"
-                    for key, old, new in differences
-                ]
-            )
-        changed = layout.changed_inputs(root, _data_files(config))
-        if changed:
-            raise ConfigError([f"{name}: changed since the interrupted run in {root} started (its contents differ); "
-                               "pass --overwrite to start over on it, or restore the file" for name in changed])
-        if not resume:
-            log.warning("%s holds an interrupted run of this same config: continuing it from its last checkpoint "
-                        "(--overwrite starts over)", root)
-        return paths, False, True
-    if root.exists() and any(root.iterdir()):
-        if not overwrite:
-            state = "a finished run" if layout.is_complete(root) else "other files"
-            raise RunDirError(f"{root}: already holds {state}; choose another --output or pass --overwrite")
-        return paths, True, False
-    return paths, False, False
-
-
-def _data_files(config: RunConfig) -> list[str | None]:
-    return [config.data.train, config.data.validation, config.data.test]
-
-
-def _config_differences(old: dict, new: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
-    # display and bookkeeping only: free to change between the two halves of a run
-    ignored = {"train.progress", "train.report_to"}
-    # null or auto means "the default", saved resolved
-    resolved_later = {"strategy.target_modules", "train.epochs", "train.lr", "model.max_length",
-                      "train.max_batch_tokens"}
-    found = []
-    for key in sorted(set(old) | set(new)):
-        name = f"{prefix}{key}"
-        a, b = old.get(key), new.get(key)
-        if key not in old and b in (None, [], {}):
-            continue  # a setting added since the run was interrupted, at its empty default
-        if isinstance(a, dict) and isinstance(b, dict):
-            found += _config_differences(a, b, f"{name}.")
-        elif a != b and name not in ignored and not (b in (None, "auto") and name in resolved_later):
-            found.append((name, a, b))
-    return found
 
 
 def _build_registered(config: RunConfig):
@@ -188,18 +128,6 @@ def _gradient_checkpointing(model) -> None:
         module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
-def _output(config: RunConfig, resume: bool, overwrite: bool, accelerator) -> tuple[RunPaths, bool]:
-    """The run directory's paths, cleared first where the run overwrites it, and whether the run resumes."""
-    if accelerator.is_main_process:  # a kill mid-checkpoint must not cost the checkpoint before it
-        restore_replaced(Path(config.output) / "checkpoints")
-    accelerator.wait_for_everyone()
-    paths, clear, resume = check_output(config, resume, overwrite)
-    accelerator.wait_for_everyone()  # every process has seen the directory before the main one clears it
-    if clear and accelerator.is_main_process:
-        shutil.rmtree(paths.root)
-    return paths, resume
-
-
 def _model(config: RunConfig, task, strategy, resolved, tokenizer, device):
     """The task's model from the resolved checkpoint (or randomly initialised), as the strategy trains it."""
     pretrained = config.model.init == "pretrained"
@@ -228,7 +156,7 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
         tokens = max_batch_tokens(config.train, accelerator.device.type)
         log.info("train.max_batch_tokens auto: %s (on %s)", tokens or "no limit", accelerator.device.type)
         config = _with_train(config, max_batch_tokens=tokens)
-    paths, resume = _output(config, resume, overwrite, accelerator)
+    paths, resume = prepare_output(config, resume, overwrite, accelerator)
     splits = load_splits(config, task)
     set_seed(config.train.seed)
     tokenizer = load_tokenizer(resolved.path)
@@ -267,7 +195,7 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
         paths.root.mkdir(parents=True, exist_ok=True)
         atomic_write_text(paths.root / layout.CONFIG, yaml.safe_dump(config_to_dict(config), sort_keys=False))
         if not resume:
-            atomic_write_text(paths.root / layout.INPUTS, json.dumps(layout.input_files(_data_files(config))))
+            atomic_write_text(paths.root / layout.INPUTS, json.dumps(layout.input_files(data_files(config))))
     tracking = _open_tracking(config, paths, resume) if accelerator.is_main_process else Tracking([])
     with tracked(tracking):
         fitter = Fitter(loop, inputs.validation, config.train, paths, config.train.metric or task.default_metric,
