@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -37,63 +36,13 @@ from transferlm.tasks.base import Features, LossTerms, ProbeTargets, Task, regis
 from transferlm.tasks.explanation import ExplanationInputs, ExplanationTarget, whitespace_words, word_at
 from transferlm.tasks.heads import FeatureHead
 from transferlm.tasks.long_inputs import Template
+from transferlm.tasks.qa_spans import Decoded, best_span, span_probability
 
 log = logging.getLogger(__name__)
 
 DEFAULT_STRIDE = 128
 MIN_CONTEXT = 8  # context tokens a window must hold, or the question is reported as too long
 NULL = 0  # the position that means "no answer in this window"
-
-
-@dataclass(frozen=True)
-class Span:
-    score: float  # start logit + end logit
-    window: int
-    start: int  # token positions in that window, inclusive
-    end: int
-
-
-def best_span(
-    windows: Sequence[tuple[np.ndarray, np.ndarray, Sequence[tuple[int, int] | None]]],
-    n_best: int,
-    max_answer_length: int,
-) -> Span | None:
-    """The highest-scoring legal span over all windows: each is (start logits, end logits, offsets, None
-    outside the context). Only the ``n_best`` best starts and ends of a window are paired."""
-    best: Span | None = None
-    for w, (start, end, offsets) in enumerate(windows):
-        in_context = np.array([o is not None for o in offsets], dtype=bool)
-        if not in_context.any():
-            continue
-        starts = [int(i) for i in np.argsort(-np.where(in_context, start, -np.inf), kind="stable")[:n_best]
-                  if in_context[i]]
-        ends = [int(i) for i in np.argsort(-np.where(in_context, end, -np.inf), kind="stable")[:n_best]
-                if in_context[i]]
-        for s in starts:
-            for e in ends:
-                if e < s or e - s + 1 > max_answer_length:
-                    continue
-                score = float(start[s] + end[e])
-                if best is None or score > best.score:
-                    best = Span(score, w, s, e)
-    return best
-
-
-@dataclass(frozen=True)
-class Decoded:
-    """One question's decoding: its best span (None if no window has a legal one) and the null score."""
-
-    text: str
-    start: int | None  # character offsets into the context
-    end: int | None
-    probability: float  # the span's start x end probability in its window
-    span_score: float
-    null_score: float
-    null_probability: float
-
-    @property
-    def null_margin(self) -> float:
-        return self.null_score - self.span_score
 
 
 class QaSettings(QaColumns, TaskSettings):
@@ -308,14 +257,14 @@ class QaTask(Task):
     def _decoded(self, windows, rows) -> Decoded:
         nulls = [float(start[NULL] + end[NULL]) for start, end, _ in windows]
         w_null = int(np.argmin(nulls))
-        null_probability = _probability(*windows[w_null][:2], NULL, NULL)
+        null_probability = span_probability(*windows[w_null][:2], NULL, NULL)
         span = best_span(windows, self.task_config.n_best, self.task_config.max_answer_length)
         if span is None:
             return Decoded("", None, None, 0.0, float("-inf"), nulls[w_null], null_probability)
         start, end, offsets = windows[span.window]
         a, b = offsets[span.start][0], offsets[span.end][1]
         context = rows[span.window][1]["context"]
-        return Decoded(context[a:b], a, b, _probability(start, end, span.start, span.end), span.score,
+        return Decoded(context[a:b], a, b, span_probability(start, end, span.start, span.end), span.score,
                        nulls[w_null], null_probability)
 
     def abstains(self, decoded: Decoded) -> bool:
@@ -418,14 +367,6 @@ def _token_span(offsets: Sequence[tuple[int, int] | None], answer: Answer) -> tu
     while end + 1 < len(positions) and offsets[positions[end + 1]][0] < answer.end:
         end += 1
     return positions[start], positions[end]
-
-
-def _probability(start: np.ndarray, end: np.ndarray, s: int, e: int) -> float:
-    def log_softmax(x: np.ndarray) -> np.ndarray:
-        x = x.astype(np.float64)
-        return x - (x.max() + np.log(np.exp(x - x.max()).sum()))
-
-    return float(np.exp(log_softmax(start)[s] + log_softmax(end)[e]))
 
 
 register_task(QaTask)
