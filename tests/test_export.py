@@ -167,3 +167,60 @@ def test_decoder_classifiers_export_and_predict_as_the_run_does(request, arch, t
     texts = ["the film was great", "a dull and boring story that went on and on", "music"]
     assert _same(exported.predict(texts), original.predict(texts))
     assert exported.evaluate(files["dev"])["accuracy"] == original.evaluate(files["dev"])["accuracy"]
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """A 2 MiB tmpfs (needs root and mount(8), as CI has; skipped otherwise), unmounted afterwards."""
+    import os
+    import shutil
+    import subprocess
+
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("a full disk needs root and mount(8) for a small tmpfs")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        pytest.skip(f"mount -t tmpfs failed here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def _fill(disk, leave: int) -> None:
+    import shutil
+
+    with (disk / "ballast").open("wb") as f:
+        f.write(b"\0" * max(shutil.disk_usage(disk).free - leave, 0))
+
+
+def test_a_full_disk_is_named_and_leaves_the_earlier_export_intact(tiny_model_dir, tmp_path, small_disk, capsys):
+    from transferlm.cli.main import main
+
+    run, _ = trained(tiny_model_dir, tmp_path, "classification")
+    export(run, small_disk / "first")
+    before = {p.name: p.stat().st_size for p in (small_disk / "first").iterdir()}
+    _fill(small_disk, leave=16 * 1024)
+    assert main(["export", str(run), "--output", str(small_disk / "second")]) == 1
+    err = capsys.readouterr().err
+    assert "DiskFullError" in err and "no space left on the disk" in err and "Traceback" not in err
+    assert "then run the same command again" in err
+    assert not (small_disk / "second").exists()
+    assert {p.name: p.stat().st_size for p in (small_disk / "first").iterdir()} == before
+    assert transferlm.load(small_disk / "first").predict(["good film"])  # the earlier export still works
+
+
+def test_a_training_run_on_a_full_disk_gets_the_same_message(tiny_model_dir, tmp_path, small_disk, capsys):
+    from transferlm.cli.main import main
+
+    files = {"train": write_jsonl(tmp_path / "train.jsonl", sentiment_rows(24, seed=1)),
+             "dev": write_jsonl(tmp_path / "dev.jsonl", sentiment_rows(12, seed=2))}
+    config = tiny_config(tiny_model_dir, files, small_disk / "run", epochs=1)
+    (tmp_path / "run.yaml").write_text(json.dumps(config))
+    _fill(small_disk, leave=8 * 1024)
+    assert main(["train", str(tmp_path / "run.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert "DiskFullError" in err and "no space left on the disk" in err and "Traceback" not in err

@@ -45,3 +45,28 @@ class MissingExtraError(TransferLMError):
 
 class PushError(TransferLMError):
     """A run cannot be uploaded to the Hub: offline, no token, or not a finished run."""
+
+
+class DiskFullError(TransferLMError):
+    """The disk ran out of space while writing; the message names the file and what to do."""
+
+
+def disk_full(error: BaseException) -> OSError | None:
+    """The ``ENOSPC`` error (no space left on device) in ``error``'s chain of causes, if there is one."""
+    import errno
+
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno == errno.ENOSPC:
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def disk_full_problem(error: OSError, where: str | None = None) -> str:
+    """One line for a full disk: what was being written, and the fix."""
+    target = error.filename or where or "the output"
+    return (f"no space left on the disk holding {target}: free some space there or write to another disk "
+            f"(--output), then run the same command again")

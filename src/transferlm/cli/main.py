@@ -10,7 +10,7 @@ from transferlm import __version__
 from transferlm.cli import commands
 from transferlm.cli.flags import add_flags, run_flags, section_flags, selected_names
 from transferlm.cli.train_args import add_train_arguments
-from transferlm.errors import TransferLMError
+from transferlm.errors import DiskFullError, TransferLMError, disk_full, disk_full_problem
 
 
 def _settings_group(parser: argparse.ArgumentParser, cls, title: str = "settings") -> None:
@@ -272,6 +272,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {type(e).__name__}", file=sys.stderr)
         for problem in e.problems:
             print(f"  - {problem}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        if (full := disk_full(e)) is None:
+            raise
+        print(f"error: {DiskFullError.__name__}\n  - {disk_full_problem(full)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted; a training run continues from its last checkpoint with --resume", file=sys.stderr)

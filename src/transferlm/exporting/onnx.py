@@ -39,7 +39,7 @@ from pydantic import Field
 from torch import nn
 
 from transferlm.config.selected import CommandSettings
-from transferlm.errors import ExportError, RunDirError
+from transferlm.errors import DiskFullError, ExportError, RunDirError, disk_full, disk_full_problem
 from transferlm.extras import require
 from transferlm.inference.batches import map_batches, on_inputs
 from transferlm.inference.onnx_runtime import MODEL_FILE, OnnxForward
@@ -271,6 +271,8 @@ def _export_graph(model: nn.Module, predictor: Predictor, features: Features, pa
                                   input_names=list(batch), output_names=["logits"], dynamic_shapes=dims,
                                   dynamo=True, external_data=False, verbose=False)
     except Exception as e:  # the exporter raises many types; name the architecture and stop
+        if (full := disk_full(e)) is not None:
+            raise DiskFullError(f"{disk_full_problem(full, str(path))}; nothing was written") from e
         raise ExportError(f"torch.onnx.export cannot export {type(model).__name__} ({type(e).__name__}: "
                           f"{str(e).splitlines()[0][:300]}); nothing was written") from e
     finally:
