@@ -171,7 +171,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         made = setup(work)
-        for name in args.commands.split(","):
+        for name in filter(None, args.commands.split(",")):  # --commands "": only the full disk
             reference = work / f"{name}-reference"
             code, err, duration = run(commands(made, reference)[name][0])
             if code != 0 or whole(name, reference):

@@ -65,8 +65,8 @@ def disk_full(error: BaseException) -> OSError | None:
     return None
 
 
-def disk_full_problem(error: OSError, where: str | None = None) -> str:
-    """One line for a full disk: what was being written, and the fix."""
-    target = error.filename or where or "the output"
+def disk_full_problem(error: OSError, where: object = None) -> str:
+    """One line for a full disk: ``where`` (the output the user named) or else the file being written, and the fix."""
+    target = where or error.filename or "the output"
     return (f"no space left on the disk holding {target}: free some space there or write to another disk "
             f"(--output), then run the same command again")

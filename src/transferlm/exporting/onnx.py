@@ -145,6 +145,10 @@ def export(run_dir: Path, output: Path, settings: ExportSettings | None = None,
         atomic_write_text(staging / layout.MANIFEST, json.dumps(manifest, indent=2))  # last: complete
         _publish(staging, output)
         return report
+    except Exception as e:  # any write of the export (the graph, its optimised copy, the run's files)
+        if (full := disk_full(e)) is not None:
+            raise DiskFullError(f"{disk_full_problem(full, output)}; nothing was written") from e
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -271,8 +275,6 @@ def _export_graph(model: nn.Module, predictor: Predictor, features: Features, pa
                                   input_names=list(batch), output_names=["logits"], dynamic_shapes=dims,
                                   dynamo=True, external_data=False, verbose=False)
     except Exception as e:  # the exporter raises many types; name the architecture and stop
-        if (full := disk_full(e)) is not None:
-            raise DiskFullError(f"{disk_full_problem(full, str(path))}; nothing was written") from e
         raise ExportError(f"torch.onnx.export cannot export {type(model).__name__} ({type(e).__name__}: "
                           f"{str(e).splitlines()[0][:300]}); nothing was written") from e
     finally:
