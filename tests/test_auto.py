@@ -270,6 +270,8 @@ def test_command_line_round_trips_settings_of_every_kind(settings, tmp_path):
     config = build_config(data)
     words = command_line(config)
     assert words[:2] == ["transferlm", "train"] and "--set" not in words and "--strategy" in words
+    if settings.get("task", {}).get("tag_scheme"):  # a plain word is written plain; "on", "yes", "5" are quoted (YAML)
+        assert words[words.index("--tag-scheme") + 1] == "bioes"
     args = build_parser(words[1:]).parse_args(words[1:])
     assert config_to_dict(config_from_args(args)) == config_to_dict(config)
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
@@ -118,13 +119,21 @@ def _is_text_field(field: FieldInfo) -> bool:
     return annotation in (str, Path)
 
 
+def _reads_back(text: str) -> bool:
+    """Whether YAML reads ``text`` back as this same string (``bio`` does; ``on``, ``null``, ``1``, ``a: b`` do not)."""
+    try:
+        return yaml.safe_load(text) == text
+    except yaml.YAMLError:
+        return False
+
+
 def _flag_words(flag: Flag, value: Any) -> list[str]:
     """One setting as the command line writes it (what ``cli/flags.parse_value`` reads back): text as it is where
-    the field takes only text, else as JSON (which YAML reads back with its type: "on" stays a string)."""
+    the field takes only text or where YAML reads it back unchanged, else as JSON (so "on" stays a string)."""
     if isinstance(value, bool):
         return [flag.flag if value else "--no-" + flag.flag[2:]]
     if isinstance(value, str):
-        return [flag.flag, value if _is_text_field(flag.field) else json.dumps(value)]
+        return [flag.flag, value if _is_text_field(flag.field) or _reads_back(value) else json.dumps(value)]
     if isinstance(value, (list, tuple)) and _is_list_field(flag.field) and value \
             and all(isinstance(v, str) for v in value):
         return [word for v in value for word in (flag.flag, v)]  # text items: one occurrence each, taken whole
