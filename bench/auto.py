@@ -265,11 +265,18 @@ def part_rank(name: str, config: Path, out: Path, chosen: list[str]) -> dict:
     return result
 
 
+def _flag(key: str, value) -> str:
+    """One data setting as the CLI spells it: --header / --no-header, --text-column=[1, 2], --format=tsv."""
+    name = key.replace("_", "-")
+    if isinstance(value, bool):
+        return f"--{name}" if value else f"--no-{name}"
+    return f"--{name}={yaml.safe_dump(value, default_flow_style=True).strip() if isinstance(value, list) else value}"
+
+
 def part_auto(name: str, config: Path, out: Path, budget: str) -> dict:
     data = yaml.safe_load(config.read_text())["data"]
     target = out / name / "auto"
-    flags = [f"--{k.replace('_', '-')}={v if not isinstance(v, list) else ','.join(map(str, v))}"
-             for k, v in data.items() if k not in ("train", "validation", "test")]
+    flags = [_flag(k, v) for k, v in data.items() if k not in ("train", "validation", "test")]
     files = [f for split in ("train", "validation", "test") if split in data for f in (f"--{split}", data[split])]
     code, seconds = command(["auto", *files, *flags, "--time-budget", budget, "--output", str(target)],
                             out / name / "auto.log")

@@ -204,6 +204,11 @@ def test_headerless_problems_name_positions_and_formats(tmp_path):
     _, problems = read_records(path, config.data)
     assert any("column '5' (data.text_column) not found; columns are '0', '1', '2' (data.header is false: "
                "columns are named by position from 0)" in p for p in problems), problems
+    # "--text-column 1,2" names one column "1,2": the problem says how to give the list it meant
+    _, problems = read_records(path, config_for(tmp_path, path, header=False, text_column="1,2", label_column=0).data)
+    assert problems == [f"{path}: column '1,2' (data.text_column) not found; columns are '0', '1', '2' (data.header "
+                        "is false: columns are named by position from 0); to join several columns give a list: "
+                        "--text-column '[1, 2]' (YAML: text_column: [1, 2])"], problems
     jsonl = write_jsonl(tmp_path / "rows.jsonl", [{"text": "a", "label": "b"}])
     _, problems = read_records(jsonl, config_for(tmp_path, jsonl, header=False).data)
     assert any("data.header: false applies to csv and tsv files only" in p for p in problems), problems

@@ -77,7 +77,7 @@ class DataConfig(Section):
     text_column: Union[str, list[str]] = Field(
         "text",
         description="Column holding the input text; a list of columns is joined with a space (e.g. a title and a "
-        "description).",
+        "description; on the command line --text-column '[title, description]').",
     )
     text_pair_column: Optional[str] = Field(None, description="Column holding a second text, for sentence-pair tasks.")
     label_column: str = Field(

@@ -58,10 +58,22 @@ def check_columns(table: Table, data: DataConfig, need_label: bool) -> list[str]
     existing = ", ".join(repr(c) for c in table.columns) or "(none)"
     positions = " (data.header is false: columns are named by position from 0)" if not data.header else ""
     return [
-        f"{table.path}: column {name!r} (data.{key}) not found; columns are {existing}{positions}; pass {flag} NAME"
+        f"{table.path}: column {name!r} (data.{key}) not found; columns are {existing}{positions}; "
+        + (_joined_hint(name, flag) if key == "text_column" and _names_columns(name, table) else f"pass {flag} NAME")
         for key, name, flag in wanted
         if name not in table.columns
     ]
+
+
+def _names_columns(name: str, table: Table) -> bool:
+    """Whether a missing column name is a comma-separated list of existing ones (``--text-column 1,2``)."""
+    parts = [p.strip() for p in name.split(",")]
+    return len(parts) > 1 and all(p in table.columns for p in parts)
+
+
+def _joined_hint(name: str, flag: str) -> str:
+    parts = ", ".join(p.strip() for p in name.split(","))
+    return f"to join several columns give a list: {flag} '[{parts}]' (YAML: text_column: [{parts}])"
 
 
 def records_from_table(table: Table, data: DataConfig, need_label: bool) -> tuple[list[Record], list[str]]:
