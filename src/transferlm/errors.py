@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class TransferLMError(Exception):
     """Base class. ``problems`` holds one line per problem, each naming what and how to fix."""
@@ -53,8 +55,6 @@ class DiskFullError(TransferLMError):
 
 def disk_full(error: BaseException) -> OSError | None:
     """The ``ENOSPC`` error (no space left on device) in ``error``'s chain of causes, if there is one."""
-    import errno
-
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
