@@ -253,6 +253,19 @@ def test_auto_trains_compares_and_reproduces_the_run(tiny_model_dir, tmp_path, c
     assert config_to_dict(config_from_args(args)) == config_to_dict(saved)
 
 
+def test_auto_on_pairs_compares_with_the_model_used_as_it_is(tiny_model_dir, tmp_path):
+    rows = [{"a": r["text"], "b": r["text"] if i % 2 else "an unrelated line", "score": 4.0 if i % 2 else 0.5}
+            for i, r in enumerate(sentiment_rows(40, seed=1))]
+    raw = {"data": {"train": str(write_csv(tmp_path / "train.csv", rows)), "text_column": "a",
+                    "text_pair_column": "b", "label_column": "score"},
+           "model": {"name": str(tiny_model_dir)}, "train": {"max_steps": 2, "progress": False},
+           "output": str(tmp_path / "auto")}
+    result = auto(raw, AutoSettings(time_budget="20m"))["result"]
+    # the strongest baseline without transfer, and the pretrained model's own similarity with no training
+    assert set(result["members"]) == {"auto (full)", "ridge", "cosine"}, result["members"]
+    assert result["members"]["cosine"]["value"] > 0.9  # identical texts have cosine 1: the pairs are separable
+
+
 @pytest.mark.parametrize("settings", [
     {"task": {"type": "regression"}, "data": {"format": "tsv", "header": False, "text_column": 5, "text_pair_column": 6,
                                               "label_column": 4, "quoting": False},
@@ -311,3 +324,19 @@ def test_auto_reads_its_section_of_a_shared_yaml(tiny_model_dir, tmp_path):
     import transferlm
 
     assert transferlm.auto(config)["plan"]["estimate"]["budget_seconds"] == 2700
+
+
+def test_report_says_when_the_untrained_model_beat_the_fine_tuned_one():
+    from transferlm.experiments.auto_report import report_markdown
+
+    plan = {"task": "regression", "inferred": "a numeric label", "profile": {"examples": 10}, "choices": []}
+    result = {"metric": "spearman", "split": "test", "run_dir": "run", "reproduce": "transferlm train",
+              "members": {"auto (full)": {"value": 0.7575, "kind": "transfer", "verdict": "below cosine"},
+                          "ridge": {"value": 0.29, "kind": "baseline", "verdict": None},
+                          "cosine": {"value": 0.82, "kind": "baseline", "verdict": None}},
+              "negative_transfer": ["auto (full)"], "best_baseline": "cosine"}
+    text = report_markdown({"plan": plan, "result": result})
+    assert ("**Negative transfer:** auto (full) scored below cosine (the pretrained model as it is, with no "
+            "training: fine-tuning made it worse) by more than the noise.") in text
+    result.update(best_baseline="ridge")
+    assert "scored below ridge by more than the noise." in report_markdown({"plan": plan, "result": result})

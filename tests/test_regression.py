@@ -203,3 +203,57 @@ def test_compare_and_curve_run_regression_with_its_baselines(tmp_path, tiny_mode
     config["output"] = str(tmp_path / "curve")
     curved = curve(build_config(config), CurveSettings(members=["ridge"], seeds=[0], sizes=[8, "all"]))
     assert [p["n_train"] for p in curved["curves"]["ridge"]] == [8, 40]  # sizes count examples, not classes
+
+
+def similar_pairs(n: int, seed: int) -> list[Record]:
+    """Pairs whose score is how many of 4 words the two texts share (0 to 4)."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        shared = rng.randint(0, 4)
+        first = rng.sample(FILLER + POSITIVE, 8)
+        second = first[:shared] + [w for w in FILLER + POSITIVE if w not in first][: 4 - shared]
+        out.append(Record(" ".join(first[:4]), " ".join(second), float(shared), i + 1))
+    return out
+
+
+def test_cosine_reads_the_pretrained_model_as_it_is_on_pairs_only(tiny_model_dir):
+    from transferlm.baselines import BASELINES, PRETRAINED
+    from transferlm.baselines.embedding import run_cosine
+
+    assert make_task().baselines == ("mean", "ridge")
+    assert make_task(pair=True).baselines == ("mean", "ridge", "cosine") and "cosine" in PRETRAINED
+    assert BASELINES.get("cosine") is run_cosine
+    task = make_task(pair=True)
+    train, validation, test = similar_pairs(60, 1), similar_pairs(30, 2), similar_pairs(30, 3)
+    task.fit_labels(train, {})
+    result = run_cosine(task, train, {"validation": validation, "test": test}, seed=0, model=str(tiny_model_dir))
+    # identical texts embed identically (cosine 1) and share most: even an untrained tiny model orders the pairs
+    assert result.chosen["slope"] > 0 and result.chosen["fitted_on"] == 60 and result.parameters == 2
+    assert result.metrics["test"]["spearman"] > 0.5, result.metrics["test"]
+    assert set(result.metrics) == {"validation", "test"}
+    with pytest.raises(ConfigError, match="the cosine baseline compares two texts; test has examples without"):
+        run_cosine(task, train, {"test": records(scored_rows(3, 4))}, seed=0, model=str(tiny_model_dir))
+    with pytest.raises(ConfigError, match="give model.name"):
+        run_cosine(task, train, {"test": test}, seed=0)
+
+
+def test_compare_runs_cosine_with_the_experiments_model_and_judges_against_it(tmp_path, tiny_model_dir):
+    from conftest import tiny_config
+    from transferlm.config import build_config
+    from transferlm.experiments.compare import compare
+    from transferlm.experiments.config import CompareSettings
+
+    def rows(pairs):
+        return [{"text": p.text, "text_pair": p.text_pair, "label": p.label} for p in pairs]
+
+    files = {"train": write_jsonl(tmp_path / "train.jsonl", rows(similar_pairs(40, 1))),
+             "dev": write_jsonl(tmp_path / "dev.jsonl", rows(similar_pairs(20, 2)))}
+    config = tiny_config(tiny_model_dir, files, tmp_path / "exp")
+    config["task"] = {"type": "regression"}
+    config["data"]["text_pair_column"] = "text_pair"
+    report = compare(build_config(config), CompareSettings(members=["ridge", "cosine"], seeds=[0]))
+    cosine = next(m for m in report["members"] if m["title"] == "cosine")
+    assert cosine["kind"] == "baseline" and not cosine["failed"], cosine["failed"]
+    assert cosine["runs"][0]["chosen"]["model"] == str(tiny_model_dir)  # the experiment's own model was read
+    assert report["best_baseline"] in ("ridge", "cosine") and cosine["summary"]["mean"] > 0.5

@@ -351,7 +351,7 @@ def _choice(key: str, value: Any, why: str) -> dict[str, Any]:
 
 
 def _train_and_compare(config: RunConfig, overrides: dict[str, Any], overwrite: bool) -> dict[str, Any]:
-    """The planned run as a member of ``compare`` beside the task's baseline (one seed), and the line that
+    """The planned run as a member of ``compare`` beside the task's baselines (one seed), and the line that
     re-creates the trained run."""
     from transferlm.config.flags import command_line
     from transferlm.config.selected import strategy_settings
@@ -365,7 +365,11 @@ def _train_and_compare(config: RunConfig, overrides: dict[str, Any], overwrite: 
     own = {f"strategy.{k}": v for k, v in config.strategy.model_dump(mode="json").items()
            if k != "name" and v != defaults.get(k)}
     member = MemberConfig(name=name, label=f"auto ({name})", set={**own, **overrides})
-    baselines = [MemberConfig(name=task.baselines[-1])] if task.baselines else []
+    from transferlm.baselines import PRETRAINED
+
+    # the strongest baseline without transfer (the task lists it last), and the pretrained model used as it is
+    own = [b for b in task.baselines if b not in PRETRAINED]
+    baselines = [MemberConfig(name=b) for b in own[-1:] + [b for b in task.baselines if b in PRETRAINED]]
     compared = config.model_copy(update={"output": str(Path(config.output) / "compare"),
                                          "strategy": strategy_settings()})
     report = compare(compared, CompareSettings(members=[member, *baselines], seeds=[config.train.seed]),
@@ -376,7 +380,7 @@ def _train_and_compare(config: RunConfig, overrides: dict[str, Any], overwrite: 
     return {"metric": report["metric"], "split": report["split"], "run_dir": str(run_dir),
             "members": {title: {"value": (row.get("summary") or {}).get("mean"), "kind": row["kind"],
                                 "verdict": (row.get("verdict") or {}).get("words")} for title, row in rows.items()},
-            "negative_transfer": report["negative_transfer"],
+            "negative_transfer": report["negative_transfer"], "best_baseline": report.get("best_baseline"),
             "reproduce": shlex.join(command_line(saved))}
 
 

@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from transferlm.baselines import PRETRAINED
 from transferlm.experiments.report import html_table, markdown_table
 from transferlm.training.checkpoint import atomic_write_text
 
@@ -51,8 +52,11 @@ def sections(report: dict[str, Any]) -> list[Section]:
                  for title, m in result["members"].items()]
         notes = [f"Trained run: `{result['run_dir']}`."]
         if result["negative_transfer"]:
-            notes.append(f"**Negative transfer:** {', '.join(result['negative_transfer'])} scored below the baseline "
-                         "by more than the noise.")
+            best = result.get("best_baseline") or "the baseline"
+            unchanged = " (the pretrained model as it is, with no training: fine-tuning made it worse)" if \
+                best in PRETRAINED else ""
+            notes.append(f"**Negative transfer:** {', '.join(result['negative_transfer'])} scored below {best}"
+                         f"{unchanged} by more than the noise.")
         found.append(("Result", notes, rows))
         found.append(("Reproduce", ["The trained run, with every setting explicit:", f"`{result['reproduce']}`"],
                       None))

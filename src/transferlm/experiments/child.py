@@ -103,14 +103,15 @@ def _example_scores(run_dir: Path, config: RunConfig) -> dict[str, list[float] |
 
 
 def baseline_job(config: RunConfig, seed: int, name: str) -> dict[str, Any]:
-    from transferlm.baselines import BASELINES
+    from transferlm.baselines import BASELINES, PRETRAINED
     from transferlm.runs.prepare import load_splits
     from transferlm.tasks import build_task
 
     task = build_task(config.task, config.data)
     splits = load_splits(config, task)
     evaluate = {"validation": splits.validation, **({"test": splits.test} if splits.test is not None else {})}
-    result = BASELINES.get(name)(task, splits.train, evaluate, seed)
+    result = BASELINES.get(name)(task, splits.train, evaluate, seed,
+                                 **({"model": config.model.name} if name in PRETRAINED else {}))
     scores = {split: metrics.pop("per_example") for split, metrics in result.metrics.items()}
     return {
         "example_scores": scores,

@@ -35,6 +35,7 @@ from transferlm.data.records import stratified_split
 from transferlm.errors import ConfigError, DataError, ModelSpecError
 from transferlm.evaluation.logme import logme
 from transferlm.experiments.config import RankSettings
+from transferlm.models.embed import pooled
 from transferlm.tasks.base import Features, ProbeTargets, Task, pad_inputs
 from transferlm.training.checkpoint import atomic_write_text
 
@@ -89,15 +90,6 @@ def _backbone(spec: str, path: Path):
         return AutoModel.from_pretrained(path).eval()
 
 
-def _pooled(states: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:
-    """One vector per input: the mean over its tokens (encoder), or its last token's state (decoder)."""
-    if kind == "decoder":
-        last = mask.sum(dim=1) - 1
-        return states[torch.arange(len(states)), last]
-    weights = mask.unsqueeze(-1).to(states.dtype)
-    return (states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
-
-
 @torch.no_grad()
 def probe_data(task: Task, features: Features, backbone, kind: str, pad_id: int) -> ProbeData:
     """The fixed features and the probe's targets of every encoded item."""
@@ -115,7 +107,7 @@ def probe_data(task: Task, features: Features, backbone, kind: str, pad_id: int)
         level = targets[0].level
         regression = targets[0].regression
         if level == "sequence":
-            rows.append(_pooled(states, batch["attention_mask"], kind))
+            rows.append(pooled(states, batch["attention_mask"], kind))
         else:
             rows += [states[b, t.positions] for b, t in enumerate(targets) if t.positions]
         for t in targets:
@@ -184,9 +176,9 @@ def rank_one(spec: str, task: Task, config: RunConfig, records: list) -> Ranked:
         data.targets = (data.targets - data.targets.mean(axis=0)) / np.maximum(data.targets.std(axis=0), 1e-12)
     score = logme(data.features, data.targets, regression=data.regression)
     probe, metric = probe_score(data, config.train.seed)
-    pooled = "token states" if data.level == "token" else (
+    read = "token states" if data.level == "token" else (
         "last-token state" if kind == "decoder" else "mean of token states")
-    described = f"{pooled}, last layer, {data.features.shape[1]} dims, max length {max_length}"
+    described = f"{read}, last layer, {data.features.shape[1]} dims, max length {max_length}"
     if spec.startswith(RANDOM):
         described += ", random initialisation"
     return Ranked(spec, kind, score, probe, metric, described, len(records), len(data.targets),

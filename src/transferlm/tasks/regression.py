@@ -56,6 +56,8 @@ class RegressionTask(SentenceHeadTask):
         super().__init__(task, data)
         self.normalize = task.normalize
         self.mean, self.std = 0.0, 1.0  # of the training targets; fitted by fit_labels
+        if data.text_pair_column:  # two texts: how similar the pretrained model finds them, with no training
+            self.baselines = (*self.baselines, "cosine")
 
     # --- labels and the state saved with the run ---
     def label_profile(self, records: Sequence[Record]) -> dict[str, Any] | None:
