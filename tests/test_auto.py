@@ -63,6 +63,31 @@ def test_rank_scores_each_candidate_and_lists_a_failed_one_last(tiny_model_dir, 
     assert "| 1 |" in (tmp_path / "rank" / "rank.md").read_text()
 
 
+def test_rank_takes_logme_at_each_models_best_layer(tiny_model_dir, tmp_path):
+    import shutil
+
+    from transformers import AutoConfig, AutoModel
+
+    cut = tmp_path / "cut"  # the tiny model's first layer alone: the same embeddings and layer 1
+    shutil.copytree(tiny_model_dir, cut, ignore=shutil.ignore_patterns("*.safetensors", "config.json"))
+    short = AutoConfig.from_pretrained(tiny_model_dir)
+    short.num_hidden_layers = 1
+    AutoModel.from_pretrained(tiny_model_dir, config=short).save_pretrained(cut)
+    train = write_csv(tmp_path / "train.csv", sentiment_rows(60, seed=1))
+    base = {"data": {"train": str(train)}, "model": {"name": str(tiny_model_dir), "max_length": 32}}
+    best = {r.model: r for r in rank(build_config({**base, "output": str(tmp_path / "best")}),
+                                     RankSettings(models=[str(tiny_model_dir), str(cut)]))}
+    full, first = best[str(tiny_model_dir)], best[str(cut)]
+    assert len(full.logme_layers) == 3 and len(first.logme_layers) == 2  # the embeddings, then each layer
+    assert full.logme_layers[:2] == first.logme_layers  # the same first layers score the same
+    assert full.logme == max(full.logme_layers) >= first.logme  # never below a copy of its own first layers
+    assert full.layer == int(np.argmax(full.logme_layers)) and f"LogME at layer {full.layer} of 2" in full.features
+    last = rank(build_config({**base, "output": str(tmp_path / "last")}),
+                RankSettings(models=[str(tiny_model_dir), str(cut)], layers="last"))
+    assert all(r.logme == r.logme_layers[-1] and r.layer == len(r.logme_layers) - 1 for r in last)
+    assert "last layer's (rank.layers: last)" in (tmp_path / "last" / "rank.md").read_text()
+
+
 @pytest.mark.parametrize("task", ["ner", "regression", "qa"])
 def test_rank_probes_every_labelled_task(task, tiny_model_dir, tmp_path):
     if task == "ner":

@@ -118,6 +118,11 @@ class RankSettings(Section):
     by: Literal["logme", "probe"] = Field(
         "logme", description="Order by LogME (no training at all) or by the linear probe's cross-validated score."
     )
+    layers: Literal["best", "last"] = Field(
+        "best", description="LogME of the best layer of each model (the highest over its layers: fine-tuning adapts "
+        "them all) or of its last layer only (LogME as published). best ranked fine-tuned results as well or better "
+        "on each of 4 tasks (bench/README.md, auto).",
+    )
 
 
 class AutoSettings(Section):
