@@ -6,7 +6,8 @@ features, per example, with the prior precision ``alpha`` and the noise precisio
 the paper's fixed-point iteration. A classification task is scored as one regression per class on the one-hot
 targets, averaged. Higher is better; the values compare models on the same data and mean nothing on their own.
 
-One SVD of the feature matrix serves every target column, so a few thousand examples take well under a second.
+One decomposition of the feature matrix serves every target column, so a few thousand examples take well under a
+second.
 """
 
 from __future__ import annotations
@@ -60,12 +61,28 @@ def logme(features: np.ndarray, targets: np.ndarray, regression: bool = False) -
     else:
         labels = np.asarray(targets).astype(int)
         columns = (labels[:, None] == np.unique(labels)[None, :]).astype(np.float64)
-    u, singular, _ = np.linalg.svd(features, full_matrices=False)
-    keep = singular > singular.max(initial=0.0) * 1e-10  # rank-deficient features (a constant column, n < d)
-    u, singular = u[:, keep], singular[keep]
+    singular, projections = _spectrum(features, columns)
     scores = []
-    for column in columns.T:
-        projected = u.T @ column
+    for column, projected in zip(columns.T, projections.T, strict=True):
         outside = max(float(column @ column - projected @ projected), 0.0)
         scores.append(_evidence(singular, projected, outside, n, d))
     return float(np.mean(scores))
+
+
+def _spectrum(features: np.ndarray, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The feature matrix's singular values, and each target column projected on its left singular vectors.
+
+    With more examples than dimensions (the usual case) both come from the d x d Gram matrix, as in the paper's
+    own implementation: an eigendecomposition of X'X instead of an SVD of X (12,000 NER tokens x 384 dims: a
+    hundredth of the time). Directions whose singular value is below 1e-5 of the largest (1e-10 of the largest
+    eigenvalue) are dropped as rank deficiency (a constant column, n < d)."""
+    n, d = features.shape
+    if n <= d:
+        u, singular, _ = np.linalg.svd(features, full_matrices=False)
+        keep = singular > singular.max(initial=0.0) * 1e-10
+        return singular[keep], u[:, keep].T @ columns
+    eigen, vectors = np.linalg.eigh(features.T @ features)
+    keep = eigen > eigen.max(initial=0.0) * 1e-10
+    singular = np.sqrt(eigen[keep])
+    # u = X v / s, so u'y = v'(X'y) / s
+    return singular, (vectors[:, keep].T @ (features.T @ columns)) / singular[:, None]
