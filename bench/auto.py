@@ -253,12 +253,14 @@ def part_rank(name: str, config: Path, out: Path, chosen: list[str]) -> dict:
         run_dir = out / name / ("no-flags" if candidate == "minilm" else f"fine-tune-{candidate.replace(':', '-')}")
         fine = train_run(config, run_dir, extra, metric)
         estimate = estimates[specs[candidate]]
-        rows[candidate] = {"logme": estimate["logme"], "probe": estimate["probe"], "rank_seconds": estimate["seconds"],
-                           **fine}
+        layers = estimate.get("logme_layers") or [estimate["logme"]]
+        rows[candidate] = {"logme": estimate["logme"], "logme_layer": estimate.get("layer"), "logme_last": layers[-1],
+                           "probe": estimate["probe"], "rank_seconds": estimate["seconds"], **fine}
     done = {c: r for c, r in rows.items() if isinstance(r.get("test"), float)}
     tests = [done[c]["test"] for c in done]
     result = {"candidates": rows,
               "kendall_tau_logme": kendalltau([done[c]["logme"] for c in done], tests).statistic,
+              "kendall_tau_logme_last": kendalltau([done[c]["logme_last"] for c in done], tests).statistic,
               "kendall_tau_probe": kendalltau([done[c]["probe"] for c in done], tests).statistic}
     rank_cost = sum(done[c]["rank_seconds"] for c in done)  # the candidates that were also fine-tuned
     tune_cost = sum(r.get("wall_seconds") or 0 for r in done.values())
@@ -337,14 +339,16 @@ def tables(results: dict) -> str:
                          f"({trials.get('complete')} / {trials.get('pruned')}) | {settings} | "
                          f"{r.get('gap_points', '')} |")
     if results.get("rank"):
-        lines += ["", "| data set | candidate | LogME | probe | rank s | fine-tuned test | fine-tune s |",
-                  "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+        lines += ["", "| data set | candidate | LogME, best layer (which) | LogME, last layer | probe | rank s | "
+                  "fine-tuned test | fine-tune s |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for name, r in results["rank"].items():
             for candidate, c in r["candidates"].items():
                 test = "not finished" if c.get("note") else _points(c.get("test"))
-                lines.append(f"| {name} | {candidate} | {c['logme']:.4f} | {c['probe']:.4f} | {c['rank_seconds']:.1f} "
-                             f"| {test} | {c.get('wall_seconds') or ''} |")
-            lines.append(f"| {name} | **Kendall tau** | **{r['kendall_tau_logme']:.2f}** | "
+                last = c.get("logme_last", c["logme"])
+                lines.append(f"| {name} | {candidate} | {c['logme']:.4f} ({c.get('logme_layer')}) | {last:.4f} | "
+                             f"{c['probe']:.4f} | {c['rank_seconds']:.1f} | {test} | {c.get('wall_seconds') or ''} |")
+            last_tau = r.get("kendall_tau_logme_last", r["kendall_tau_logme"])
+            lines.append(f"| {name} | **Kendall tau** | **{r['kendall_tau_logme']:.2f}** | {last_tau:.2f} | "
                          f"{r['kendall_tau_probe']:.2f} | {r['rank_seconds']:.0f} | | {r['fine_tune_seconds']:.0f} "
                          f"(ranking: {100 * (r['cost_ratio'] or 0):.1f} %) |")
     return "\n".join(lines)
