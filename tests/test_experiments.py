@@ -143,7 +143,7 @@ def test_compare_reports_all_member_problems_before_training(tiny_model_dir, tmp
     with pytest.raises(ConfigError) as error:
         compare(config, CompareSettings(members=["fulll"]))
     problem = error.value.problems[0]
-    assert "unknown 'fulll'" in problem and "baselines crf, mean, overlap, ridge, tfidf, scratch" in problem
+    assert "unknown 'fulll'" in problem and "baselines cosine, crf, mean, overlap, ridge, tfidf, scratch" in problem
     bad = CompareSettings(
         members=[{"name": "last-n", "set": {"strategy.layerz": 2}}, {"name": "full", "set": {"strategy.layers": 1}}],
         seeds=[0],
