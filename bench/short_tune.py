@@ -54,7 +54,8 @@ def one(data_yaml: Path, spec: str, steps: int, checks: set[int]) -> dict:
     from transferlm.runs.lengths import resolve_max_length
     from transferlm.runs.prepare import load_splits
     from transferlm.runs.recipes import auto_recipe
-    from transferlm.runs.train import _accelerator, _resolve_pooling, _with_train
+    from transferlm.runs.task_settings import resolve_task_settings
+    from transferlm.runs.train import _accelerator, _with_train
     from transferlm.strategies import build_strategy
     from transferlm.strategies.base import LoopContext, TrainingInputs
     from transferlm.tasks import build_task
@@ -67,7 +68,7 @@ def one(data_yaml: Path, spec: str, steps: int, checks: set[int]) -> dict:
     config = build_config(raw)
     began = time.perf_counter()
     resolved = resolve_model(config.model.name)
-    config = _resolve_pooling(config, resolved.path)
+    config, _ = resolve_task_settings(config, resolved.path)
     task, strategy = build_task(config.task, config.data), build_strategy(config.strategy)
     accelerator = _accelerator(config)
     splits = load_splits(config, task)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -173,6 +174,19 @@ def sentiment_files(tmp_path) -> dict[str, Path]:
         "dev": write_csv(tmp_path / "dev.csv", sentiment_rows(12, seed=2)),
         "test": write_csv(tmp_path / "test.csv", sentiment_rows(12, seed=3)),
     }
+
+
+def sentence_encoder(model_dir: Path, path: Path) -> Path:
+    """A copy of ``model_dir`` that says it was trained as a sentence-embedding model (a sentence-transformers
+    ``modules.json`` with a mean-pooling module), as all-MiniLM-L6-v2 does."""
+    shutil.copytree(model_dir, path)
+    (path / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]))
+    (path / "1_Pooling").mkdir()
+    (path / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
+    return path
 
 
 def tiny_config(model_dir: Path, files: dict[str, Path], output: Path, **train) -> dict:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 
 import pytest
 import yaml
 
 import transferlm
-from conftest import interrupted_after, tiny_config
+from conftest import interrupted_after, sentence_encoder, tiny_config
 from transferlm.config import strategy_settings
 from transferlm.models.resolve import trained_with_mean_pooling
 from transferlm.runs import layout
@@ -67,15 +65,8 @@ def test_a_run_with_auto_epochs_resumes(tiny_model_dir, sentiment_files, tmp_pat
 
 
 def test_auto_pooling_is_mean_for_a_mean_pooled_sentence_encoder(tiny_model_dir, sentiment_files, tmp_path):
-    encoder = tmp_path / "encoder"
-    shutil.copytree(tiny_model_dir, encoder)
-    assert not trained_with_mean_pooling(encoder)
-    (encoder / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-    ]))
-    (encoder / "1_Pooling").mkdir()
-    (encoder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
+    assert not trained_with_mean_pooling(tiny_model_dir)
+    encoder = sentence_encoder(tiny_model_dir, tmp_path / "encoder")
     assert trained_with_mean_pooling(encoder)
 
     result = transferlm.train(tiny_config(encoder, sentiment_files, tmp_path / "mean", epochs=1))

@@ -40,6 +40,7 @@ def trained_case(tiny_model_dir, tmp_path, task_case: str, strategy: dict | None
     files = data_files(task_case, tmp_path)
     config = tiny_config(tiny_model_dir, files, tmp_path / "run", epochs=2)
     config["task"] = TASK_CASES[task_case].settings
+    config["data"].update(TASK_CASES[task_case].data)
     if strategy:
         config["strategy"] = strategy
     return transferlm.train(config).run_dir, files
@@ -81,7 +82,11 @@ def test_fp32_export_predicts_as_the_run_does(tiny_model_dir, tmp_path, case):
     # plain onnxruntime runs the graph on its own
     session = OnnxForward(tmp_path / "export" / MODEL_FILE)
     ids = torch.tensor([[2, 10, 11, 3], [2, 12, 3, 0]])
-    out = session(input_ids=ids, attention_mask=(ids > 0).long(), token_type_ids=torch.zeros_like(ids))
+    feed = {"input_ids": ids, "attention_mask": (ids > 0).long(), "token_type_ids": torch.zeros_like(ids)}
+    if "pair_input_ids" in session.input_names:  # a bi-encoder: the second text's inputs, of their own length
+        feed |= {"pair_input_ids": ids[:, :3], "pair_attention_mask": (ids[:, :3] > 0).long(),
+                 "pair_token_type_ids": torch.zeros_like(ids[:, :3])}
+    out = session(**feed)
     assert out.shape[0] == 2
 
 

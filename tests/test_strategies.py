@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -98,6 +98,14 @@ def long_rows(n: int, seed: int) -> list[dict]:
     return [{**r, "text": " ".join([r["text"]] * 5)} for r in sentiment_rows(n, seed)]
 
 
+def scored_pairs(n: int, seed: int) -> list[dict]:
+    """Pairs of sentiment rows scored 1 where their sentiment agrees, else 0."""
+    rows = sentiment_rows(n, seed)  # positive rows, then negative ones: each paired with one a third further on
+    others = rows[n // 3:] + rows[:n // 3]
+    return [{"text": a["text"], "text_pair": b["text"], "label": float(a["label"] == b["label"])}
+            for a, b in zip(rows, others, strict=True)]
+
+
 LONG_TEXT = " ".join(["the film was great and the music was lovely"] * 6)  # 54 tokens: windows of 32
 
 
@@ -120,6 +128,7 @@ class TaskCase:
     suffix: str = ".jsonl"
     backbone: str = "bert"
     predict_inputs: tuple = ()
+    data: dict = field(default_factory=dict)  # data settings besides the files (a text pair column)
 
 
 TASK_CASES = {
@@ -141,6 +150,9 @@ TASK_CASES = {
                                        imbalanced(long_rows), predict_inputs=(LONG_TEXT, "music")),
     "regression": TaskCase({"type": "regression"},
                            lambda n, seed: [{**r, "label": len(r["text"]) / 10} for r in sentiment_rows(n, seed)]),
+    "regression-bi-encoder": TaskCase({"type": "regression", "pair_encoding": "bi", "long_inputs": "truncate"},
+                                      scored_pairs, data={"text_pair_column": "text_pair"},
+                                      predict_inputs=(("the film was great", "music"), ("a dull story", "a film"))),
 }
 # (task case, strategy case) -> the error a strategy that cannot apply must give
 REFUSED = {
@@ -195,7 +207,7 @@ def data_files(task_case: str, tmp_path) -> dict:
 
 def built_task(task_case: str, tmp_path):
     """The task with its labels learned from its own training rows, read as a user's file would be."""
-    task = build_task(task_settings(**task_config(task_case)), DataConfig(train="x"))
+    task = build_task(task_settings(**task_config(task_case)), DataConfig(train="x", **TASK_CASES[task_case].data))
     records, problems = task.read_records(data_files(task_case, tmp_path)["train"])
     assert problems == [] and task.fit_labels(records, {}) == []
     return task
@@ -246,6 +258,7 @@ def test_strategy_trains_with_falling_loss_and_reloads_to_identical_outputs(
         lr=1e-3,
     )
     config["task"] = task_config(task_case)
+    config["data"].update(TASK_CASES[task_case].data)
     config["strategy"] = STRATEGY_CASES[strategy_case][0]
     texts = ["the film was great", "a dull and boring story", "music"]
     before_saving = {}
@@ -253,9 +266,8 @@ def test_strategy_trains_with_falling_loss_and_reloads_to_identical_outputs(
 
     def record_outputs(paths, run):
         run.model.eval()
-        tokenizer = run.tokenizer
         with torch.no_grad():
-            before_saving["logits"] = run.task.logits(run.model(**tokenizer(texts, padding=True, return_tensors="pt")))
+            before_saving["logits"] = logits_of(run.task, run.tokenizer, run.model, task_case, texts)
         original(paths, run)
 
     monkeypatch.setattr(train_module, "_write_run", record_outputs)
@@ -269,8 +281,7 @@ def test_strategy_trains_with_falling_loss_and_reloads_to_identical_outputs(
     assert len(losses) == 2 and losses[1] < losses[0]
     predictor = transferlm.load(result.run_dir)
     with torch.no_grad():
-        inputs = predictor.tokenizer(texts, padding=True, return_tensors="pt")
-        reloaded = predictor.task.logits(predictor.model(**inputs))
+        reloaded = logits_of(predictor.task, predictor.tokenizer, predictor.model, task_case, texts)
     if strategy_case == "lora-merged":  # merging changes the order of floating-point operations
         torch.testing.assert_close(reloaded, before_saving["logits"], rtol=1e-5, atol=1e-5)
     else:  # the same weights; a one-output head may differ in the last bit (~1e-9) by the BLAS path it takes
@@ -281,6 +292,16 @@ def test_strategy_trains_with_falling_loss_and_reloads_to_identical_outputs(
             predictor.predict(inputs)
         return
     assert len(predictor.predict(inputs)) == len(inputs)
+
+
+def logits_of(task, tokenizer, model, task_case: str, texts: list[str]) -> torch.Tensor:
+    """The model's logits on the case's inputs: the texts as one batch, or, for a pair task, its pairs as the task
+    batches them."""
+    if not TASK_CASES[task_case].data:
+        return task.logits(model(**tokenizer(texts, padding=True, return_tensors="pt")))
+    records = [task.input_record(x, i) for i, x in enumerate(TASK_CASES[task_case].predict_inputs)]
+    features = task.encode(tokenizer, records, 32, with_labels=False)
+    return task.logits(model(**task.model_inputs(task.collate(features.items, tokenizer.pad_token_id))))
 
 
 def test_cached_frozen_equals_uncached_frozen(tiny_model_dir, sentiment_files, tmp_path):

@@ -74,6 +74,11 @@ class ExportReport:
     seconds: float
 
 
+# What a task's batch may feed the model: one input, or a text pair embedded side by side (``tasks/bi_encoder.py``).
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids", "pair_input_ids", "pair_attention_mask",
+               "pair_token_type_ids")
+
+
 class _Logits(nn.Module):
     """The model with the task's output tensor as its only output (what ONNX sees)."""
 
@@ -81,12 +86,13 @@ class _Logits(nn.Module):
         super().__init__()
         self.model, self.task = model, task
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if token_type_ids is not None:
-            inputs["token_type_ids"] = token_type_ids
-        return self.task.logits(self.model(**inputs))
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                pair_input_ids: torch.Tensor | None = None, pair_attention_mask: torch.Tensor | None = None,
+                pair_token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids,
+                 "pair_input_ids": pair_input_ids, "pair_attention_mask": pair_attention_mask,
+                 "pair_token_type_ids": pair_token_type_ids}
+        return self.task.logits(self.model(**{k: v for k, v in given.items() if v is not None}))
 
 
 class ExportSettings(CommandSettings):
@@ -249,11 +255,13 @@ def _export_graph(model: nn.Module, predictor: Predictor, features: Features, pa
     sample = sorted(features.items, key=lambda item: len(item["input_ids"]))
     sample = [sample[0], sample[-1]] if len(sample) > 1 else sample * 2
     batch = task.model_inputs(task.collate(sample, predictor.tokenizer.pad_token_id))
-    unknown = set(batch) - {"input_ids", "attention_mask", "token_type_ids"}
+    unknown = set(batch) - set(INPUT_NAMES)
     if unknown:
         raise ExportError(f"task {task.name} feeds the model {sorted(unknown)}, which the exporter does not know")
-    batch_dim, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
-    dims = {name: {0: batch_dim, 1: sequence} for name in batch}
+    # A pair's second text has a length of its own.
+    batch_dim, lengths = torch.export.Dim("batch"), {"": torch.export.Dim("sequence"),
+                                                    "pair_": torch.export.Dim("pair_sequence")}
+    dims = {name: {0: batch_dim, 1: lengths[_side(name)]} for name in batch}
     try:
         with warnings.catch_warnings():
             # The exporter's internals warn about their own deprecations (with stack levels that point
@@ -266,10 +274,11 @@ def _export_graph(model: nn.Module, predictor: Predictor, features: Features, pa
             warnings.filterwarnings("ignore", message=r"Exporting aten::index operator", category=UserWarning)
             if exporter == "torchscript":
                 _with_eager_attention(model)
-                names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in batch]
-                torch.onnx.export(_Logits(model, task).eval(), tuple(batch[n] for n in names), str(path),
+                names = [n for n in INPUT_NAMES if n in batch]  # the forward's order: kwargs become positions
+                torch.onnx.export(_Logits(model, task).eval(), (), str(path), kwargs={n: batch[n] for n in names},
                                   input_names=names, output_names=["logits"], dynamo=False, opset_version=17,
-                                  dynamic_axes={n: {0: "batch", 1: "sequence"} for n in names}, verbose=False)
+                                  dynamic_axes={n: {0: "batch", 1: f"{_side(n)}sequence"} for n in names},
+                                  verbose=False)
             else:
                 torch.onnx.export(_Logits(model, task).eval(), (), str(path), kwargs=dict(batch),
                                   input_names=list(batch), output_names=["logits"], dynamic_shapes=dims,
@@ -279,6 +288,10 @@ def _export_graph(model: nn.Module, predictor: Predictor, features: Features, pa
                           f"{str(e).splitlines()[0][:300]}); nothing was written") from e
     finally:
         model.eval()  # exporting leaves wrapped modules in train mode (ENVIRONMENT.md)
+
+
+def _side(name: str) -> str:
+    return "pair_" if name.startswith("pair_") else ""
 
 
 @contextmanager

@@ -19,17 +19,17 @@ from transferlm.errors import ConfigError, DataError, RegistryError
 from transferlm.evaluation.report import write_reports
 from transferlm.inference.batches import run_inference
 from transferlm.models.load import load_tokenizer
-from transferlm.models.resolve import model_kind, resolve_model, trained_with_mean_pooling
+from transferlm.models.resolve import model_kind, resolve_model
 from transferlm.runs import layout
 from transferlm.runs.card import data_profile, interval, model_card
 from transferlm.runs.lengths import report_cuts, resolve_max_length
 from transferlm.runs.output import data_files, prepare_output
 from transferlm.runs.prepare import load_splits
 from transferlm.runs.recipes import auto_recipe
+from transferlm.runs.task_settings import resolve_task_settings
 from transferlm.strategies import build_strategy, count_parameters
 from transferlm.strategies.base import LoopContext, TrainingInputs
 from transferlm.tasks import build_task
-from transferlm.tasks.pooling import PoolingSettings
 from transferlm.tracking import STATE_FILE as TRACKING_STATE
 from transferlm.tracking import (
     RunInfo,
@@ -104,17 +104,6 @@ def _final_metrics(model, task, summary: FitSummary, encoded: dict[str, Any], pa
     return summary, calibration, test, test_scores
 
 
-def _resolve_pooling(config: RunConfig, model_path) -> RunConfig:
-    """task.pooling auto (tasks whose settings have it): mean on a checkpoint trained with mean pooling, else cls."""
-    if not isinstance(config.task, PoolingSettings) or config.task.pooling != "auto":
-        return config
-    mean = trained_with_mean_pooling(model_path)
-    pooling = "mean" if mean else "cls"
-    log.info("task.pooling auto: %s (%s)", pooling, "the checkpoint's sentence-transformers pooling is the mean"
-             if mean else "no mean-pooling config in the checkpoint: the model's own head")
-    return config.model_copy(update={"task": config.task.model_copy(update={"pooling": pooling})})
-
-
 def _gradient_checkpointing(model) -> None:
     """Turn on activation recomputation in every Hugging Face model inside ``model`` (a task head or a peft
     wrapper around one)."""
@@ -149,7 +138,9 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
     started = time.time()
     check_trackers(config.train.report_to)
     resolved = resolve_model(config.model.name)
-    config = _resolve_pooling(config, resolved.path)
+    config, decided = resolve_task_settings(config, resolved.path)
+    for setting in decided:
+        log.info("%s: %s (%s)", setting.key, setting.value, setting.because)
     task, strategy = _build_registered(config)
     accelerator = _accelerator(config)
     if config.train.max_batch_tokens == "auto":

@@ -246,3 +246,9 @@ def choose_max_length(lengths: Sequence[int], limit: int, quantile: float = 0.95
     ordered = sorted(lengths)
     wanted = ordered[max(0, math.ceil(quantile * len(ordered)) - 1)]  # the longest of the shortest 95 %
     return max(32, min(limit, -(-wanted // 32) * 32))
+
+
+def text_ids(tokenizer: Any, texts: list[str]) -> list[list[int]]:
+    """Each text's token ids without special tokens (``Template.build`` places them)."""
+    # verbose=False: transformers warns of every text longer than the model's limit; windows are made of them.
+    return tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"] if texts else []

@@ -69,8 +69,7 @@ class MeanPoolingClassifier(nn.Module):
         """The sentence vector: mean of the backbone's token states over the attention mask."""
         extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+        return mean_pooled(hidden, attention_mask)
 
     def embed(self, pooled: torch.Tensor) -> torch.Tensor:
         """What the classifier reads: the pooled vector, scaled to unit length with ``normalize``."""
@@ -82,15 +81,7 @@ class MeanPoolingClassifier(nn.Module):
     @classmethod
     def from_backbone(cls, path: Path, num_labels: int, pretrained: bool = True,
                       without_pooler: bool = False) -> MeanPoolingClassifier:
-        """``without_pooler``: build no pooler where the architecture can leave it out. A run directory holds
-        none (``__init__`` drops it), and building one would only be reported as weights missing from it."""
-        from transformers import AutoConfig, AutoModel
-
-        config = AutoConfig.from_pretrained(path)
-        extra = {"add_pooling_layer": False} if without_pooler and _pooler_optional(config) else {}
-        if pretrained:
-            return cls(AutoModel.from_pretrained(path, config=config, **extra), num_labels)
-        return cls(AutoModel.from_config(config, **extra), num_labels)
+        return cls(backbone_from(path, pretrained, without_pooler), num_labels)
 
     def save(self, root: Path) -> None:
         self.backbone.save_pretrained(root)
@@ -106,6 +97,25 @@ class MeanPoolingClassifier(nn.Module):
         model.normalize = normalize
         model.classifier.load_state_dict(head)
         return model
+
+
+def mean_pooled(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The mean of each input's token states over its attention mask."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+
+
+def backbone_from(path: Path, pretrained: bool = True, without_pooler: bool = False) -> nn.Module:
+    """The bare encoder of a checkpoint (``AutoModel``), pretrained or with random weights. ``without_pooler``:
+    build no pooler where the architecture can leave it out. A run directory holds none (the heads here drop it),
+    and building one would only be reported as weights missing from it."""
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.from_pretrained(path)
+    extra = {"add_pooling_layer": False} if without_pooler and _pooler_optional(config) else {}
+    if pretrained:
+        return AutoModel.from_pretrained(path, config=config, **extra)
+    return AutoModel.from_config(config, **extra)
 
 
 def _pooler_optional(config) -> bool:

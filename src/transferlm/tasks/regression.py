@@ -3,12 +3,17 @@
 The model predicts one output per example. With ``normalize``, it learns the targets standardised with the
 training mean and standard deviation (kept in the task state), and every prediction is mapped back to the
 target scale before it is scored or shown.
+
+A text pair is read as one input under a new head (``task.pair_encoding: cross``), or each text is embedded on its
+own and the output read off the two embeddings' cosine (``bi``, ``tasks/bi_encoder.py``), which starts from what a
+sentence-embedding checkpoint already knows.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -20,8 +25,10 @@ from transferlm.config.schema import DataConfig
 from transferlm.config.selected import TaskSettings
 from transferlm.data.readers import summarise_lines
 from transferlm.data.records import Record
+from transferlm.errors import ConfigError
 from transferlm.evaluation.regression import regression_metrics
 from transferlm.tasks.base import Features, LossTerms, register_task
+from transferlm.tasks.bi_encoder import BiEncoderRegressor, collate_pairs, encode_pairs, pair_lengths
 from transferlm.tasks.long_inputs import LongInputSettings
 from transferlm.tasks.pooling import PoolingSettings
 from transferlm.tasks.sentence_head import SentenceHeadTask
@@ -41,6 +48,12 @@ class RegressionSettings(PoolingSettings, LongInputSettings, TaskSettings):
         True, description="Train on targets standardised with the training mean and standard deviation (saved with "
         "the run); predictions are mapped back to the original scale.",
     )
+    pair_encoding: Literal["auto", "cross", "bi"] = Field(
+        "auto", description="Text pairs (data.text_pair_column): cross reads both texts as one input under a new "
+        "head; bi embeds each text on its own (mean pooling) and predicts from the two embeddings' cosine, starting "
+        "from the pretrained model's own similarity (each text cut by long_inputs truncate or head-tail). auto: bi "
+        "on a sentence-embedding checkpoint (a sentence-transformers mean-pooling config), else cross.",
+    )
 
 
 class RegressionTask(SentenceHeadTask):
@@ -56,8 +69,12 @@ class RegressionTask(SentenceHeadTask):
         super().__init__(task, data)
         self.normalize = task.normalize
         self.mean, self.std = 0.0, 1.0  # of the training targets; fitted by fit_labels
+        self.low, self.high = 0.0, 1.0  # the training targets' range: where a bi-encoder's cosine starts mapped
         if data.text_pair_column:  # two texts: how similar the pretrained model finds them, with no training
             self.baselines = (*self.baselines, "cosine")
+        self.bi = task.pair_encoding == "bi"
+        if self.bi:
+            _check_bi(task, data)
 
     # --- labels and the state saved with the run ---
     def label_profile(self, records: Sequence[Record]) -> dict[str, Any] | None:
@@ -75,6 +92,7 @@ class RegressionTask(SentenceHeadTask):
             return problems
         values = np.array([_number(r.label) for r in train], dtype=np.float64)
         self.mean, self.std = float(values.mean()), float(values.std())
+        self.low, self.high = float(values.min()), float(values.max())
         if self.std == 0:
             return [f"{train_name}: every training target is {self.mean:g}; regression needs targets that vary "
                     f"— check data.label_column ({self.data_config.label_column!r})"]
@@ -114,9 +132,51 @@ class RegressionTask(SentenceHeadTask):
     def head_config(self) -> dict[str, Any]:
         return dict(num_labels=1, problem_type="regression")
 
+    def build_model(self, path: Path, tokenizer: Any, pretrained: bool = True):
+        if not self.bi:
+            return super().build_model(path, tokenizer, pretrained)
+        # A cosine of 0 starts at the lowest training target, 1 at the highest (Sentence-BERT's cosine objective).
+        low, high = self.standardised(torch.tensor([self.low, self.high])).tolist()
+        return BiEncoderRegressor.from_backbone(path, pretrained, scale=high - low, bias=low)
+
+    def load_model(self, path: Path):
+        return BiEncoderRegressor.load(path) if self.bi else super().load_model(path)
+
+    def save_model(self, model, path: Path) -> None:
+        if isinstance(model, BiEncoderRegressor):
+            model.save(path)
+        else:
+            super().save_model(model, path)
+
+    def feature_head(self, model):
+        return model.feature_head() if isinstance(model, BiEncoderRegressor) else super().feature_head(model)
+
     # --- features ---
     def target(self, record: Record) -> float:
         return _number(record.label)  # on the target scale; the loss standardises
+
+    def encode(self, tokenizer, records: Sequence[Record], max_length: int, with_labels: bool = True) -> Features:
+        if not self.bi:
+            return super().encode(tokenizer, records, max_length, with_labels)
+        targets = [self.target(r) for r in records] if with_labels else None
+        return encode_pairs(tokenizer, records, max_length, self.task_config.long_inputs, targets)
+
+    def input_lengths(self, tokenizer: Any, records: Sequence[Record]) -> list[int]:
+        return pair_lengths(tokenizer, records) if self.bi else super().input_lengths(tokenizer, records)
+
+    def collate(self, items: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
+        if not self.bi:
+            return super().collate(items, pad_id)
+        batch = collate_pairs(items, pad_id)
+        if "labels" in items[0]:
+            batch.update(self.collate_targets(items))
+        return batch
+
+    def explanation_inputs(self, tokenizer: Any, record: Record, max_length: int):
+        if self.bi:
+            raise ConfigError("explain: a bi-encoder (task.pair_encoding: bi) reads its two texts as two inputs, "
+                              "which explain does not attribute yet; explain a cross-encoder run instead")
+        return super().explanation_inputs(tokenizer, record, max_length)
 
     def targets(self, records: Sequence[Record]) -> torch.Tensor:
         """Targets on their own scale, as ``score`` takes them (also used by the baselines)."""
@@ -149,6 +209,20 @@ class RegressionTask(SentenceHeadTask):
         if not outputs:
             return []
         return [{"score": round(float(v), 6)} for v in self.values(self.documents(outputs, features)[0])]
+
+
+def _check_bi(task: RegressionSettings, data: DataConfig) -> None:
+    problems = []
+    if not data.text_pair_column:
+        problems.append("task.pair_encoding: bi compares two texts; set data.text_pair_column, or use cross")
+    if task.long_inputs == "windows":
+        problems.append("task.long_inputs: windows makes several inputs of one long text, and a bi-encoder "
+                        "embeds each text in one pass; use truncate or head-tail (train resolves this itself)")
+    if task.pooling == "cls":
+        problems.append("task.pooling: cls; a bi-encoder embeds each text by the mean of its token states: set "
+                        "task.pooling to mean or auto")
+    if problems:
+        raise ConfigError(problems)
 
 
 def _number(label: Any) -> float | None:

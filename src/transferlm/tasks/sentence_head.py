@@ -23,7 +23,7 @@ from transferlm.data.records import Record
 from transferlm.tasks.base import Features, LossTerms, Task
 from transferlm.tasks.explanation import ExplanationInputs, ExplanationTarget, Word
 from transferlm.tasks.heads import FeatureHead
-from transferlm.tasks.long_inputs import Cut, Template, plan
+from transferlm.tasks.long_inputs import Cut, Template, plan, text_ids
 from transferlm.tasks.pooling import MeanPoolingClassifier
 
 
@@ -42,9 +42,9 @@ class SentenceHeadTask(Task):
         """One item per window of each record (``task.long_inputs``): the text, or the text pair as one input. Every
         item carries ``example`` (its record's index) and ``weight`` (one over its record's window count)."""
         template = Template.probe(tokenizer)
-        first = _token_ids(tokenizer, [r.text for r in records])
+        first = text_ids(tokenizer, [r.text for r in records])
         # An empty second text is no pair, as transformers encodes it (so truncate matches it token for token).
-        second = _token_ids(tokenizer, [r.text_pair or "" for r in records]) if self._pairs() else None
+        second = text_ids(tokenizer, [r.text_pair or "" for r in records]) if self._pairs() else None
         items, cuts = [], {}
         for n, record in enumerate(records):
             b = second[n] if second is not None and record.text_pair else None
@@ -80,10 +80,10 @@ class SentenceHeadTask(Task):
 
     def input_lengths(self, tokenizer: Any, records: Sequence[Record]) -> list[int]:
         template = Template.probe(tokenizer)
-        first = _token_ids(tokenizer, [r.text for r in records])
+        first = text_ids(tokenizer, [r.text for r in records])
         if not self._pairs():
             return [len(ids) + template.added(False) for ids in first]
-        second = _token_ids(tokenizer, [r.text_pair or "" for r in records])
+        second = text_ids(tokenizer, [r.text_pair or "" for r in records])
         return [len(a) + len(b) + template.added(bool(r.text_pair)) for a, b, r in zip(first, second, records,
                                                                                         strict=True)]
 
@@ -215,7 +215,3 @@ class SentenceHeadTask(Task):
             return FeatureHead(model, first_token, head)
         return None
 
-
-def _token_ids(tokenizer: Any, texts: list[str]) -> list[list[int]]:
-    # verbose=False: transformers warns of every text longer than the model's limit; windows are made of them.
-    return tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"] if texts else []
