@@ -121,8 +121,10 @@ def plan(raw: dict[str, Any], settings: AutoSettings) -> Plan:
     tokenizer = load_tokenizer(resolved.path)
     chosen.profile = profile(task, splits.train, tokenizer)
     chosen.profile["validation"] = {"examples": len(splits.validation), "source": splits.validation_source}
-    config = _choose_length(config, raw, chosen, task, tokenizer, resolved.path, splits.train)
     config = _choose_strategy(config, raw, chosen, resolved.path)
+    config = _choose_task_settings(config, chosen, resolved.path)
+    task = build_task(config.task, config.data)  # as it trains: a bi-encoder's inputs are its texts, one by one
+    config = _choose_length(config, raw, chosen, task, tokenizer, resolved.path, splits.train)
     config = _choose_weights(config, raw, chosen)
     _explain_rate(config, raw, chosen, len(splits.train))
     config = _choose_budget(config, raw, settings, chosen, splits, resolved.path, time.time() - started)
@@ -213,6 +215,16 @@ def _choose_strategy(config: RunConfig, raw: dict, chosen: Plan, path: Path) -> 
         chosen.choices.append(Choice("task.pooling", "mean", "contrastive trains and reads mean-pooled sentence "
                                      "embeddings"))
         config = config.model_copy(update={"task": config.task.model_copy(update={"pooling": "mean"})})
+    return config
+
+
+def _choose_task_settings(config: RunConfig, chosen: Plan, path: Path) -> RunConfig:
+    """The task settings ``train`` decides from the checkpoint (``task.pair_encoding``, ``task.pooling`` auto), decided
+    now so that the timed step and the input lengths are the trained model's."""
+    from transferlm.runs.task_settings import resolve_task_settings
+
+    config, decided = resolve_task_settings(config, path)
+    chosen.choices += [Choice(setting.key, setting.value, setting.because) for setting in decided]
     return config
 
 
@@ -315,7 +327,7 @@ def auto(raw: dict[str, Any], settings: AutoSettings, overwrite: bool = False) -
 
 def _member_overrides(choices: list[dict[str, Any]]) -> dict[str, Any]:
     """The planned settings the trained member sets (the rest of the plan is in the shared config)."""
-    keys = ("train.max_steps", "task.class_weights", "task.pooling")
+    keys = ("train.max_steps", "task.class_weights", "task.pooling", "task.pair_encoding", "task.long_inputs")
     return {c["key"]: c["value"] for c in choices if c["key"] in keys and not c["given"]}
 
 
