@@ -17,8 +17,9 @@ from transferlm.config.flags import command_line
 from transferlm.config.load import build_config, config_to_dict
 from transferlm.errors import ConfigError, DataError
 from transferlm.evaluation.logme import logme
-from transferlm.experiments import auto as auto_module
-from transferlm.experiments.auto import Plan, _choose_strategy, _choose_weights, auto, parse_budget, plan
+from transferlm.experiments import auto_choices as auto_module
+from transferlm.experiments.auto import auto, plan
+from transferlm.experiments.auto_choices import Plan, choose_strategy, choose_weights, parse_budget
 from transferlm.experiments.config import AutoSettings, RankSettings
 from transferlm.experiments.profile import infer_task
 from transferlm.experiments.rank import rank
@@ -202,16 +203,16 @@ def _plan(task: str, **profile) -> Plan:
 def test_few_labels_per_class_choose_contrastive_and_imbalance_class_weights(tiny_model_dir):
     config = build_config({"data": {"train": "x.csv"}, "output": "o"})
     few = _plan("classification", fewest_per_class=8, imbalance=1.0)
-    contrastive = _choose_strategy(config, {}, few, tiny_model_dir)
+    contrastive = choose_strategy(config, {}, few, tiny_model_dir)
     assert contrastive.strategy.name == "contrastive" and contrastive.task.pooling == "mean"
     many = _plan("classification", fewest_per_class=500, imbalance=5.0)
-    assert _choose_strategy(config, {}, many, tiny_model_dir).strategy.name == "full"
-    weighted = _choose_weights(config, {}, many)
+    assert choose_strategy(config, {}, many, tiny_model_dir).strategy.name == "full"
+    weighted = choose_weights(config, {}, many)
     assert weighted.task.class_weights == "auto" and "5 times" in many.choices[-1].why
     kept = _plan("classification", fewest_per_class=8, imbalance=5.0)
     given = {"strategy": {"name": "lora"}, "task": {"class_weights": "none"}}
-    assert _choose_strategy(config, given, kept, tiny_model_dir) is config
-    assert _choose_weights(config, given, kept) is config
+    assert choose_strategy(config, given, kept, tiny_model_dir) is config
+    assert choose_weights(config, given, kept) is config
     assert all(c.given for c in kept.choices)
 
 
@@ -219,7 +220,7 @@ def test_a_large_decoder_trains_with_lora(tiny_llama_dir, monkeypatch):
     monkeypatch.setattr(auto_module, "_parameters", lambda path: 1_700_000_000)
     config = build_config({"data": {"train": "x.csv"}, "output": "o"})
     chosen = _plan("classification", fewest_per_class=500, imbalance=1.0)
-    assert _choose_strategy(config, {}, chosen, tiny_llama_dir).strategy.name == "lora"
+    assert choose_strategy(config, {}, chosen, tiny_llama_dir).strategy.name == "lora"
     assert "1700M-parameter decoder" in chosen.choices[-1].why
 
 

@@ -18,8 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from transferlm.baselines.regression import _scored
-from transferlm.baselines.result import BaselineResult
+from transferlm.baselines.result import BaselineResult, scored_splits
 from transferlm.data.records import Record
 from transferlm.errors import ConfigError
 from transferlm.tasks.base import Task
@@ -66,6 +65,6 @@ def run_cosine(
     seconds = time.perf_counter() - began
     log.info("cosine: %s (%s embeddings), label = %.3f + %.3f * cosine (fitted on %d training pairs)", model,
              "last-token" if kind == "decoder" else "mean-pooled", intercept, slope, len(fit))
-    return BaselineResult(_scored(task, predicted, targets), round(seconds, 2), 2,
+    return BaselineResult(scored_splits(task, predicted, targets), round(seconds, 2), 2,
                           {"model": model, "slope": float(slope), "intercept": float(intercept),
                            "fitted_on": len(fit)})

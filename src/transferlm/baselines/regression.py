@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-from transferlm.baselines.result import BaselineResult
+from transferlm.baselines.result import BaselineResult, scored_splits
 from transferlm.baselines.tfidf import pair_texts
 from transferlm.data.records import Record
 from transferlm.tasks.base import Task
@@ -22,11 +22,6 @@ from transferlm.tasks.base import Task
 log = logging.getLogger(__name__)
 
 ALPHA_GRID = (0.3, 1.0, 3.0, 10.0)
-
-
-def _scored(task: Task, predicted: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> dict:
-    return {name: {**task.score(predicted[name], targets[name]),
-                   "per_example": task.scores_per_example(predicted[name], targets[name])} for name in predicted}
 
 
 def run_mean(
@@ -37,7 +32,7 @@ def run_mean(
     mean = float(task.targets(train).double().mean())
     targets = {name: task.targets(records) for name, records in evaluate.items()}
     predicted = {name: torch.full_like(t, mean) for name, t in targets.items()}
-    return BaselineResult(_scored(task, predicted, targets), round(time.perf_counter() - began, 2), 1,
+    return BaselineResult(scored_splits(task, predicted, targets), round(time.perf_counter() - began, 2), 1,
                           {"mean": mean})
 
 
@@ -64,5 +59,5 @@ def run_ridge(
     seconds = time.perf_counter() - began
     predicted = {name: torch.from_numpy(model.predict(x)) for name, x in features.items()}
     log.info("ridge: %d features, alpha=%s chosen on %s (%s %.4f)", x_train.shape[1], alpha, select_on, metric, best[0])
-    return BaselineResult(_scored(task, predicted, targets), round(seconds, 2), x_train.shape[1] + 1,
+    return BaselineResult(scored_splits(task, predicted, targets), round(seconds, 2), x_train.shape[1] + 1,
                           {"alpha": alpha, "features": x_train.shape[1]})

@@ -1,0 +1,42 @@
+"""The tables of bench/README.md's issue-23 section, from bench/auto.py's saved figures."""
+
+from __future__ import annotations
+
+
+def _points(value) -> str:
+    return f"{100 * value:.2f}" if isinstance(value, float) else "failed"
+
+
+def tables(results: dict, metrics: dict[str, str], strategy_lr: float) -> str:
+    """The bench/README.md tables, from the saved figures (``bench/auto.py --table``); ``metrics``: each data set's
+    metric; ``strategy_lr``: full fine-tuning's rate before the task rules."""
+    lines = []
+    if results.get("defaults"):
+        lines += ["| data set | metric | no training flags (lr, epochs) | strategy's lr only (before the task rules) | "
+                  "tuned (trials complete / pruned) | tuned settings | gap |",
+                  "| --- | --- | ---: | ---: | ---: | --- | ---: |"]
+        for name, r in results["defaults"].items():
+            plain, tuned = r["no_flags"], r.get("tuned", {})
+            trials = tuned.get("trials", {})
+            settings = ", ".join(f"{k.split('.')[-1]} {v:.3g}" if isinstance(v, float) else f"{k.split('.')[-1]} {v}"
+                                 for k, v in (tuned.get("params") or {}).items())
+            before = (_points(r["strategy_lr"].get("test")) if "strategy_lr" in r else
+                      "same" if plain.get("lr") == strategy_lr else "not run")
+            lines.append(f"| {name} | {metrics[name]} | {_points(plain.get('test'))} ({plain.get('lr')}, "
+                         f"{plain.get('epochs')}) | {before} | {_points(tuned.get('test'))} "
+                         f"({trials.get('complete')} / {trials.get('pruned')}) | {settings} | "
+                         f"{r.get('gap_points', '')} |")
+    if results.get("rank"):
+        lines += ["", "| data set | candidate | LogME, best layer (which) | LogME, last layer | probe | rank s | "
+                  "fine-tuned test | fine-tune s |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for name, r in results["rank"].items():
+            for candidate, c in r["candidates"].items():
+                test = "not finished" if c.get("note") else _points(c.get("test"))
+                last = c.get("logme_last", c["logme"])
+                lines.append(f"| {name} | {candidate} | {c['logme']:.4f} ({c.get('logme_layer')}) | {last:.4f} | "
+                             f"{c['probe']:.4f} | {c['rank_seconds']:.1f} | {test} | {c.get('wall_seconds') or ''} |")
+            last_tau = r.get("kendall_tau_logme_last", r["kendall_tau_logme"])
+            lines.append(f"| {name} | **Kendall tau** | **{r['kendall_tau_logme']:.2f}** | {last_tau:.2f} | "
+                         f"{r['kendall_tau_probe']:.2f} | {r['rank_seconds']:.0f} | | {r['fine_tune_seconds']:.0f} "
+                         f"(ranking: {100 * (r['cost_ratio'] or 0):.1f} %) |")
+    return "\n".join(lines)
