@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ner_rows, qa_rows, sentiment_rows, write_csv, write_jsonl
+from conftest import ner_rows, qa_rows, sentence_encoder, sentiment_rows, write_csv, write_jsonl
 from transferlm.cli.main import build_parser, main
 from transferlm.cli.train_args import config_from_args
 from transferlm.config.flags import command_line
@@ -282,14 +282,23 @@ def test_auto_trains_compares_and_reproduces_the_run(tiny_model_dir, tmp_path, c
 def test_auto_on_pairs_compares_with_the_model_used_as_it_is(tiny_model_dir, tmp_path):
     rows = [{"a": r["text"], "b": r["text"] if i % 2 else "an unrelated line", "score": 4.0 if i % 2 else 0.5}
             for i, r in enumerate(sentiment_rows(40, seed=1))]
+    encoder = sentence_encoder(tiny_model_dir, tmp_path / "encoder")
     raw = {"data": {"train": str(write_csv(tmp_path / "train.csv", rows)), "text_column": "a",
                     "text_pair_column": "b", "label_column": "score"},
-           "model": {"name": str(tiny_model_dir)}, "train": {"max_steps": 2, "progress": False},
+           "model": {"name": str(encoder)}, "train": {"max_steps": 2, "progress": False},
            "output": str(tmp_path / "auto")}
-    result = auto(raw, AutoSettings(time_budget="20m"))["result"]
+    report = auto(raw, AutoSettings(time_budget="20m"))
+    encoding = next(c for c in report["plan"]["choices"] if c["key"] == "task.pair_encoding")
+    assert encoding["value"] == "bi" and "sentence-embedding" in encoding["why"]
+    result = report["result"]
     # the strongest baseline without transfer, and the pretrained model's own similarity with no training
     assert set(result["members"]) == {"auto (full)", "ridge", "cosine"}, result["members"]
     assert result["members"]["cosine"]["value"] > 0.9  # identical texts have cosine 1: the pairs are separable
+    assert "--pair-encoding bi" in result["reproduce"]
+    # a checkpoint that is not a sentence-embedding model reads the pair as one input
+    plain = plan({**raw, "model": {"name": str(tiny_model_dir)}, "output": str(tmp_path / "plain")},
+                 AutoSettings(time_budget="20m", dry_run=True))
+    assert next(c for c in plain.choices if c.key == "task.pair_encoding").value == "cross"
 
 
 @pytest.mark.parametrize("settings", [
