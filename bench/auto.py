@@ -211,7 +211,13 @@ def _three_layers(target: Path) -> Path:
     if (target / "config.json").is_file():
         return target
     source = resolve_model("minilm").path
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "config.json"))
+    # The weights and the top-level config.json are written below; every other file is kept, the
+    # sentence-transformers pooling config (1_Pooling/config.json) included, as the docstring says.
+    def ignore(folder: str, names: list[str]) -> list[str]:
+        top = Path(folder) == Path(source)
+        return [n for n in names if n.endswith((".safetensors", ".bin")) or (top and n == "config.json")]
+
+    shutil.copytree(source, target, ignore=ignore)
     config = AutoConfig.from_pretrained(source)
     config.num_hidden_layers = 3
     AutoModel.from_pretrained(source, config=config).save_pretrained(target)
