@@ -102,6 +102,8 @@ def test_settings_a_bi_encoder_cannot_take_are_refused_together():
     assert "task.pair_encoding: bi compares two texts; set data.text_pair_column" in message
     assert "task.long_inputs: windows makes several inputs" in message
     assert "task.pooling: cls; a bi-encoder embeds each text by the mean" in message
+    with pytest.raises(ConfigError, match="explain: a bi-encoder .* explain a cross-encoder run instead"):
+        bi_task().explanation_inputs(None, Record("a", "b", None, 0), 32)
 
 
 def test_auto_is_bi_on_a_sentence_embedding_checkpoint_with_pairs(tmp_path, tiny_model_dir):
