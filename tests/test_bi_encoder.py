@@ -10,7 +10,7 @@ import yaml
 
 import transferlm
 from conftest import sentence_encoder, tiny_config, write_jsonl
-from test_regression import make_task, similar_pairs
+from test_regression import fit, make_task, similar_pairs
 from transferlm.config import build_config
 from transferlm.data.records import Record
 from transferlm.errors import ConfigError
@@ -67,17 +67,7 @@ def test_it_starts_from_the_pretrained_cosine_trains_and_reloads(tmp_path, tiny_
     cosine = F.cosine_similarity(pooled[:, 0], pooled[:, 1], dim=-1)
     assert torch.allclose(values, 0.0 + 4.0 * cosine, atol=1e-5)
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    losses = []
-    model.train()
-    for _ in range(6):
-        for start in range(0, len(features), 16):
-            part = task.collate(features.items[start : start + 16], tokenizer.pad_token_id)
-            terms = task.loss(model(**task.model_inputs(part)), part)
-            (terms.total / terms.count).backward()
-            optimizer.step()
-            optimizer.zero_grad()
-            losses.append(float(terms.total.detach()) / terms.count)
+    losses = fit(task, model, features, tokenizer.pad_token_id, epochs=6)
     assert sum(losses[-3:]) / 3 < 0.7 * sum(losses[:3]) / 3, losses
 
     model.eval()

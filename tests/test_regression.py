@@ -38,6 +38,22 @@ def records(rows: list[dict]) -> list[Record]:
     return [Record(r["text"], None, r["label"], i + 1) for i, r in enumerate(rows)]
 
 
+def fit(task, model, features, pad_id: int, epochs: int, lr: float = 3e-3, batch_size: int = 16) -> list[float]:
+    """Train ``model`` on ``features`` with AdamW; the loss of each step."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    losses = []
+    model.train()
+    for _ in range(epochs):
+        for start in range(0, len(features), batch_size):
+            batch = task.collate(features.items[start : start + batch_size], pad_id)
+            terms = task.loss(model(**task.model_inputs(batch)), batch)
+            (terms.total / terms.count).backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            losses.append(float(terms.total.detach()) / terms.count)
+    return losses
+
+
 def test_metrics_match_hand_computed_values():
     got = regression_metrics([1, 2, 3, 4], [1, 3, 2, 4])
     # errors 0, -1, 1, 0; centred values -1.5, -0.5, 0.5, 1.5 against -1.5, 0.5, -0.5, 1.5: r = 4 / 5
@@ -117,17 +133,7 @@ def test_tiny_model_trains_predicts_scores_and_reloads(tmp_path, tiny_model_no_d
     assert task.fit_labels(train, {}) == []
     model = task.build_model(tiny_model_no_dropout, tokenizer)
     features = task.encode(tokenizer, train, max_length=32)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    losses = []
-    model.train()
-    for _ in range(12):  # 36 steps: the cls head (pooler, tanh) starts slower than the mean head
-        for start in range(0, len(features), 16):
-            batch = task.collate(features.items[start : start + 16], tokenizer.pad_token_id)
-            terms = task.loss(model(**task.model_inputs(batch)), batch)
-            (terms.total / terms.count).backward()
-            optimizer.step()
-            optimizer.zero_grad()
-            losses.append(float(terms.total.detach()) / terms.count)
+    losses = fit(task, model, features, tokenizer.pad_token_id, epochs=12)  # the cls head starts slower
     assert sum(losses[-3:]) / 3 < 0.5 * sum(losses[:3]) / 3, losses
 
     model.eval()
