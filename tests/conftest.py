@@ -43,6 +43,14 @@ def sentiment_rows(n: int, seed: int) -> list[dict]:
     return [{"text": sentence(rng, label), "label": label} for label in ("pos", "neg") for _ in range(n // 2)]
 
 
+def scored_pairs(n: int, seed: int) -> list[dict]:
+    """Pairs of sentiment rows scored 1 where their sentiment agrees, else 0."""
+    rows = sentiment_rows(n, seed)  # positive rows, then negative ones: each paired with one a third further on
+    others = rows[n // 3:] + rows[:n // 3]
+    return [{"text": a["text"], "text_pair": b["text"], "label": float(a["label"] == b["label"])}
+            for a, b in zip(rows, others, strict=True)]
+
+
 def ner_rows(n: int, seed: int) -> list[dict]:
     """Token/tag rows: money words are organisations (two in a row: one entity), sport words locations."""
     rng = random.Random(seed)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import transferlm
-from conftest import POSITIVE, ner_rows, qa_rows, sentiment_rows, tiny_config, write_jsonl
+from conftest import POSITIVE, ner_rows, qa_rows, scored_pairs, sentiment_rows, tiny_config, write_jsonl
 from transferlm.config import DataConfig, strategy_settings, task_settings
 from transferlm.errors import ConfigError
 from transferlm.models.load import load_tokenizer
@@ -96,14 +96,6 @@ def lm_chat_rows(n: int, seed: int = 1) -> list[dict]:
 def long_rows(n: int, seed: int) -> list[dict]:
     """Sentiment rows said five times over: longer than the tests' 32-token window, so they are read in windows."""
     return [{**r, "text": " ".join([r["text"]] * 5)} for r in sentiment_rows(n, seed)]
-
-
-def scored_pairs(n: int, seed: int) -> list[dict]:
-    """Pairs of sentiment rows scored 1 where their sentiment agrees, else 0."""
-    rows = sentiment_rows(n, seed)  # positive rows, then negative ones: each paired with one a third further on
-    others = rows[n // 3:] + rows[:n // 3]
-    return [{"text": a["text"], "text_pair": b["text"], "label": float(a["label"] == b["label"])}
-            for a, b in zip(rows, others, strict=True)]
 
 
 LONG_TEXT = " ".join(["the film was great and the music was lovely"] * 6)  # 54 tokens: windows of 32

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import torch
 
+from transferlm.tasks.pooling import mean_pooled
+
 MAX_TOKENS = 256  # an embedding reads at most this many tokens of an input
 
 
@@ -19,8 +21,7 @@ def pooled(states: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:
     if kind == "decoder":
         last = mask.sum(dim=1) - 1
         return states[torch.arange(len(states)), last]
-    weights = mask.unsqueeze(-1).to(states.dtype)
-    return (states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+    return mean_pooled(states, mask)
 
 
 @torch.no_grad()

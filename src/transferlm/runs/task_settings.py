@@ -23,16 +23,10 @@ def resolve_task_settings(config: RunConfig, model_path: Path | str) -> tuple[Ru
     """``config`` with the task's checkpoint-dependent settings decided, and each decision with its reason."""
     task, done = config.task, []
     fields = type(task).model_fields
-    mean = None  # whether the checkpoint is a sentence-embedding model: read once, when a rule needs it
-
-    def embedding_model() -> bool:
-        nonlocal mean
-        if mean is None:
-            mean = trained_with_mean_pooling(model_path)
-        return mean
-
+    # whether the checkpoint is a sentence-embedding model (only tasks with these settings ask)
+    mean = ("pooling" in fields or "pair_encoding" in fields) and trained_with_mean_pooling(model_path)
     if "pair_encoding" in fields and task.pair_encoding == "auto" and config.data.text_pair_column:
-        bi = embedding_model()
+        bi = mean
         done.append(Resolved("task.pair_encoding", "bi" if bi else "cross", (
             "a sentence-embedding checkpoint (its sentence-transformers pooling is the mean): a bi-encoder starts "
             "from its own cosine similarity" if bi else "no sentence-embedding config in the checkpoint: both texts "
@@ -45,7 +39,7 @@ def resolve_task_settings(config: RunConfig, model_path: Path | str) -> tuple[Ru
         if bi:
             done.append(Resolved("task.pooling", "mean", "a bi-encoder embeds each text by its mean token state"))
         else:
-            pooling = "mean" if embedding_model() else "cls"
+            pooling = "mean" if mean else "cls"
             done.append(Resolved("task.pooling", pooling, "the checkpoint's sentence-transformers pooling is the "
                                  "mean" if pooling == "mean" else "no mean-pooling config in the checkpoint: the "
                                  "model's own head"))

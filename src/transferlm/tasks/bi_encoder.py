@@ -21,7 +21,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
@@ -91,12 +91,11 @@ class BiEncoderRegressor(nn.Module):
     @classmethod
     def load(cls, root: Path) -> BiEncoderRegressor:
         with safe_open(str(root / HEAD_FILE), "pt") as f:
-            kind = (f.metadata() or {}).get("kind")
-        if kind != KIND:
-            raise ConfigError(f"{root / HEAD_FILE}: not a bi-encoder's head (task.pair_encoding: bi); the run was "
-                              "trained with another task.pair_encoding or task.pooling")
-        head = load_file(str(root / HEAD_FILE))
-        return cls(backbone_from(root, without_pooler=True), float(head["scale"][0]), float(head["bias"][0]))
+            if (f.metadata() or {}).get("kind") != KIND:
+                raise ConfigError(f"{root / HEAD_FILE}: not a bi-encoder's head (task.pair_encoding: bi); the run "
+                                  "was trained with another task.pair_encoding or task.pooling")
+            scale, bias = (float(f.get_tensor(name)[0]) for name in ("scale", "bias"))
+        return cls(backbone_from(root, without_pooler=True), scale, bias)
 
 
 def encode_pairs(tokenizer, records: Sequence[Record], max_length: int, long_inputs: str,
