@@ -11,9 +11,13 @@ from collections.abc import Sequence
 
 import torch
 
-from transferlm.tasks.pooling import mean_pooled
-
 MAX_TOKENS = 256  # an embedding reads at most this many tokens of an input
+
+
+def mean_pooled(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The mean of each input's token states over its attention mask."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
 
 
 def pooled(states: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:

@@ -27,10 +27,11 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from transferlm.data.records import Record
 from transferlm.errors import ConfigError
+from transferlm.models.embed import mean_pooled
 from transferlm.tasks.base import Features, pad_inputs
 from transferlm.tasks.heads import FeatureHead
 from transferlm.tasks.long_inputs import Cut, Template, side_pieces, take, text_ids
-from transferlm.tasks.pooling import HEAD_FILE, backbone_from, mean_pooled
+from transferlm.tasks.pooling import HEAD_FILE, backbone_from
 
 PAIR = "pair_"  # the prefix of the second text's inputs in a batch
 KIND = "bi-encoder"  # head.safetensors metadata: what the file holds

@@ -23,6 +23,7 @@ from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from transferlm.config.selected import Section
+from transferlm.models.embed import mean_pooled
 
 HEAD_FILE = "head.safetensors"
 
@@ -97,12 +98,6 @@ class MeanPoolingClassifier(nn.Module):
         model.normalize = normalize
         model.classifier.load_state_dict(head)
         return model
-
-
-def mean_pooled(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """The mean of each input's token states over its attention mask."""
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
 
 
 def backbone_from(path: Path, pretrained: bool = True, without_pooler: bool = False) -> nn.Module:
