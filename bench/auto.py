@@ -16,8 +16,9 @@ Parts:
             `adapt` on the data set's own text, minilm cut to its first 3 layers, randomly initialised minilm),
             then each candidate fine-tuned with no training flags; Kendall's tau between the estimate and the
             fine-tuned test score, and the ranking's cost against the fine-tuning's.
-  seeds     per data set of --rank-sets: each rank candidate fine-tuned again with --seed; how stable the
-            fine-tuned order is (tau between the two seeds), the ceiling for any estimate's tau.
+  seeds     per data set of --rank-sets: each rank candidate fine-tuned again with each of --seeds; how stable
+            the fine-tuned order is (tau between every two seeds), the ceiling for any estimate's tau; the
+            estimates' tau against each seed, their average, and tau against the mean over the seeds.
   auto      `transferlm auto` on each data set with --time-budget.
 
 Every run keeps its directory: re-running the same command skips what has finished.
@@ -284,30 +285,41 @@ def _flag(key: str, value) -> str:
     return f"--{name}={yaml.safe_dump(value, default_flow_style=True).strip() if isinstance(value, list) else value}"
 
 
-def part_seeds(name: str, config: Path, out: Path, chosen: list[str], seed: int) -> dict:
+def part_seeds(name: str, config: Path, out: Path, chosen: list[str], seeds: list[int]) -> dict:
     """How stable the fine-tuned order is that the ranking is scored against: each candidate fine-tuned again
-    with another seed (its initialisation of the head, data order, dropout and, where the validation split is
-    carved out of train, that split), Kendall's tau between the two seeds' test scores, and the estimates' tau
-    against the second seed and against the mean of both."""
+    with each of ``seeds`` (its initialisation of the head, data order, dropout and, where the validation split is
+    carved out of train, that split). Kendall's tau between every two seeds' test scores, and the estimates' tau
+    against each seed (and their average: what one fine-tuning run can be expected to confirm) and against the
+    mean over all seeds (a steadier reference order)."""
+    from itertools import combinations
+
     from scipy.stats import kendalltau
 
     metric = SETS[name][2]
     first = part_rank(name, config, out, chosen)
     flags = {c: f for c, f in candidates(name, config, out).items() if c in first["candidates"]}
-    rows = {}
+    rows = {c: {"test_seed_42": first["candidates"][c].get("test")} for c in flags}
     for candidate, extra in flags.items():
         base = "no-flags" if candidate == "minilm" else f"fine-tune-{candidate.replace(':', '-')}"
-        again = train_run(config, out / name / f"{base}-seed{seed}", [*extra, "--seed", str(seed)], metric)
-        rows[candidate] = {"test_seed_42": first["candidates"][candidate].get("test"), f"test_seed_{seed}":
-                           again.get("test"), "wall_seconds": again.get("wall_seconds"), "error": again.get("error")}
-    done = [c for c, r in rows.items() if isinstance(r[f"test_seed_{seed}"], float) and
-            isinstance(r["test_seed_42"], float)]
-    a, b = [rows[c]["test_seed_42"] for c in done], [rows[c][f"test_seed_{seed}"] for c in done]
-    mean = [(x + y) / 2 for x, y in zip(a, b, strict=True)]
-    estimates = {k: [first["candidates"][c][k] for c in done] for k in ("logme", "probe")}
-    return {"seed": seed, "candidates": rows, "kendall_tau_between_seeds": kendalltau(a, b).statistic,
-            **{f"kendall_tau_{k}_seed_{seed}": kendalltau(v, b).statistic for k, v in estimates.items()},
-            **{f"kendall_tau_{k}_mean": kendalltau(v, mean).statistic for k, v in estimates.items()}}
+        for seed in seeds:
+            again = train_run(config, out / name / f"{base}-seed{seed}", [*extra, "--seed", str(seed)], metric)
+            rows[candidate].update({f"test_seed_{seed}": again.get("test"),
+                                    f"wall_seconds_seed_{seed}": again.get("wall_seconds")})
+            if again.get("error"):
+                rows[candidate][f"error_seed_{seed}"] = again["error"]
+    every = [42, *seeds]
+    done = [c for c, r in rows.items() if all(isinstance(r[f"test_seed_{s}"], float) for s in every)]
+    scores = {s: [rows[c][f"test_seed_{s}"] for c in done] for s in every}
+    mean = [sum(scores[s][i] for s in every) / len(every) for i in range(len(done))]
+    result = {"seeds": every, "candidates": rows,
+              "kendall_tau_between_seeds": {f"{a}-{b}": kendalltau(scores[a], scores[b]).statistic
+                                            for a, b in combinations(every, 2)}}
+    for key in ("logme", "probe"):
+        estimate = [first["candidates"][c][key] for c in done]
+        per_seed = {s: kendalltau(estimate, scores[s]).statistic for s in every}
+        result[f"kendall_tau_{key}"] = {"per_seed": per_seed, "average_over_seeds": sum(per_seed.values()) / len(every),
+                                        "against_mean": kendalltau(estimate, mean).statistic}
+    return result
 
 
 def part_auto(name: str, config: Path, out: Path, budget: str) -> dict:
@@ -331,7 +343,7 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--candidates", default=",".join(CANDIDATES),
                         help="The rank part's candidates (a subset of the default list).")
-    parser.add_argument("--seed", type=int, default=1, help="The seeds part's second seed (the first is 42).")
+    parser.add_argument("--seeds", default="1", help="The seeds part's other seeds, comma-separated (the first is 42).")
     parser.add_argument("--time-budget", default="30m")
     parser.add_argument("--output", type=Path, default=ROOT / "runs" / "bench-auto")
     parser.add_argument("--json-out", type=Path, default=None)
@@ -356,7 +368,7 @@ def main() -> int:
             elif part == "rank":
                 figures = part_rank(name, config, args.output, chosen) if name in args.rank_sets.split(",") else None
             elif part == "seeds":
-                figures = (part_seeds(name, config, args.output, chosen, args.seed)
+                figures = (part_seeds(name, config, args.output, chosen, [int(x) for x in args.seeds.split(",")])
                            if name in args.rank_sets.split(",") else None)
             else:
                 figures = part_auto(name, config, args.output, args.time_budget)

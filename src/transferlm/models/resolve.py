@@ -195,6 +195,26 @@ def trained_with_mean_pooling(path: Path | str) -> bool:
     return False
 
 
+SENTENCE_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json")
+
+
+def copy_sentence_pooling(source: Path | str, target: Path) -> bool:
+    """Give ``target`` (a checkpoint trained further from ``source``) the sentence-transformers description of how
+    ``source`` is read as one vector (its modules and their pooling folders), when ``source`` is a mean-pooled
+    sentence encoder; whether it was copied. The weights are ``target``'s own: only how they are pooled carries."""
+    root = Path(source)
+    if not trained_with_mean_pooling(root):
+        return False
+    for name in SENTENCE_FILES:
+        if (root / name).is_file():
+            shutil.copy2(root / name, target / name)
+    for module in json.loads((root / "modules.json").read_text()):
+        folder = module.get("path", "")
+        if folder and (root / folder).is_dir():
+            shutil.copytree(root / folder, target / folder, dirs_exist_ok=True)
+    return True
+
+
 def model_kind(path: Path) -> Kind:
     """encoder (a masked-LM form: the BERT family) or decoder (a causal LM), from the model's config."""
     from transformers import AutoConfig

@@ -19,7 +19,7 @@ from transferlm.errors import ConfigError, DataError, RegistryError
 from transferlm.evaluation.report import write_reports
 from transferlm.inference.batches import run_inference
 from transferlm.models.load import load_tokenizer
-from transferlm.models.resolve import model_kind, resolve_model
+from transferlm.models.resolve import copy_sentence_pooling, model_kind, resolve_model
 from transferlm.runs import layout
 from transferlm.runs.card import data_profile, interval, model_card
 from transferlm.runs.lengths import report_cuts, resolve_max_length
@@ -300,6 +300,10 @@ def _write_run(paths: RunPaths, run: _Finished) -> None:
     root = paths.root
     run.strategy.save(run.model, run.task, root)
     run.tokenizer.save_pretrained(root)
+    if (run.task.continues_checkpoint and run.config.model.init == "pretrained"
+            and copy_sentence_pooling(run.resolved.path, root)):
+        log.info("%s keeps %s's sentence-transformers pooling (mean): tasks on it read it as that model was read",
+                 root, run.config.model.name)
     atomic_write_text(root / layout.TASK_STATE, json.dumps(run.task.state(), indent=2))
     training = {k: v for k, v in asdict(run.summary).items() if k != "validation"}
     metrics = {"validation": run.summary.validation, "test": run.test, "training": {**training, **run.notes},
