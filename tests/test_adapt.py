@@ -201,8 +201,8 @@ def test_adapted_encoder_trains_as_a_classifier(tiny_model_no_dropout, tmp_path,
 
 @pytest.mark.parametrize("strategy", ["full", "lora"])
 def test_an_adapted_sentence_encoder_keeps_its_mean_pooling(tiny_model_no_dropout, tmp_path, strategy):
-    """On STS-B (1,000 pairs), adapted minilm fine-tuned as a bi-encoder reached dev Spearman 87.9 in its first
-    96 steps; without the pooling config it was trained as a cross-encoder and tested at 77.95."""
+    """On STS-B (1,000 pairs), adapted minilm fine-tuned as a bi-encoder tested at 84.14 Spearman; without the
+    pooling config it was trained as a cross-encoder and tested at 77.95."""
     encoder = sentence_encoder(tiny_model_no_dropout, tmp_path / "encoder")
     adapted = tmp_path / "adapted"
     assert cli(["adapt", "--model", str(encoder), "--train", str(text_file(tmp_path / "domain.txt", 60, seed=1)),
