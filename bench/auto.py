@@ -243,19 +243,32 @@ def candidates(name: str, config: Path, out: Path) -> dict[str, list[str]]:
             "random:minilm": ["--model", "minilm", "--init", "random"]}
 
 
+def _estimates(name: str, config: Path, out: Path, specs: list[str]) -> dict[str, dict]:
+    """Each model's `transferlm rank` row. The first ranking (OUTPUT/<name>/rank) scores the models then chosen;
+    a model added later is ranked on its own (rank-<model>), its scores unaffected by the others'."""
+    estimates: dict[str, dict] = {}
+    for ranking in [out / name / "rank" / "rank.json", *sorted((out / name).glob("rank-added-*/rank.json"))]:
+        if ranking.is_file():
+            estimates.update({r["model"]: r for r in json.loads(ranking.read_text())["ranking"]})
+    missing = [m for m in specs if m not in estimates]
+    if missing:
+        first = not (out / name / "rank" / "rank.json").is_file()
+        folder = out / name / ("rank" if first else f"rank-added-{'-'.join(Path(m).name for m in missing)}")
+        code, _ = command(["rank", str(config), "--output", str(folder), "--models", ",".join(missing)],
+                          folder.with_suffix(".log"))
+        if code != 0:
+            raise SystemExit(f"{name}: rank failed; see {folder.with_suffix('.log')}")
+        estimates.update({r["model"]: r for r in json.loads((folder / "rank.json").read_text())["ranking"]})
+    return estimates
+
+
 def part_rank(name: str, config: Path, out: Path, chosen: list[str]) -> dict:
     from scipy.stats import kendalltau
 
     metric = SETS[name][2]
     flags = {c: f for c, f in candidates(name, config, out).items() if c in chosen}
     specs = {c: (f[1] if c != "random:minilm" else "random:minilm") for c, f in flags.items()}
-    ranking = out / name / "rank" / "rank.json"
-    if not ranking.is_file():
-        code, seconds = command(["rank", str(config), "--output", str(ranking.parent), "--models",
-                                 ",".join(specs.values())], out / name / "rank.log")
-        if code != 0:
-            raise SystemExit(f"{name}: rank failed; see {out / name / 'rank.log'}")
-    estimates = {r["model"]: r for r in json.loads(ranking.read_text())["ranking"]}
+    estimates = _estimates(name, config, out, list(specs.values()))
     rows = {}
     for candidate, extra in flags.items():
         run_dir = out / name / ("no-flags" if candidate == "minilm" else f"fine-tune-{candidate.replace(':', '-')}")
