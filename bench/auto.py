@@ -329,7 +329,7 @@ def part_seeds(name: str, config: Path, out: Path, chosen: list[str], seeds: lis
                                             for a, b in combinations(every, 2)}}
     for key in ("logme", "probe"):
         estimate = [first["candidates"][c][key] for c in done]
-        per_seed = {s: kendalltau(estimate, scores[s]).statistic for s in every}
+        per_seed = {str(s): kendalltau(estimate, scores[s]).statistic for s in every}  # JSON keys
         result[f"kendall_tau_{key}"] = {"per_seed": per_seed, "average_over_seeds": sum(per_seed.values()) / len(every),
                                         "against_mean": kendalltau(estimate, mean).statistic}
     return result

@@ -39,4 +39,24 @@ def tables(results: dict, metrics: dict[str, str], strategy_lr: float) -> str:
             lines.append(f"| {name} | **Kendall tau** | **{r['kendall_tau_logme']:.2f}** | {last_tau:.2f} | "
                          f"{r['kendall_tau_probe']:.2f} | {r['rank_seconds']:.0f} | | {r['fine_tune_seconds']:.0f} "
                          f"(ranking: {100 * (r['cost_ratio'] or 0):.1f} %) |")
+    if results.get("seeds"):
+        lines += ["", *seeds_table(results["seeds"])]
     return "\n".join(lines)
+
+
+def seeds_table(seeds: dict) -> list[str]:
+    """Each candidate's test score per seed, tau between every two seeds, and LogME's (best layer) tau against
+    each seed, their average and the mean over seeds (``bench/auto.py --parts seeds``)."""
+    lines = ["| data set | seeds | " + " | ".join(next(iter(seeds.values()))["candidates"]) + " | tau between seeds | "
+             "LogME against each seed | its average | against the mean |",
+             "| --- | --- | " + " | ".join("---:" for _ in next(iter(seeds.values()))["candidates"]) +
+             " | ---: | ---: | ---: | ---: |"]
+    for name, r in seeds.items():
+        every = r["seeds"]
+        cells = [" / ".join(_points(c.get(f"test_seed_{s}")) for s in every) for c in r["candidates"].values()]
+        between = ", ".join(f"{v:.2f}" for v in r["kendall_tau_between_seeds"].values())
+        logme = r["kendall_tau_logme"]
+        each = " / ".join(f"{logme['per_seed'][str(s)]:.2f}" for s in every)
+        lines.append(f"| {name} | {' / '.join(map(str, every))} | {' | '.join(cells)} | {between} | {each} | "
+                     f"{logme['average_over_seeds']:.2f} | {logme['against_mean']:.2f} |")
+    return lines
