@@ -40,23 +40,29 @@ def tables(results: dict, metrics: dict[str, str], strategy_lr: float) -> str:
                          f"{r['kendall_tau_probe']:.2f} | {r['rank_seconds']:.0f} | | {r['fine_tune_seconds']:.0f} "
                          f"(ranking: {100 * (r['cost_ratio'] or 0):.1f} %) |")
     if results.get("seeds"):
-        lines += ["", *seeds_table(results["seeds"])]
+        lines += ["", *seeds_table(results["seeds"], results.get("rank", {}))]
     return "\n".join(lines)
 
 
-def seeds_table(seeds: dict) -> list[str]:
-    """Each candidate's test score per seed, tau between every two seeds, and LogME's (best layer) tau against
-    each seed, their average and the mean over seeds (``bench/auto.py --parts seeds``)."""
+def seeds_table(seeds: dict, rank: dict) -> list[str]:
+    """Each candidate's test score per seed, tau between every two seeds, LogME's (best layer) tau against each
+    seed, their average and the mean over seeds (``bench/auto.py --parts seeds``), and what LogME's first choice
+    costs: the best candidate's mean test score minus that of the one LogME puts first."""
     lines = ["| data set | seeds | " + " | ".join(next(iter(seeds.values()))["candidates"]) + " | tau between seeds | "
-             "LogME against each seed | its average | against the mean |",
+             "LogME against each seed | its average | against the mean | LogME's first choice: regret |",
              "| --- | --- | " + " | ".join("---:" for _ in next(iter(seeds.values()))["candidates"]) +
-             " | ---: | ---: | ---: | ---: |"]
+             " | ---: | ---: | ---: | ---: | --- |"]
     for name, r in seeds.items():
         every = r["seeds"]
         cells = [" / ".join(_points(c.get(f"test_seed_{s}")) for s in every) for c in r["candidates"].values()]
         between = ", ".join(f"{v:.2f}" for v in r["kendall_tau_between_seeds"].values())
         logme = r["kendall_tau_logme"]
         each = " / ".join(f"{logme['per_seed'][str(s)]:.2f}" for s in every)
+        means = {c: sum(r["candidates"][c][f"test_seed_{s}"] for s in every) / len(every) for c in r["candidates"]
+                 if all(isinstance(r["candidates"][c].get(f"test_seed_{s}"), float) for s in every)}
+        estimates = {c: v["logme"] for c, v in rank.get(name, {}).get("candidates", {}).items() if c in means}
+        first = max(estimates, key=estimates.get) if estimates else None
+        regret = f"{first}: {100 * (max(means.values()) - means[first]):.2f}" if first else ""
         lines.append(f"| {name} | {' / '.join(map(str, every))} | {' | '.join(cells)} | {between} | {each} | "
-                     f"{logme['average_over_seeds']:.2f} | {logme['against_mean']:.2f} |")
+                     f"{logme['average_over_seeds']:.2f} | {logme['against_mean']:.2f} | {regret} |")
     return lines
