@@ -18,7 +18,7 @@ from transferlm.config.schema import RunConfig
 from transferlm.data.records import Record
 from transferlm.errors import ConfigError, ModelSpecError
 from transferlm.models.load import load_tokenizer
-from transferlm.models.resolve import trained_with_mean_pooling
+from transferlm.models.resolve import copy_sentence_pooling, trained_with_mean_pooling
 from transferlm.runs.adapt import adapt_config
 from transferlm.runs.task_settings import resolve_task_settings
 from transferlm.tasks import build_task
@@ -277,3 +277,17 @@ def test_adapt_picks_the_objective_from_the_model(tiny_model_dir, tiny_gpt2_dir,
     for model, objective in ((tiny_model_dir, "masked-lm"), (tiny_gpt2_dir, "causal-lm")):
         config = adapt_config({"model": {"name": str(model)}, "data": {"train": "x.txt"}, "output": str(tmp_path)})
         assert config.task.type == objective
+
+
+def test_only_pooling_folders_inside_the_checkpoint_are_copied(tiny_model_dir, tmp_path):
+    encoder = sentence_encoder(tiny_model_dir, tmp_path / "hub" / "encoder")
+    (tmp_path / "hub" / "outside").mkdir()
+    (tmp_path / "hub" / "outside" / "secret.txt").write_text("not part of the checkpoint")
+    modules = json.loads((encoder / "modules.json").read_text())
+    (encoder / "modules.json").write_text(json.dumps([*modules, {"idx": 2, "path": "../outside", "type": "x.Dense"}]))
+    target = tmp_path / "run" / "adapted"
+    target.mkdir(parents=True)
+    assert copy_sentence_pooling(encoder, target)
+    assert (target / "1_Pooling" / "config.json").is_file()
+    assert not (tmp_path / "run" / "outside").exists()
+    assert not copy_sentence_pooling(tiny_model_dir, tmp_path / "plain")  # no sentence-transformers pooling

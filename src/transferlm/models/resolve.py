@@ -210,7 +210,8 @@ def copy_sentence_pooling(source: Path | str, target: Path) -> bool:
             shutil.copy2(root / name, target / name)
     for module in json.loads((root / "modules.json").read_text()):
         folder = module.get("path", "")
-        if folder and (root / folder).is_dir():
+        inside = folder and not Path(folder).is_absolute() and ".." not in Path(folder).parts
+        if inside and (root / folder).is_dir():
             shutil.copytree(root / folder, target / folder, dirs_exist_ok=True)
     return True
 
