@@ -45,7 +45,7 @@ def test_auto_epochs_and_lr_are_logged_and_saved_resolved(tiny_model_dir, sentim
     assert train["lr"] == 1e-3 and train["epochs"] == 30.0  # 40 rows at batch 8: 5 steps an epoch
     assert result.summary.steps == 150
     assert "train.lr auto: 0.001 (lr: strategy frozen's default)" in caplog.text
-    assert "train.epochs auto: 30 (5 steps per epoch; at least 300 steps)" in caplog.text
+    assert "train.epochs auto: 30 (5 steps per epoch; at least 300 steps, at most 30 epochs)" in caplog.text
 
 
 def test_explicit_values_win_over_auto(tiny_model_dir, sentiment_files, tmp_path):
