@@ -112,9 +112,7 @@ class Task(ABC):
     metric_directions: ClassVar[Mapping[str, bool]]
     baselines: tuple[str, ...] = ()  # the no-transfer baselines of `compare` that apply (besides scratch)
     has_new_head: bool = True  # False: the model's own pretrained head is trained (language modelling)
-    # True: the trained model is the checkpoint trained further on its own objective (language modelling), so it is
-    # read as one vector the way the checkpoint was (its run directory keeps the sentence-transformers pooling)
-    continues_checkpoint: ClassVar[bool] = False
+    continues_checkpoint: ClassVar[bool] = False  # True: trains the checkpoint's own objective; keeps its pooling
     unit_name: ClassVar[str] = "examples"  # what the training set is counted in, in the run's log
     inference_batch_tokens: ClassVar[int] = INFERENCE_BATCH_TOKENS  # padded tokens per inference pass, at most
     auto_model: ClassVar[str] = ""  # the transformers AutoModelFor... class that builds the task's model
