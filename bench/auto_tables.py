@@ -48,10 +48,10 @@ def seeds_table(seeds: dict, rank: dict) -> list[str]:
     """Each candidate's test score per seed, tau between every two seeds, LogME's (best layer) tau against each
     seed, their average and the mean over seeds (``bench/auto.py --parts seeds``), and what LogME's first choice
     costs: the best candidate's mean test score minus that of the one LogME puts first."""
-    lines = ["| data set | seeds | " + " | ".join(next(iter(seeds.values()))["candidates"]) + " | tau between seeds | "
-             "LogME against each seed | its average | against the mean | LogME's first choice: regret |",
-             "| --- | --- | " + " | ".join("---:" for _ in next(iter(seeds.values()))["candidates"]) +
-             " | ---: | ---: | ---: | ---: | --- |"]
+    names = list(next(iter(seeds.values()))["candidates"])
+    lines = ["| data set | seeds | " + " | ".join(names) + " | tau between seeds | LogME against each seed | "
+             "its average | against the mean | LogME's first choice: regret |",
+             "| --- | --- | " + " | ".join("---:" for _ in names) + " | ---: | ---: | ---: | ---: | --- |"]
     for name, r in seeds.items():
         every = r["seeds"]
         cells = [" / ".join(_points(c.get(f"test_seed_{s}")) for s in every) for c in r["candidates"].values()]
