@@ -274,3 +274,36 @@ def test_a_worker_that_loses_the_race_to_create_the_tables_opens_the_study_again
     monkeypatch.setattr(optuna, "create_study", lambda **kwargs: (_ for _ in ()).throw(IntegrityError("again")))
     with pytest.raises(ConfigError, match="cannot be opened: IntegrityError"):
         tune_module.open_study(TuneSettings(), tmp_path / "other", "maximize")
+
+
+def test_a_resumed_study_and_a_second_worker_draw_new_configurations(tmp_path):
+    """One seeded sampler per process would restart its random stream: a resumed study drew its first
+    configurations again, and two workers on one study drew the same ones."""
+    from transferlm.experiments.config import ParameterRange
+    from transferlm.experiments.tune import ask
+
+    space = {key: ParameterRange.model_validate(value) for key, value in SPACE.items()}
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study.db'}")
+
+    def session(n: int, name: str) -> list[float]:  # one `tune` process: a new sampler seeded with 0
+        study = optuna.create_study(storage=storage, study_name=name, load_if_exists=True, direction="maximize",
+                                    sampler=optuna.samplers.TPESampler(seed=0))
+        drawn = []
+        for _ in range(n):
+            trial, params = ask(study, space, 0)
+            study.tell(trial, params["train.lr"])
+            drawn.append(params["train.lr"])
+        return drawn
+
+    try:
+        lrs = session(2, "s") + session(2, "s")
+        assert len(set(lrs)) == 4, lrs  # the resumed session did not repeat the first one's draws
+        # the same study run again from nothing draws the same sequence
+        assert session(4, "again") == lrs
+        # two workers on one study, asking in turn, draw different trials
+        a = optuna.create_study(storage=storage, study_name="w", direction="maximize")
+        b = optuna.load_study(storage=storage, study_name="w")
+        (ta, pa), (tb, pb) = ask(a, space, 0), ask(b, space, 0)
+        assert (ta.number, tb.number) == (0, 1) and pa["train.lr"] != pb["train.lr"]
+    finally:
+        storage.engine.dispose()

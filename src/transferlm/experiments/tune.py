@@ -201,16 +201,26 @@ def tune(config: RunConfig, settings: TuneSettings) -> dict[str, Any]:
             if settings.timeout and time.time() - began >= settings.timeout:
                 log.info("tune: timeout (%.0f s) reached; no new trials", settings.timeout)
                 break
-            _run_trial(study, storage, name, base, space, out, config, metric, settings.pruner)
+            _run_trial(study, storage, name, base, space, out, config, metric, settings)
         return _write_outputs(study, out, config, metric, space, settings.retrain_best)
 
 
-def _run_trial(study, storage: str, name: str, base: dict, space, out: Path, config: RunConfig, metric: str,
-               pruner: str) -> None:
+def ask(study, space: dict[str, ParameterRange], seed: int):
+    """A new trial and its parameters. The sampler is seeded with ``seed`` plus the trial's number: one seed
+    for the whole study would restart its random stream in every process, so a resumed study would draw its first
+    configurations again, and two workers sharing a study would draw the same ones. Trial numbers are unique in
+    the study, so each trial draws its own, and the same study run again draws the same."""
     optuna = require("optuna", "tune", TUNE)
     trial = study.ask()
+    study.sampler = optuna.samplers.TPESampler(seed=seed + trial.number)  # read at each suggest, not at ask
+    return trial, {key: _suggest(trial, key, spec) for key, spec in space.items()}
+
+
+def _run_trial(study, storage: str, name: str, base: dict, space, out: Path, config: RunConfig, metric: str,
+               settings: TuneSettings) -> None:
+    optuna = require("optuna", "tune", TUNE)
+    trial, params = ask(study, space, settings.seed)
     trial.set_user_attr("worker", _worker())
-    params = {key: _suggest(trial, key, spec) for key, spec in space.items()}
     job_dir = out / "trials" / f"trial-{trial.number:04d}"
     trial.set_user_attr("run_dir", str((job_dir / "run").resolve()))
     run_config = trial_config(base, params, job_dir / "run")
@@ -219,7 +229,7 @@ def _run_trial(study, storage: str, name: str, base: dict, space, out: Path, con
     log.info("tune: trial %d: %s", trial.number, ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                                                             for k, v in params.items()))
     result = run_job(job, run_config, {"storage": storage, "study": name, "trial_id": trial._trial_id,
-                                       "pruner": pruner})
+                                       "pruner": settings.pruner})
     if "error" in result:
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         log.error("tune: trial %d failed: %s", trial.number, result["error"])
