@@ -195,6 +195,8 @@ def _check_shared_study(outputs: list[Path], storage: str) -> None:
     assert sum(ran) == 4 and min(ran) >= 1, ran  # both workers took trials from the one study
     workers = {t.user_attrs["worker"] for t in trials}
     assert len(workers) == 2
+    # and drew their own configurations: a second worker once repeated the first one's draws
+    assert len({t.params["train.lr"] for t in trials}) == 4
 
 
 @pytest.mark.slow
