@@ -178,8 +178,8 @@ def part_defaults(name: str, config: Path, out: Path, trials: int) -> dict:
             json.loads(report.read_text()).get("trials", {}).get("pruned", 0) < trials:
         code, seconds = command(["tune", str(config), "--output", str(study), "--trials", str(trials)],
                                 out / name / "tune.log")
-        if code != 0:
-            result["tuned"] = {"error": f"exit {code}; see {out / name / 'tune.log'}"}
+        if code != 0:  # stopped or failed: what the study holds so far, untested
+            result["tuned"] = {"error": f"exit {code}; see {out / name / 'tune.log'}", **tune_so_far(study)}
             return result
     tuned = json.loads(report.read_text())
     test = tuned.get("test", {})
@@ -188,6 +188,23 @@ def part_defaults(name: str, config: Path, out: Path, trials: int) -> dict:
     if isinstance(result["no_flags"].get("test"), float) and isinstance(result["tuned"]["test"], float):
         result["gap_points"] = round(100 * (result["tuned"]["test"] - result["no_flags"]["test"]), 2)
     return result
+
+
+def tune_so_far(study: Path) -> dict:
+    """An unfinished study's finished trials and its best validation score; `tune` tests only at the end."""
+    import optuna
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{(study / 'study.db').resolve()}")
+    try:
+        loaded = optuna.load_study(study_name="tune", storage=storage)
+        trials = loaded.get_trials(deepcopy=False)
+        counts = {state.name.lower(): sum(t.state == state for t in trials) for state in optuna.trial.TrialState}
+        if counts["complete"] == 0:
+            return {"unfinished": True, "trials": counts}
+        best = loaded.best_trial
+        return {"unfinished": True, "trials": counts, "validation": best.value, "params": best.params}
+    finally:
+        storage.engine.dispose()
 
 
 def _text_file(name: str, config: Path, target: Path) -> Path:

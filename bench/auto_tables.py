@@ -22,8 +22,10 @@ def tables(results: dict, metrics: dict[str, str], strategy_lr: float) -> str:
                                  for k, v in (tuned.get("params") or {}).items())
             before = (_points(r["strategy_lr"].get("test")) if "strategy_lr" in r else
                       "same" if plain.get("lr") == strategy_lr else "not run")
+            result = (f"not finished, best validation {_points(tuned.get('validation'))}" if tuned.get("unfinished")
+                      else _points(tuned.get("test")))
             lines.append(f"| {name} | {metrics[name]} | {_points(plain.get('test'))} ({plain.get('lr')}, "
-                         f"{plain.get('epochs')}) | {before} | {_points(tuned.get('test'))} "
+                         f"{plain.get('epochs')}) | {before} | {result} "
                          f"({trials.get('complete')} / {trials.get('pruned')}) | {settings} | "
                          f"{r.get('gap_points', '')} |")
     if results.get("rank"):
