@@ -174,8 +174,8 @@ def part_defaults(name: str, config: Path, out: Path, trials: int) -> dict:
         result["strategy_lr"] = train_run(config, out / name / "strategy-lr", ["--lr", str(STRATEGY_LR)], metric)
     study = out / name / "tune"
     report = study / "report.json"
-    if not report.is_file() or json.loads(report.read_text()).get("trials", {}).get("complete", 0) + \
-            json.loads(report.read_text()).get("trials", {}).get("pruned", 0) < trials:
+    counts = json.loads(report.read_text()).get("trials", {}) if report.is_file() else {}
+    if counts.get("complete", 0) + counts.get("pruned", 0) < trials:
         code, seconds = command(["tune", str(config), "--output", str(study), "--trials", str(trials)],
                                 out / name / "tune.log")
         if code != 0:  # stopped or failed: what the study holds so far, untested
@@ -197,12 +197,11 @@ def tune_so_far(study: Path) -> dict:
     storage = optuna.storages.RDBStorage(f"sqlite:///{(study / 'study.db').resolve()}")
     try:
         loaded = optuna.load_study(study_name="tune", storage=storage)
-        trials = loaded.get_trials(deepcopy=False)
-        counts = {state.name.lower(): sum(t.state == state for t in trials) for state in optuna.trial.TrialState}
-        if counts["complete"] == 0:
-            return {"unfinished": True, "trials": counts}
-        best = loaded.best_trial
-        return {"unfinished": True, "trials": counts, "validation": best.value, "params": best.params}
+        states = [t.state for t in loaded.get_trials(deepcopy=False)]
+        result = {"unfinished": True, "trials": {s.name.lower(): states.count(s) for s in optuna.trial.TrialState}}
+        if result["trials"]["complete"]:
+            result.update(validation=loaded.best_value, params=loaded.best_params)
+        return result
     finally:
         storage.engine.dispose()
 
