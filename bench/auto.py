@@ -29,10 +29,7 @@ Reads ../shared/data (or $TRANSFERLM_DATA); a data set whose files are absent is
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import os
-import random
 import shutil
 import subprocess
 import sys
@@ -40,106 +37,12 @@ import time
 from pathlib import Path
 
 import yaml
-from auto_tables import tables  # beside this script: python puts bench/ first on the path
+from auto_sets import SETS, prepare  # beside this script: python puts bench/ first on the path
+from auto_tables import tables
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = Path(os.environ.get("TRANSFERLM_DATA", ROOT.parent / "shared" / "data"))
-STS_COLUMNS = {"format": "tsv", "header": False, "quoting": False, "extra_columns": "ignore", "text_column": 5,
-               "text_pair_column": 6, "label_column": 4}
 STRATEGY_LR = 5e-5  # full fine-tuning's rate before the task rules (train.lr auto = the strategy's)
 CANDIDATES = ("minilm", "smollm2", "minilm-adapted", "minilm-3-layers", "random:minilm")
-
-
-def _sample_lines(source: Path, target: Path, n: int, header: bool) -> Path:
-    lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
-    head, body = (lines[:1], lines[1:]) if header else ([], lines)
-    keep = sorted(random.Random(0).sample(range(len(body)), n))
-    target.write_text("".join(head + [body[i] for i in keep]), encoding="utf-8")
-    return target
-
-
-def _first_sentences(source: Path, target: Path, n: int) -> Path:
-    out, count = [], 0
-    for line in source.read_text(encoding="utf-8").splitlines():
-        if line.startswith("-DOCSTART-"):
-            continue
-        if not line.strip():
-            if out and out[-1] != "":
-                count += 1
-                out.append("")
-                if count == n:
-                    break
-            continue
-        out.append(line)
-    target.write_text("\n".join(out) + "\n", encoding="utf-8")
-    return target
-
-
-def sst2(out: Path) -> dict:
-    train = _sample_lines(DATA / "sst2" / "train.tsv", out / "train.tsv", 600, header=True)
-    return {"train": str(train), "test": str(DATA / "sst2" / "dev.tsv"), "text_column": "sentence"}
-
-
-def conll(out: Path) -> dict:
-    source = DATA / "conll2003"
-    return {"train": str(_first_sentences(source / "train.txt", out / "train.txt", 1000)),
-            "validation": str(_first_sentences(source / "valid.txt", out / "valid.txt", 1000)),
-            "test": str(source / "test.txt")}
-
-
-def agnews(out: Path) -> dict:
-    with (DATA / "ag_news" / "test.csv").open(encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f))
-    rng, parts = random.Random(0), {"train": [], "validation": [], "test": []}
-    for label in sorted({r[0] for r in rows}):
-        members = [r for r in rows if r[0] == label]
-        rng.shuffle(members)
-        parts["train"] += members[:8]
-        parts["validation"] += members[8:16]
-        parts["test"] += members[16:516]
-    files = {}
-    for name, part in parts.items():
-        files[name] = out / f"{name}.csv"
-        with files[name].open("w", encoding="utf-8", newline="") as f:
-            csv.writer(f).writerows(part)
-    return {**{k: str(v) for k, v in files.items()}, "header": False, "text_column": [1, 2], "label_column": 0}
-
-
-def stsb(out: Path) -> dict:
-    source = DATA / "stsb"
-    return {"train": str(_sample_lines(source / "sts-train.csv", out / "train.csv", 1000, header=False)),
-            "validation": str(source / "sts-dev.csv"), "test": str(source / "sts-test.csv"), **STS_COLUMNS}
-
-
-def squad(out: Path) -> dict:
-    document = json.loads((DATA / "squad" / "dev-v1.1.json").read_text(encoding="utf-8"))
-    files = {}
-    for name, articles in (("train", slice(0, 3)), ("validation", slice(3, 5)), ("test", slice(5, 10))):
-        files[name] = out / f"{name}.json"
-        files[name].write_text(json.dumps({"version": "1.1", "data": document["data"][articles]}), encoding="utf-8")
-    return {k: str(v) for k, v in files.items()}
-
-
-SETS = {"sst2": (sst2, "classification", "accuracy", DATA / "sst2" / "train.tsv"),
-        "conll": (conll, "ner", "f1", DATA / "conll2003" / "train.txt"),
-        "agnews": (agnews, "classification", "accuracy", DATA / "ag_news" / "test.csv"),
-        "stsb": (stsb, "regression", "spearman", DATA / "stsb" / "sts-train.csv"),
-        "squad": (squad, "qa", "f1", DATA / "squad" / "dev-v1.1.json")}
-
-
-def prepare(name: str, out: Path) -> Path | None:
-    """The data set's config (task and data only: no training settings), written once."""
-    make, task, _, probe = SETS[name]
-    if not probe.is_file():
-        print(f"{name}: {probe} not found; skipped (see ../shared/data/README.md)")
-        return None
-    folder = out / name
-    config = folder / "data.yaml"
-    if not config.is_file():
-        folder.mkdir(parents=True, exist_ok=True)
-        data = make(folder)
-        config.write_text(yaml.safe_dump({"task": {"type": task}, "data": data, "train": {"progress": False}}))
-    return config
 
 
 def command(args: list[str], log: Path) -> tuple[int, float]:
@@ -167,7 +70,7 @@ def train_run(config: Path, out: Path, extra: list[str], metric: str) -> dict:
             "wall_seconds": run.get("wall_seconds") or run.get("timing", {}).get("wall_seconds")}
 
 
-def part_defaults(name: str, config: Path, out: Path, trials: int) -> dict:
+def part_defaults(name: str, config: Path, out: Path, trials: int, timeout: float | None = None) -> dict:
     metric = SETS[name][2]
     result = {"no_flags": train_run(config, out / name / "no-flags", [], metric)}
     if result["no_flags"].get("lr") not in (None, STRATEGY_LR):  # a task rule chose the rate: what it replaced
@@ -175,19 +78,25 @@ def part_defaults(name: str, config: Path, out: Path, trials: int) -> dict:
     study = out / name / "tune"
     report = study / "report.json"
     counts = json.loads(report.read_text()).get("trials", {}) if report.is_file() else {}
+    code = 0
     if counts.get("complete", 0) + counts.get("pruned", 0) < trials:
-        code, seconds = command(["tune", str(config), "--output", str(study), "--trials", str(trials)],
-                                out / name / "tune.log")
-        if code != 0:  # stopped or failed: what the study holds so far, untested
-            result["tuned"] = {"error": f"exit {code}; see {out / name / 'tune.log'}", **tune_so_far(study)}
-            return result
-    tuned = json.loads(report.read_text())
-    test = tuned.get("test", {})
-    result["tuned"] = {"validation": tuned["best"]["validation"], "test": (test.get("metrics") or test).get(metric),
-                       "params": tuned["best"]["params"], "trials": tuned["trials"]}
-    if isinstance(result["no_flags"].get("test"), float) and isinstance(result["tuned"]["test"], float):
+        code, _ = command(["tune", str(config), "--output", str(study), "--trials", str(trials),
+                           *(["--timeout", str(timeout)] if timeout else [])], out / name / "tune.log")
+    result["tuned"] = tuned(study, metric, f"exit {code}; see {out / name / 'tune.log'}" if code else None)
+    if isinstance(result["no_flags"].get("test"), float) and isinstance(result["tuned"].get("test"), float):
         result["gap_points"] = round(100 * (result["tuned"]["test"] - result["no_flags"]["test"]), 2)
     return result
+
+
+def tuned(study: Path, metric: str, error: str | None = None) -> dict:
+    """A finished study's best trial (its validation score, test score and settings); a stopped or failed one's
+    trials so far, untested (`tune` tests only at the end)."""
+    if error:
+        return {"error": error, **tune_so_far(study)}
+    report = json.loads((study / "report.json").read_text())
+    test = report.get("test", {})
+    return {"validation": report["best"]["validation"], "test": (test.get("metrics") or test).get(metric),
+            "params": report["best"]["params"], "trials": report["trials"]}
 
 
 def tune_so_far(study: Path) -> dict:
@@ -370,6 +279,8 @@ def main() -> int:
     parser.add_argument("--sets", default="sst2,conll,agnews,stsb")
     parser.add_argument("--rank-sets", default="sst2,conll,stsb")
     parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--tune-timeout", type=float, default=None,
+                        help="The defaults part's tune starts no new trial after this many seconds (tune --timeout).")
     parser.add_argument("--candidates", default=",".join(CANDIDATES),
                         help="The rank part's candidates (a subset of the default list).")
     parser.add_argument("--seeds", default="1", help="The seeds part's other seeds, comma-separated (the first is 42).")
@@ -393,7 +304,7 @@ def main() -> int:
             continue
         for part in parts:
             if part == "defaults":
-                figures = part_defaults(name, config, args.output, args.trials)
+                figures = part_defaults(name, config, args.output, args.trials, args.tune_timeout)
             elif part == "rank":
                 figures = part_rank(name, config, args.output, chosen) if name in args.rank_sets.split(",") else None
             elif part == "seeds":

@@ -1,0 +1,109 @@
+"""The data sets of bench/auto.py (issue 23), each written once into OUTPUT/<name>/ as a config with the task and
+the data only (no training settings). See bench/auto.py's docstring for what each split holds."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("TRANSFERLM_DATA", ROOT.parent / "shared" / "data"))
+STS_COLUMNS = {"format": "tsv", "header": False, "quoting": False, "extra_columns": "ignore", "text_column": 5,
+               "text_pair_column": 6, "label_column": 4}
+
+
+def _sample_lines(source: Path, target: Path, n: int, header: bool) -> Path:
+    lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
+    head, body = (lines[:1], lines[1:]) if header else ([], lines)
+    keep = sorted(random.Random(0).sample(range(len(body)), n))
+    target.write_text("".join(head + [body[i] for i in keep]), encoding="utf-8")
+    return target
+
+
+def _first_sentences(source: Path, target: Path, n: int) -> Path:
+    out, count = [], 0
+    for line in source.read_text(encoding="utf-8").splitlines():
+        if line.startswith("-DOCSTART-"):
+            continue
+        if not line.strip():
+            if out and out[-1] != "":
+                count += 1
+                out.append("")
+                if count == n:
+                    break
+            continue
+        out.append(line)
+    target.write_text("\n".join(out) + "\n", encoding="utf-8")
+    return target
+
+
+def sst2(out: Path) -> dict:
+    train = _sample_lines(DATA / "sst2" / "train.tsv", out / "train.tsv", 600, header=True)
+    return {"train": str(train), "test": str(DATA / "sst2" / "dev.tsv"), "text_column": "sentence"}
+
+
+def conll(out: Path) -> dict:
+    source = DATA / "conll2003"
+    return {"train": str(_first_sentences(source / "train.txt", out / "train.txt", 1000)),
+            "validation": str(_first_sentences(source / "valid.txt", out / "valid.txt", 1000)),
+            "test": str(source / "test.txt")}
+
+
+def agnews(out: Path) -> dict:
+    with (DATA / "ag_news" / "test.csv").open(encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    rng, parts = random.Random(0), {"train": [], "validation": [], "test": []}
+    for label in sorted({r[0] for r in rows}):
+        members = [r for r in rows if r[0] == label]
+        rng.shuffle(members)
+        parts["train"] += members[:8]
+        parts["validation"] += members[8:16]
+        parts["test"] += members[16:516]
+    files = {}
+    for name, part in parts.items():
+        files[name] = out / f"{name}.csv"
+        with files[name].open("w", encoding="utf-8", newline="") as f:
+            csv.writer(f).writerows(part)
+    return {**{k: str(v) for k, v in files.items()}, "header": False, "text_column": [1, 2], "label_column": 0}
+
+
+def stsb(out: Path) -> dict:
+    source = DATA / "stsb"
+    return {"train": str(_sample_lines(source / "sts-train.csv", out / "train.csv", 1000, header=False)),
+            "validation": str(source / "sts-dev.csv"), "test": str(source / "sts-test.csv"), **STS_COLUMNS}
+
+
+def squad(out: Path) -> dict:
+    document = json.loads((DATA / "squad" / "dev-v1.1.json").read_text(encoding="utf-8"))
+    files = {}
+    for name, articles in (("train", slice(0, 3)), ("validation", slice(3, 5)), ("test", slice(5, 10))):
+        files[name] = out / f"{name}.json"
+        files[name].write_text(json.dumps({"version": "1.1", "data": document["data"][articles]}), encoding="utf-8")
+    return {k: str(v) for k, v in files.items()}
+
+
+SETS = {"sst2": (sst2, "classification", "accuracy", DATA / "sst2" / "train.tsv"),
+        "conll": (conll, "ner", "f1", DATA / "conll2003" / "train.txt"),
+        "agnews": (agnews, "classification", "accuracy", DATA / "ag_news" / "test.csv"),
+        "stsb": (stsb, "regression", "spearman", DATA / "stsb" / "sts-train.csv"),
+        "squad": (squad, "qa", "f1", DATA / "squad" / "dev-v1.1.json")}
+
+
+def prepare(name: str, out: Path) -> Path | None:
+    """The data set's config (task and data only: no training settings), written once."""
+    make, task, _, probe = SETS[name]
+    if not probe.is_file():
+        print(f"{name}: {probe} not found; skipped (see ../shared/data/README.md)")
+        return None
+    folder = out / name
+    config = folder / "data.yaml"
+    if not config.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        data = make(folder)
+        config.write_text(yaml.safe_dump({"task": {"type": task}, "data": data, "train": {"progress": False}}))
+    return config
