@@ -5,8 +5,15 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import sentiment_rows, tiny_config, write_jsonl
 from transferlm.cli.main import main
@@ -203,8 +210,6 @@ def test_cli_compare_flags_and_yaml_section(tiny_model_dir, tmp_path, capsys):
     config = tiny_config(tiny_model_dir, files, tmp_path / "exp", epochs=1)
     config["compare"] = {"members": ["tfidf"], "seeds": [3]}
     path = tmp_path / "exp.yaml"
-    import yaml
-
     path.write_text(yaml.safe_dump(config))
     run, settings = load_experiment(path, "compare", [("compare.seeds", [4, 5])], CompareSettings)
     assert settings.seeds == [4, 5] and [m.name for m in settings.member_list(("tfidf",))] == ["tfidf"]
@@ -265,3 +270,70 @@ def test_small_sizes_get_at_least_small_seeds(tiny_model_dir, tmp_path):
     assert sorted((r["size_per_class"], r["seed"]) for r in rows) == [("4", "0"), ("4", "1"), ("4", "2"),
                                                                        ("all", "0")]
     assert len(report["curves"]["tfidf"]) == 2
+
+
+def _children(parent: int) -> list[int]:
+    """The live processes whose parent is ``parent`` (from /proc)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, ValueError):
+            continue
+        if int(ppid) == parent and state != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _wait_for(predicate, seconds: float):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"not within {seconds} s")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads /proc to find the job's process")
+def test_sigterm_stops_the_job_process_with_the_experiment(tmp_path):
+    """Before, SIGTERM ended the experiment's process on the spot and its job's process trained on, orphaned."""
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import sys, time\nfrom pathlib import Path\nfrom transferlm.experiments.jobs import run_child\n"
+        "run_child([sys.executable, '-c', 'import time; time.sleep(120)'], Path(sys.argv[1]))\n"
+    )
+    parent = subprocess.Popen([sys.executable, str(script), str(tmp_path / "log.txt")])
+    child = _wait_for(lambda: _children(parent.pid), 60)[0]
+    parent.send_signal(signal.SIGTERM)
+    assert parent.wait(60) != 0
+    assert not _alive(child)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads /proc to find the job's process")
+def test_a_terminated_compare_exits_143_and_leaves_no_job_running(tiny_model_dir, tmp_path):
+    files = {
+        "train": write_jsonl(tmp_path / "train.jsonl", sentiment_rows(40, seed=1)),
+        "dev": write_jsonl(tmp_path / "dev.jsonl", sentiment_rows(16, seed=2)),
+    }
+    config = tiny_config(tiny_model_dir, files, tmp_path / "exp", epochs=2000)  # minutes: it is stopped first
+    config["compare"] = {"members": ["full"], "seeds": [0]}
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(config))
+    cli = subprocess.Popen([sys.executable, "-m", "transferlm", "compare", str(path)], stderr=subprocess.PIPE,
+                           text=True)
+    job = _wait_for(lambda: _children(cli.pid), 120)[0]
+    _wait_for(lambda: (tmp_path / "exp" / "runs" / "full" / "seed-0" / "run").is_dir(), 120)  # training started
+    cli.send_signal(signal.SIGTERM)
+    _, err = cli.communicate(timeout=90)
+    assert cli.returncode == 143 and "interrupted" in err
+    assert not _alive(job)
+    assert not (tmp_path / "exp" / "runs" / "full" / "seed-0" / "result.json").exists()

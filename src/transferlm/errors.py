@@ -5,6 +5,11 @@ from __future__ import annotations
 import errno
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as an interrupt while an experiment waits on a job's process, so that the process is
+    stopped with it (`experiments.jobs.run_child`) and the CLI exits as killed by SIGTERM (143)."""
+
+
 class TransferLMError(Exception):
     """Base class. ``problems`` holds one line per problem, each naming what and how to fix."""
 

@@ -10,7 +10,7 @@ from transferlm import __version__
 from transferlm.cli import commands
 from transferlm.cli.flags import add_flags, run_flags, section_flags, selected_names
 from transferlm.cli.train_args import add_train_arguments
-from transferlm.errors import DiskFullError, TransferLMError, disk_full, disk_full_problem
+from transferlm.errors import DiskFullError, Terminated, TransferLMError, disk_full, disk_full_problem
 
 
 def _settings_group(parser: argparse.ArgumentParser, cls, title: str = "settings") -> None:
@@ -278,9 +278,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {DiskFullError.__name__}\n  - {disk_full_problem(full)}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("interrupted; a training run continues from its last checkpoint with --resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        print("interrupted; a training run continues from its last checkpoint with --resume, and compare, curve "
+              "and tune continue when run again with the same command", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
 
 
 if __name__ == "__main__":

@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +25,7 @@ from pydantic import BaseModel
 
 from transferlm.config.load import build_config, config_to_dict, set_dotted
 from transferlm.config.schema import RunConfig
-from transferlm.errors import ConfigError
+from transferlm.errors import ConfigError, Terminated
 from transferlm.experiments.config import BASELINE_NAMES, MemberConfig
 from transferlm.experiments.splits import SplitFiles, read_back
 from transferlm.strategies import STRATEGIES
@@ -131,13 +133,7 @@ def run_job(job: Job, config: RunConfig, trial: dict[str, Any] | None = None) ->
     spec = write_job_spec(job, config, trial)
     log_path = job.dir / "log.txt"
     began = time.time()
-    with log_path.open("a", encoding="utf-8") as out:
-        code = subprocess.call(
-            [sys.executable, "-m", "transferlm.experiments.child", str(spec)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+    code = run_child([sys.executable, "-m", "transferlm.experiments.child", str(spec)], log_path)
     if code != 0 or not done.is_file():
         tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-12:]
         if code in (-2, 130):
@@ -147,3 +143,40 @@ def run_job(job: Job, config: RunConfig, trial: dict[str, Any] | None = None) ->
     result = json.loads(done.read_text())
     log.info("%s: %.1f s", job.describe, time.time() - began)
     return result
+
+
+def run_child(command: list[str], log_path: Path, grace: float = 30.0) -> int:
+    """Run ``command`` with its output appended to ``log_path``; its exit code. If this process is interrupted
+    meanwhile (Ctrl-C, or SIGTERM, which raises `Terminated` here instead of ending the process on the spot), the
+    child is stopped before the interrupt goes on: SIGTERM, then SIGKILL after ``grace`` seconds. Left running, it
+    would train on unseen, and a resumed experiment would start a second process on the same run directory. A
+    child killed mid-checkpoint keeps the checkpoint before (``train_job`` restores it), so the resumed job loses
+    at most the steps since then."""
+    handled = threading.current_thread() is threading.main_thread()  # Python sets handlers there only
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if handled else None
+    try:
+        with log_path.open("a", encoding="utf-8") as out:
+            child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            try:
+                return child.wait()
+            except BaseException:
+                _stop(child, grace)
+                raise
+    finally:
+        if handled:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated
+
+
+def _stop(child: subprocess.Popen, grace: float) -> None:
+    log.warning("stopping the job's process %d", child.pid)
+    child.terminate()
+    try:
+        child.wait(grace)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
