@@ -309,3 +309,22 @@ def test_a_resumed_study_and_a_second_worker_draw_new_configurations(tmp_path):
         assert (ta.number, tb.number) == (0, 1) and pa["train.lr"] != pb["train.lr"]
     finally:
         storage.engine.dispose()
+
+
+def test_an_interrupted_trial_is_marked_failed_at_once(tiny_model_dir, sentiment_files, tmp_path, monkeypatch):
+    """Left running, a stopped worker's trial counts toward every other worker's target until that machine resumes."""
+    from transferlm.experiments import tune as tune_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tune_module, "run_job", interrupted)
+    config = tune_config(tiny_model_dir, sentiment_files, tmp_path / "tune")
+    with pytest.raises(KeyboardInterrupt):
+        tune(config, TuneSettings(trials=2, space=SPACE, pruner="none"))
+    storage = optuna.storages.RDBStorage(f"sqlite:///{(tmp_path / 'tune' / 'study.db').resolve()}")
+    try:
+        states = [t.state for t in optuna.load_study(study_name="tune", storage=storage).get_trials()]
+    finally:
+        storage.engine.dispose()
+    assert states == [optuna.trial.TrialState.FAIL]

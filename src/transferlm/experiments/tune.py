@@ -228,8 +228,13 @@ def _run_trial(study, storage: str, name: str, base: dict, space, out: Path, con
     job = Job(member, run_config.train.seed, job_dir, Path(run_config.data.train), 0)
     log.info("tune: trial %d: %s", trial.number, ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                                                             for k, v in params.items()))
-    result = run_job(job, run_config, {"storage": storage, "study": name, "trial_id": trial._trial_id,
-                                       "pruner": settings.pruner})
+    try:
+        result = run_job(job, run_config, {"storage": storage, "study": name, "trial_id": trial._trial_id,
+                                           "pruner": settings.pruner})
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM; the trial's process is stopped. Failed now, so that no worker
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)  # counts it as running, here or on other machines
+        log.info("tune: trial %d interrupted; marked failed", trial.number)
+        raise
     if "error" in result:
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         log.error("tune: trial %d failed: %s", trial.number, result["error"])
