@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from transferlm.experiments.config import CompareSettings, CurveSettings, load_e
 from transferlm.experiments.curve import curve, efficiency
 from transferlm.experiments.splits import nested_subset
 from transferlm.experiments.stats import Summary, labels_needed, paired_standard_error, verdict
+from transferlm.experiments.tune import _alive
 from transferlm.tasks import build_task
 
 
@@ -283,14 +283,6 @@ def _children(parent: int) -> list[int]:
         if int(ppid) == parent and state != "Z":
             pids.append(int(stat.parent.name))
     return pids
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _wait_for(predicate, seconds: float):

@@ -36,14 +36,18 @@ def tune_config(model_dir, files, output):
     return build_config(config)
 
 
-def finished(url: str, study: str) -> list:
-    """The study's finished trials; the database connections are closed again (an open one warns at exit)."""
-    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+def trials(url: str, study: str, states: tuple | None = None) -> list:
+    """The study's trials (those in ``states``, if given); the database connections are closed again (an open one
+    warns at exit)."""
     storage = optuna.storages.RDBStorage(url)
     try:
-        return [t for t in optuna.load_study(study_name=study, storage=storage).get_trials() if t.state in states]
+        return optuna.load_study(study_name=study, storage=storage).get_trials(states=states)
     finally:
         storage.engine.dispose()
+
+
+def finished(url: str, study: str) -> list:
+    return trials(url, study, (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
 
 
 def test_space_keys_and_ranges_are_checked_before_any_trial(tiny_model_dir, sentiment_files, tmp_path):
@@ -322,9 +326,5 @@ def test_an_interrupted_trial_is_marked_failed_at_once(tiny_model_dir, sentiment
     config = tune_config(tiny_model_dir, sentiment_files, tmp_path / "tune")
     with pytest.raises(KeyboardInterrupt):
         tune(config, TuneSettings(trials=2, space=SPACE, pruner="none"))
-    storage = optuna.storages.RDBStorage(f"sqlite:///{(tmp_path / 'tune' / 'study.db').resolve()}")
-    try:
-        states = [t.state for t in optuna.load_study(study_name="tune", storage=storage).get_trials()]
-    finally:
-        storage.engine.dispose()
-    assert states == [optuna.trial.TrialState.FAIL]
+    url = f"sqlite:///{(tmp_path / 'tune' / 'study.db').resolve()}"
+    assert [t.state for t in trials(url, "tune")] == [optuna.trial.TrialState.FAIL]
