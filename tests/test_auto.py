@@ -23,7 +23,7 @@ from transferlm.experiments.auto_choices import Plan, choose_strategy, choose_we
 from transferlm.experiments.config import AutoSettings, RankSettings
 from transferlm.experiments.profile import infer_task
 from transferlm.experiments.rank import rank
-from transferlm.runs.recipes import RULES, auto_recipe
+from transferlm.runs.recipes import DEFAULT_BATCH, RULES, SMALL_QA, auto_recipe
 from transferlm.strategies import build_strategy
 from transferlm.strategies.base import DEFAULT_BUDGET
 
@@ -134,7 +134,19 @@ def test_the_recipe_depends_on_the_task_and_says_why():
     plain = auto_recipe("classification", full, "encoder", 600)
     assert plain.lr == full.default_lr and plain.budget == DEFAULT_BUDGET and "default" in plain.because
     assert auto_recipe("ner", full, "decoder", 1000).lr == full.default_lr  # the rule is for encoders
+    assert (ner.batch_size, few.batch_size, plain.batch_size) == (DEFAULT_BATCH,) * 3
     assert all(rule.evidence for rule in RULES)
+
+
+def test_a_small_qa_set_trains_at_batch_8_and_a_large_one_at_the_default():
+    full = build_strategy(build_config({"data": {"train": "x.csv"}, "output": "o"}).strategy)
+    small = auto_recipe("qa", full, "encoder", 1169)  # SQuAD's first 3 articles
+    assert (small.lr, small.batch_size) == (1e-4, 8)
+    assert "batch size from" in small.because and "SQuAD" in small.because
+    assert auto_recipe("qa", full, "encoder", SMALL_QA).batch_size == 8
+    large = auto_recipe("qa", full, "encoder", SMALL_QA + 1)
+    assert (large.lr, large.batch_size) == (1e-4, DEFAULT_BATCH) and "batch size" not in large.because
+    assert auto_recipe("qa", full, "decoder", 1169).batch_size == DEFAULT_BATCH  # measured on an encoder only
 
 
 def test_a_ner_run_with_no_training_flags_uses_the_ner_rate(tiny_model_dir, tmp_path):

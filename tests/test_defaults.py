@@ -1,4 +1,5 @@
-"""The auto defaults: train.epochs, train.lr and task.pooling are chosen at run time, logged and saved resolved."""
+"""The auto defaults: train.epochs, train.lr, train.batch_size and task.pooling are chosen at run time, logged and
+saved resolved."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 import yaml
 
 import transferlm
-from conftest import interrupted_after, sentence_encoder, tiny_config
+from conftest import interrupted_after, qa_rows, sentence_encoder, tiny_config, write_jsonl
 from transferlm.config import strategy_settings
 from transferlm.models.resolve import trained_with_mean_pooling
 from transferlm.runs import layout
@@ -18,8 +19,9 @@ from transferlm.strategies.base import AUTO_MAX_EPOCHS, AUTO_MIN_STEPS
 
 def auto_config(model_dir, files, output, **train):
     config = tiny_config(model_dir, files, output, **train)
-    for key in ("epochs", "lr"):
+    for key in ("epochs", "lr", "batch_size"):
         config["train"].pop(key)
+    config["train"].update(train)
     return config
 
 
@@ -48,12 +50,25 @@ def test_auto_epochs_and_lr_are_logged_and_saved_resolved(tiny_model_dir, sentim
     assert "train.epochs auto: 30 (5 steps per epoch; at least 300 steps, at most 30 epochs)" in caplog.text
 
 
+def test_a_small_qa_run_with_no_training_flags_trains_at_batch_8(tiny_model_dir, tmp_path, caplog):
+    files = {"train": write_jsonl(tmp_path / "train.jsonl", qa_rows(20, seed=1, words=(3, 5))),
+             "dev": write_jsonl(tmp_path / "dev.jsonl", qa_rows(4, seed=2, words=(3, 5)))}
+    config = auto_config(tiny_model_dir, files, tmp_path / "run", max_steps=1)
+    config["model"]["max_length"] = 32
+    config["task"] = {"type": "qa"}
+    with caplog.at_level(logging.INFO, logger="transferlm"):
+        result = transferlm.train(config)
+    train = saved(result.run_dir)["train"]
+    assert (train["batch_size"], train["lr"]) == (8, 1e-4)
+    assert "train.batch_size auto: 8 (lr from" in caplog.text and "batch size from" in caplog.text
+
+
 def test_explicit_values_win_over_auto(tiny_model_dir, sentiment_files, tmp_path):
     config = tiny_config(tiny_model_dir, sentiment_files, tmp_path / "run", epochs=1, lr=3e-4)
     config["strategy"] = {"name": "lora"}
     result = transferlm.train(config)
     train = saved(result.run_dir)["train"]
-    assert (train["epochs"], train["lr"]) == (1, 3e-4)
+    assert (train["epochs"], train["lr"], train["batch_size"]) == (1, 3e-4, 8)
 
 
 def test_a_run_with_auto_epochs_resumes(tiny_model_dir, sentiment_files, tmp_path):

@@ -49,12 +49,12 @@ def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 class TransferClassifier(ClassifierMixin, BaseEstimator):
     """Text classification by transfer: ``model`` (a bundled alias, a directory or a hub id) adapted with
-    ``strategy`` (full, frozen, lora, ...). ``epochs``, ``lr``, ``max_length``: as in ``transferlm train`` (auto
-    where not given); ``config``: any other run settings as a nested dict (``{"strategy": {"r": 8}}``)."""
+    ``strategy`` (full, frozen, lora, ...). ``epochs``, ``lr``, ``batch_size``, ``max_length``: as in ``transferlm
+    train`` (auto where not given); ``config``: any other run settings as a nested dict (``{"strategy": {"r": 8}}``)."""
 
     def __init__(self, model: str = "minilm", strategy: str = "full", epochs: float | str = "auto",
-                 lr: float | str = "auto", batch_size: int = 32, max_length: int | str = "auto", seed: int = 42,
-                 config: dict[str, Any] | None = None, output: str | None = None):
+                 lr: float | str = "auto", batch_size: int | str = "auto", max_length: int | str = "auto",
+                 seed: int = 42, config: dict[str, Any] | None = None, output: str | None = None):
         self.model = model
         self.strategy = strategy
         self.epochs = epochs

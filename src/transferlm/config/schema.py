@@ -121,7 +121,12 @@ class TrainConfig(Section):
     min_steps: Optional[int] = Field(
         None, gt=0, description="Train at least this many optimizer steps (more epochs on small data sets)."
     )
-    batch_size: int = Field(32, gt=0, description="Examples per device per forward pass.")
+    batch_size: Union[Literal["auto"], Annotated[int, Field(gt=0)]] = Field(
+        "auto",
+        description="Examples per device per forward pass. auto: 32, refined by measured rules "
+        "(qa on encoders with full or last-n and at most 5,000 training questions: 8; runs/recipes.py), logged with "
+        "the rule that chose it and saved in the run's config.",
+    )
     grad_accum: int = Field(1, gt=0, description="Forward passes accumulated per optimizer step.")
     max_batch_tokens: Union[Literal["auto"], int, None] = Field(
         "auto",

@@ -34,7 +34,7 @@ from transferlm.experiments.auto_choices import (
     choose_strategy,
     choose_task_settings,
     choose_weights,
-    explain_rate,
+    explain_recipe,
     given,
     parse_budget,
 )
@@ -97,7 +97,7 @@ def plan(raw: dict[str, Any], settings: AutoSettings) -> Plan:
     task = build_task(config.task, config.data)  # as it trains: a bi-encoder's inputs are its texts, one by one
     config = choose_length(config, raw, chosen, task, tokenizer, resolved.path, splits.train)
     config = choose_weights(config, raw, chosen)
-    explain_rate(config, raw, chosen, len(splits.train))
+    explain_recipe(config, raw, chosen, len(splits.train))
     config = choose_budget(config, raw, settings, chosen, splits, resolved.path, time.time() - started)
     chosen.config = config_to_dict(config)
     return chosen

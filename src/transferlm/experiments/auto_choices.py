@@ -152,16 +152,18 @@ def choose_task_settings(config: RunConfig, chosen: Plan, path: Path) -> RunConf
     return config
 
 
-def explain_rate(config: RunConfig, raw: dict, chosen: Plan, examples: int) -> None:
-    """The learning rate ``train.lr: auto`` will take for this plan (``runs/recipes.py``), and the rule behind it."""
+def explain_recipe(config: RunConfig, raw: dict, chosen: Plan, examples: int) -> None:
+    """The learning rate and batch size that ``train.lr``/``train.batch_size: auto`` will take for this plan
+    (``runs/recipes.py``), and the rule behind them."""
     from transferlm.runs.recipes import auto_recipe
     from transferlm.strategies import build_strategy
 
-    if given(raw, "train.lr"):
-        chosen.choices.append(Choice("train.lr", config.train.lr, "given", True))
-        return
     recipe = auto_recipe(chosen.task, build_strategy(config.strategy), chosen.profile["model"]["kind"], examples)
-    chosen.choices.append(Choice("train.lr", recipe.lr, f"train.lr auto: {recipe.because}"))
+    for key, value in (("lr", recipe.lr), ("batch_size", recipe.batch_size)):
+        if given(raw, f"train.{key}"):
+            chosen.choices.append(Choice(f"train.{key}", getattr(config.train, key), "given", True))
+        else:
+            chosen.choices.append(Choice(f"train.{key}", value, f"train.{key} auto: {recipe.because}"))
 
 
 def choose_weights(config: RunConfig, raw: dict, chosen: Plan) -> RunConfig:
@@ -190,8 +192,8 @@ def choose_budget(config, raw, settings, chosen: Plan, splits, path: Path, spent
 
     budget = parse_budget(settings.time_budget)
     left = budget - spent
-    step, steps, evaluations = step_seconds(config, splits, path)
-    per_evaluation = step / 3 * max(len(splits.validation) / config.train.batch_size, 1)
+    step, steps, evaluations, batch_size = step_seconds(config, splits, path)
+    per_evaluation = step / 3 * max(len(splits.validation) / batch_size, 1)
     per_step = step + evaluations * per_evaluation / max(steps, 1)  # a step and its share of the evaluations
 
     def seconds(n: int) -> float:

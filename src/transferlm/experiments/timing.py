@@ -6,17 +6,26 @@ import math
 import random
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from transferlm.config.schema import RunConfig
 
 TIMED_STEPS = 2  # the first step pays for allocation; the faster of the two is kept
 
 
-def step_seconds(config: RunConfig, splits, path: Path) -> tuple[float, int, int]:
-    """(seconds per optimizer step, optimizer steps, evaluations) of ``config`` trained on ``splits``: the step is
-    timed (forward, backward, update) on a batch drawn from the training data, then scaled to a length-grouped
-    batch of average length (the attention's quadratic share is ignored); the steps and evaluations are
-    what ``train.epochs``/``train.lr`` auto (``runs/recipes.py``) or the given settings make of the data."""
+class Timing(NamedTuple):
+    step: float  # seconds per optimizer step
+    steps: int  # optimizer steps
+    evaluations: int
+    batch_size: int  # what train.batch_size resolves to, at which the step was timed
+
+
+def step_seconds(config: RunConfig, splits, path: Path) -> Timing:
+    """How long one optimizer step of ``config`` trained on ``splits`` takes, and how many steps and evaluations the
+    run makes: the step is timed (forward, backward, update) on a batch drawn from the training data, then scaled to
+    a length-grouped batch of average length (the attention's quadratic share is ignored); the batch, steps and
+    evaluations are what ``train.batch_size``/``train.epochs`` auto (``runs/recipes.py``) or the given settings make
+    of the data."""
     import torch
 
     from transferlm.models.load import load_tokenizer, quiet_loading
@@ -31,7 +40,8 @@ def step_seconds(config: RunConfig, splits, path: Path) -> tuple[float, int, int
     tokenizer = load_tokenizer(path)
     config = resolve_max_length(config, task, tokenizer, path, splits.train)
     strategy = build_strategy(config.strategy)
-    size = config.train.batch_size
+    recipe = auto_recipe(task.name, strategy, model_kind(path), len(splits.train))
+    size = recipe.batch_size if config.train.batch_size == "auto" else config.train.batch_size
     sample = random.Random(config.train.seed).sample(splits.train, min(len(splits.train), 2 * size))
     features = task.encode(tokenizer, sample, config.model.max_length)
     with quiet_loading():
@@ -53,10 +63,9 @@ def step_seconds(config: RunConfig, splits, path: Path) -> tuple[float, int, int
     items = len(splits.train) * len(features.items) / max(len(sample), 1)
     items *= getattr(config.strategy, "pairs_per_example", 1)  # contrastive trains on pairs of examples
     per_epoch = math.ceil(items / (size * config.train.grad_accum))
-    recipe = auto_recipe(task.name, strategy, model_kind(path), len(splits.train))
     epochs = strategy.auto_epochs(per_epoch, recipe.budget) if config.train.epochs == "auto" else config.train.epochs
     steps = config.train.max_steps or max(math.ceil(epochs * per_epoch), config.train.min_steps or 0)
     evaluations = config.train.evaluations or (math.ceil(epochs) if config.train.eval_every == "epoch" else
                                                max(steps // config.train.eval_every, 1))
     pairs = 2.0 if config.strategy.name == "contrastive" else 1.0  # a pair step encodes two texts per example
-    return min(times) * scale * pairs, steps, evaluations
+    return Timing(min(times) * scale * pairs, steps, evaluations, size)

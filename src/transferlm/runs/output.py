@@ -65,7 +65,7 @@ def _config_differences(old: dict, new: dict, prefix: str = "") -> list[tuple[st
     # display and bookkeeping only: free to change between the two halves of a run
     ignored = {"train.progress", "train.report_to"}
     # null or auto means "the default", saved resolved
-    resolved_later = {"strategy.target_modules", "train.epochs", "train.lr", "model.max_length",
+    resolved_later = {"strategy.target_modules", "train.epochs", "train.lr", "train.batch_size", "model.max_length",
                       "train.max_batch_tokens"}
     found = []
     for key in sorted(set(old) | set(new)):

@@ -152,12 +152,12 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
     set_seed(config.train.seed)
     tokenizer = load_tokenizer(resolved.path)
     recipe = auto_recipe(task.name, strategy, model_kind(resolved.path), len(splits.train))
-    if config.train.lr == "auto":
-        # a resumed run keeps the rate it started with (its optimizer and schedule were built with it)
-        lr, why = ((_saved(paths)["train"]["lr"], "the interrupted run's") if resume else
-                   (recipe.lr, recipe.because))
-        log.info("train.lr auto: %g (%s)", lr, why)
-        config = _with_train(config, lr=lr)
+    # a resumed run keeps the rate and batch it started with (its optimizer, schedule and data order were built so)
+    for key, chosen in (("lr", recipe.lr), ("batch_size", recipe.batch_size)):
+        if getattr(config.train, key) == "auto":
+            value, why = (_saved(paths)["train"][key], "the interrupted run's") if resume else (chosen, recipe.because)
+            log.info("train.%s auto: %g (%s)", key, value, why)
+            config = _with_train(config, **{key: value})
     config = resolve_max_length(config, task, tokenizer, resolved.path, splits.train)
     encoded = _encode_splits(task, tokenizer, splits, config.model.max_length)  # bad input fails before training
     cuts = report_cuts(task, encoded, {"train": len(splits.train), "validation": len(splits.validation),
