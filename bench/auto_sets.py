@@ -78,20 +78,28 @@ def stsb(out: Path) -> dict:
             "validation": str(source / "sts-dev.csv"), "test": str(source / "sts-test.csv"), **STS_COLUMNS}
 
 
-def squad(out: Path) -> dict:
+def squad(out: Path, train: slice = slice(0, 3), validation: slice = slice(3, 5), test: slice = slice(5, 10)) -> dict:
+    """SQuAD v1.1 dev split by article (disjoint: no passage is in two splits)."""
     document = json.loads((DATA / "squad" / "dev-v1.1.json").read_text(encoding="utf-8"))
     files = {}
-    for name, articles in (("train", slice(0, 3)), ("validation", slice(3, 5)), ("test", slice(5, 10))):
+    for name, articles in (("train", train), ("validation", validation), ("test", test)):
         files[name] = out / f"{name}.json"
         files[name].write_text(json.dumps({"version": "1.1", "data": document["data"][articles]}), encoding="utf-8")
     return {k: str(v) for k, v in files.items()}
+
+
+def squad_b(out: Path) -> dict:
+    """A second SQuAD split, disjoint from the first: articles 10-14 (1,027 questions) train, 15-16 validate, 17-23
+    test (1,207 questions)."""
+    return squad(out, slice(10, 15), slice(15, 17), slice(17, 24))
 
 
 SETS = {"sst2": (sst2, "classification", "accuracy", DATA / "sst2" / "train.tsv"),
         "conll": (conll, "ner", "f1", DATA / "conll2003" / "train.txt"),
         "agnews": (agnews, "classification", "accuracy", DATA / "ag_news" / "test.csv"),
         "stsb": (stsb, "regression", "spearman", DATA / "stsb" / "sts-train.csv"),
-        "squad": (squad, "qa", "f1", DATA / "squad" / "dev-v1.1.json")}
+        "squad": (squad, "qa", "f1", DATA / "squad" / "dev-v1.1.json"),
+        "squad-b": (squad_b, "qa", "f1", DATA / "squad" / "dev-v1.1.json")}
 
 
 def prepare(name: str, out: Path) -> Path | None:

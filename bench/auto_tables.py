@@ -12,9 +12,9 @@ def tables(results: dict, metrics: dict[str, str], strategy_lr: float) -> str:
     metric; ``strategy_lr``: full fine-tuning's rate before the task rules."""
     lines = []
     if results.get("defaults"):
-        lines += ["| data set | metric | no training flags (lr, epochs) | strategy's lr only (before the task rules) | "
-                  "tuned (trials complete / pruned) | tuned settings | gap |",
-                  "| --- | --- | ---: | ---: | ---: | --- | ---: |"]
+        lines += ["| data set | metric | no training flags (lr, batch, epochs) | strategy's lr only (before the task "
+                  "rules) | batch 32 only (before the task rules) | tuned (trials complete / pruned) | tuned "
+                  "settings | gap |", "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: |"]
         for name, r in results["defaults"].items():
             plain, tuned = r["no_flags"], r.get("tuned", {})
             trials = tuned.get("trials", {})
@@ -22,12 +22,14 @@ def tables(results: dict, metrics: dict[str, str], strategy_lr: float) -> str:
                                  for k, v in (tuned.get("params") or {}).items())
             before = (_points(r["strategy_lr"].get("test")) if "strategy_lr" in r else
                       "same" if plain.get("lr") == strategy_lr else "not run")
-            result = (f"not finished, best validation {_points(tuned.get('validation'))}" if tuned.get("unfinished")
-                      else _points(tuned.get("test")))
+            batch = (_points(r["default_batch"].get("test")) if "default_batch" in r else
+                     "same" if plain.get("batch_size") == 32 else "not run")
+            result = ("not run" if not tuned else
+                      f"not finished, best validation {_points(tuned.get('validation'))}" if tuned.get("unfinished")
+                      else f"{_points(tuned.get('test'))} ({trials.get('complete')} / {trials.get('pruned')})")
             lines.append(f"| {name} | {metrics[name]} | {_points(plain.get('test'))} ({plain.get('lr')}, "
-                         f"{plain.get('epochs')}) | {before} | {result} "
-                         f"({trials.get('complete')} / {trials.get('pruned')}) | {settings} | "
-                         f"{r.get('gap_points', '')} |")
+                         f"{plain.get('batch_size')}, {plain.get('epochs')}) | {before} | {batch} | {result} | "
+                         f"{settings} | {r.get('gap_points', '')} |")
     if results.get("rank"):
         lines += ["", "| data set | candidate | LogME, best layer (which) | LogME, last layer | probe | rank s | "
                   "fine-tuned test | fine-tune s |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
