@@ -128,11 +128,13 @@ def test_rank_cli_splits_models_at_commas(tiny_model_dir, tmp_path, capsys):
 def test_the_recipe_depends_on_the_task_and_says_why():
     full = build_strategy(build_config({"data": {"train": "x.csv"}, "output": "o"}).strategy)
     ner = auto_recipe("ner", full, "encoder", 1000)
-    assert ner.lr == 1e-4 and "CoNLL" in ner.because
+    assert ner.lr == 1e-4 and "CoNLL" in ner.why["lr"]
     few = auto_recipe("classification", full, "encoder", 32)
-    assert few.lr == 1e-4 and "AG News" in few.because
+    assert few.lr == 1e-4 and "AG News" in few.why["lr"]
     plain = auto_recipe("classification", full, "encoder", 600)
-    assert plain.lr == full.default_lr and plain.budget == DEFAULT_BUDGET and "default" in plain.because
+    assert plain.lr == full.default_lr and plain.budget == DEFAULT_BUDGET
+    assert plain.why == {"lr": "strategy full's default", "batch_size": "the default, 32",
+                         "epochs": "the default budget"}
     assert auto_recipe("ner", full, "decoder", 1000).lr == full.default_lr  # the rule is for encoders
     assert (ner.batch_size, few.batch_size, plain.batch_size) == (DEFAULT_BATCH,) * 3
     assert all(rule.evidence for rule in RULES)
@@ -142,10 +144,10 @@ def test_a_small_qa_set_trains_at_batch_8_and_a_large_one_at_the_default():
     full = build_strategy(build_config({"data": {"train": "x.csv"}, "output": "o"}).strategy)
     small = auto_recipe("qa", full, "encoder", 1169)  # SQuAD's first 3 articles
     assert (small.lr, small.batch_size) == (1e-4, 8)
-    assert "batch size from" in small.because and "SQuAD" in small.because
+    assert "SQuAD" in small.why["batch_size"] and "SQuAD" in small.why["lr"]
     assert auto_recipe("qa", full, "encoder", SMALL_QA).batch_size == 8
     large = auto_recipe("qa", full, "encoder", SMALL_QA + 1)
-    assert (large.lr, large.batch_size) == (1e-4, DEFAULT_BATCH) and "batch size" not in large.because
+    assert (large.lr, large.batch_size) == (1e-4, DEFAULT_BATCH) and large.why["batch_size"] == "the default, 32"
     assert auto_recipe("qa", full, "decoder", 1169).batch_size == DEFAULT_BATCH  # measured on an encoder only
 
 

@@ -46,8 +46,10 @@ def test_auto_epochs_and_lr_are_logged_and_saved_resolved(tiny_model_dir, sentim
     train = saved(result.run_dir)["train"]
     assert train["lr"] == 1e-3 and train["epochs"] == 30.0  # 40 rows at batch 8: 5 steps an epoch
     assert result.summary.steps == 150
-    assert "train.lr auto: 0.001 (lr: strategy frozen's default)" in caplog.text
-    assert "train.epochs auto: 30 (5 steps per epoch; at least 300 steps, at most 30 epochs)" in caplog.text
+    assert "train.lr auto: 0.001 (strategy frozen's default)" in caplog.text
+    assert "train.batch_size auto: 8" not in caplog.text  # given
+    assert ("train.epochs auto: 30 (5 steps per epoch; at least 300 steps, at most 30 epochs: the default budget)"
+            in caplog.text)
 
 
 def test_a_small_qa_run_with_no_training_flags_trains_at_batch_8(tiny_model_dir, tmp_path, caplog):
@@ -60,7 +62,8 @@ def test_a_small_qa_run_with_no_training_flags_trains_at_batch_8(tiny_model_dir,
         result = transferlm.train(config)
     train = saved(result.run_dir)["train"]
     assert (train["batch_size"], train["lr"]) == (8, 1e-4)
-    assert "train.batch_size auto: 8 (lr from" in caplog.text and "batch size from" in caplog.text
+    assert "train.batch_size auto: 8 (from bench/README.md (auto): SQuAD v1.1, first 3 articles" in caplog.text
+    assert "train.lr auto: 0.0001 (from bench/README.md (squad)" in caplog.text
 
 
 def test_explicit_values_win_over_auto(tiny_model_dir, sentiment_files, tmp_path):

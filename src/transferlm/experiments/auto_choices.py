@@ -163,7 +163,7 @@ def explain_recipe(config: RunConfig, raw: dict, chosen: Plan, examples: int) ->
         if given(raw, f"train.{key}"):
             chosen.choices.append(Choice(f"train.{key}", getattr(config.train, key), "given", True))
         else:
-            chosen.choices.append(Choice(f"train.{key}", value, f"train.{key} auto: {recipe.because}"))
+            chosen.choices.append(Choice(f"train.{key}", value, f"train.{key} auto: {recipe.why[key]}"))
 
 
 def choose_weights(config: RunConfig, raw: dict, chosen: Plan) -> RunConfig:

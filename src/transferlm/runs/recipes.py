@@ -58,7 +58,7 @@ class Recipe:
     lr: float
     batch_size: int
     budget: EpochBudget
-    because: str  # which rule (or the strategy's default) chose, for the log
+    why: dict[str, str]  # per setting (lr, batch_size, epochs): the rule's evidence, or which default, for the log
 
 
 def auto_recipe(task: str, strategy, kind: str, examples: int, rules: tuple[Rule, ...] = RULES) -> Recipe:
@@ -68,12 +68,9 @@ def auto_recipe(task: str, strategy, kind: str, examples: int, rules: tuple[Rule
     lr_rule = next((r for r in matching if r.lr is not None), None)
     batch_rule = next((r for r in matching if r.batch_size is not None), None)
     budget_rule = next((r for r in matching if r.budget is not None), None)
-    lr = lr_rule.lr if lr_rule else strategy.default_lr
-    batch_size = batch_rule.batch_size if batch_rule else DEFAULT_BATCH
-    budget = budget_rule.budget if budget_rule else DEFAULT_BUDGET
-    reasons = [f"lr from {lr_rule.evidence}" if lr_rule else f"lr: strategy {strategy.name}'s default"]
-    if batch_rule:
-        reasons.append(f"batch size from {batch_rule.evidence}")
-    if budget_rule:
-        reasons.append(f"epochs from {budget_rule.evidence}")
-    return Recipe(lr, batch_size, budget, "; ".join(reasons))
+    why = {"lr": f"from {lr_rule.evidence}" if lr_rule else f"strategy {strategy.name}'s default",
+           "batch_size": f"from {batch_rule.evidence}" if batch_rule else f"the default, {DEFAULT_BATCH}",
+           "epochs": f"from {budget_rule.evidence}" if budget_rule else "the default budget"}
+    return Recipe(lr_rule.lr if lr_rule else strategy.default_lr,
+                  batch_rule.batch_size if batch_rule else DEFAULT_BATCH,
+                  budget_rule.budget if budget_rule else DEFAULT_BUDGET, why)

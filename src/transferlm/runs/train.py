@@ -155,7 +155,7 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
     # a resumed run keeps the rate and batch it started with (its optimizer, schedule and data order were built so)
     for key, chosen in (("lr", recipe.lr), ("batch_size", recipe.batch_size)):
         if getattr(config.train, key) == "auto":
-            value, why = (_saved(paths)["train"][key], "the interrupted run's") if resume else (chosen, recipe.because)
+            value, why = (_saved(paths)["train"][key], "the interrupted run's") if resume else (chosen, recipe.why[key])
             log.info("train.%s auto: %g (%s)", key, value, why)
             config = _with_train(config, **{key: value})
     config = resolve_max_length(config, task, tokenizer, resolved.path, splits.train)
@@ -179,8 +179,8 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
              inputs.task.unit_name, len(validation), splits.validation_source,
              loop.total_steps)
     if config.train.epochs == "auto":
-        log.info("train.epochs auto: %g (%d steps per epoch; at least %d steps, at most %g epochs)", loop.epochs,
-                 loop.steps_per_epoch, recipe.budget.min_steps, recipe.budget.max_epochs)
+        log.info("train.epochs auto: %g (%d steps per epoch; at least %d steps, at most %g epochs: %s)", loop.epochs,
+                 loop.steps_per_epoch, recipe.budget.min_steps, recipe.budget.max_epochs, recipe.why["epochs"])
         config = _with_train(config, epochs=loop.epochs)
     if accelerator.is_main_process:
         paths.root.mkdir(parents=True, exist_ok=True)
