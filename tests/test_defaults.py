@@ -74,12 +74,13 @@ def test_explicit_values_win_over_auto(tiny_model_dir, sentiment_files, tmp_path
     assert (train["epochs"], train["lr"], train["batch_size"]) == (1, 3e-4, 8)
 
 
-def test_a_run_with_auto_epochs_resumes(tiny_model_dir, sentiment_files, tmp_path):
-    config = auto_config(tiny_model_dir, sentiment_files, tmp_path / "run", batch_size=16, checkpoint_every=2)
+def test_a_run_with_auto_epochs_and_batch_resumes(tiny_model_dir, sentiment_files, tmp_path):
+    config = auto_config(tiny_model_dir, sentiment_files, tmp_path / "run", checkpoint_every=2)
     with pytest.raises(KeyboardInterrupt), interrupted_after(5):
         transferlm.train(config)
-    resumed = transferlm.train(config, resume=True)  # "auto" now against the saved 30.0: the same setting
-    assert resumed.summary.steps == 90  # 3 steps an epoch, 30 epochs
+    resumed = transferlm.train(config, resume=True)  # "auto" now against the saved 30.0 and 32: the same settings
+    assert resumed.summary.steps == 60  # 40 rows at batch 32: 2 steps an epoch, 30 epochs
+    assert saved(resumed.run_dir)["train"]["batch_size"] == 32
 
 
 def test_auto_pooling_is_mean_for_a_mean_pooled_sentence_encoder(tiny_model_dir, sentiment_files, tmp_path):
