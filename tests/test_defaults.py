@@ -62,7 +62,7 @@ def test_a_small_qa_run_with_no_training_flags_trains_at_batch_8(tiny_model_dir,
         result = transferlm.train(config)
     train = saved(result.run_dir)["train"]
     assert (train["batch_size"], train["lr"]) == (8, 1e-4)
-    assert "train.batch_size auto: 8 (from bench/README.md (auto): SQuAD v1.1, first 3 articles" in caplog.text
+    assert "train.batch_size auto: 8 (from bench/README.md (auto): SQuAD v1.1 at lr 1e-4" in caplog.text
     assert "train.lr auto: 0.0001 (from bench/README.md (squad)" in caplog.text
 
 
