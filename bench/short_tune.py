@@ -1,12 +1,12 @@
 """Issue 23, a lever for the model ranking: does a short fine-tune order the candidates better than LogME?
 
 Each candidate of the rank part of bench/auto.py (its data sets and candidate models in OUTPUT, which that script
-writes) is trained for --steps optimizer steps with the recipe `train.lr: auto` gives it (the run's own rate, a
-schedule of --steps steps), and at each step of --checks its held-out loss (the training objective, per unit, on
-the first 512 validation items) and the task's validation metric are taken. Kendall's tau between minus that loss
-and the candidate's fine-tuned test score (bench/results/auto-cpu.json) is printed per check. Every candidate
-runs in its own process (own seed, own memory). Not a timed test: the seconds are printed so the cost can be set
-against the fine-tuning's.
+writes) is trained for --steps optimizer steps with the recipe `train.lr`/`train.batch_size: auto` give it (the
+run's own rate and batch, a schedule of --steps steps), and at each step of --checks its held-out loss (the
+training objective, per unit, on the first 512 validation items) and the task's validation metric are taken.
+Kendall's tau between minus that loss and the candidate's fine-tuned test score (bench/results/auto-cpu.json) is
+printed per check. Every candidate runs in its own process (own seed, own memory). Not a timed test: the seconds
+are printed so the cost can be set against the fine-tuning's.
 
 Usage: python bench/short_tune.py [--sets sst2,conll,stsb] [--steps 20] [--checks 5,10,20]
 """
@@ -75,8 +75,8 @@ def one(data_yaml: Path, spec: str, steps: int, checks: set[int]) -> dict:
     set_seed(config.train.seed)
     tokenizer = load_tokenizer(resolved.path)
     recipe = auto_recipe(task.name, strategy, model_kind(resolved.path), len(splits.train))
-    config = resolve_max_length(_with_train(config, lr=recipe.lr, max_steps=steps), task, tokenizer, resolved.path,
-                                splits.train)
+    config = resolve_max_length(_with_train(config, lr=recipe.lr, batch_size=recipe.batch_size, max_steps=steps), task,
+                                tokenizer, resolved.path, splits.train)
     train, validation = (task.encode(tokenizer, records, config.model.max_length)
                          for records in (splits.train, splits.validation))
     with quiet_loading():
