@@ -43,9 +43,10 @@ import yaml
 from auto_sets import SETS, prepare  # beside this script: python puts bench/ first on the path
 from auto_tables import tables
 
+from transferlm.runs.recipes import DEFAULT_BATCH  # train.batch_size auto before the task rules
+
 ROOT = Path(__file__).resolve().parent.parent
 STRATEGY_LR = 5e-5  # full fine-tuning's rate before the task rules (train.lr auto = the strategy's)
-DEFAULT_BATCH = 32  # train.batch_size auto before the task rules
 CANDIDATES = ("minilm", "smollm2", "minilm-adapted", "minilm-3-layers", "random:minilm")
 
 
@@ -307,7 +308,7 @@ def main() -> int:
     json_out = args.json_out or args.output / "auto.json"
     results = json.loads(json_out.read_text()) if json_out.is_file() else {}
     if args.table:
-        print(tables(results, {name: spec[2] for name, spec in SETS.items()}, STRATEGY_LR))
+        print(tables(results, {name: spec[2] for name, spec in SETS.items()}, STRATEGY_LR, DEFAULT_BATCH))
         return 0
     parts = args.parts.split(",")
     chosen = args.candidates.split(",")

@@ -7,9 +7,9 @@ def _points(value) -> str:
     return f"{100 * value:.2f}" if isinstance(value, float) else "failed"
 
 
-def tables(results: dict, metrics: dict[str, str], strategy_lr: float) -> str:
+def tables(results: dict, metrics: dict[str, str], strategy_lr: float, default_batch: int) -> str:
     """The bench/README.md tables, from the saved figures (``bench/auto.py --table``); ``metrics``: each data set's
-    metric; ``strategy_lr``: full fine-tuning's rate before the task rules."""
+    metric; ``strategy_lr``, ``default_batch``: full fine-tuning's rate and the batch before the task rules."""
     lines = []
     if results.get("defaults"):
         lines += ["| data set | metric | no training flags (lr, batch, epochs) | strategy's lr only (before the task "
@@ -23,7 +23,7 @@ def tables(results: dict, metrics: dict[str, str], strategy_lr: float) -> str:
             before = (_points(r["strategy_lr"].get("test")) if "strategy_lr" in r else
                       "same" if plain.get("lr") == strategy_lr else "not run")
             batch = (_points(r["default_batch"].get("test")) if "default_batch" in r else
-                     "same" if plain.get("batch_size") == 32 else "not run")
+                     "same" if plain.get("batch_size") == default_batch else "not run")
             result = ("not run" if not tuned else
                       f"not finished, best validation {_points(tuned.get('validation'))}" if tuned.get("unfinished")
                       else f"{_points(tuned.get('test'))} ({trials.get('complete')} / {trials.get('pruned')})")
