@@ -19,9 +19,8 @@ from transferlm.strategies.base import AUTO_MAX_EPOCHS, AUTO_MIN_STEPS
 
 def auto_config(model_dir, files, output, **train):
     config = tiny_config(model_dir, files, output, **train)
-    for key in ("epochs", "lr", "batch_size"):
+    for key in {"epochs", "lr", "batch_size"} - train.keys():  # left to auto unless given
         config["train"].pop(key)
-    config["train"].update(train)
     return config
 
 
