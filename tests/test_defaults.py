@@ -47,11 +47,11 @@ def test_auto_epochs_and_lr_are_logged_and_saved_resolved(tiny_model_dir, sentim
     assert result.summary.steps == 150
     assert "train.lr auto: 0.001 (strategy frozen's default)" in caplog.text
     assert "train.batch_size auto: 8" not in caplog.text  # given
-    assert ("train.epochs auto: 30 (5 steps per epoch; at least 300 steps, at most 30 epochs: the default budget)"
+    assert ("train.epochs auto: 30 (3 epochs of 5 steps, at least 300 steps, at most 30 epochs: the default budget)"
             in caplog.text)
 
 
-def test_a_small_qa_run_with_no_training_flags_trains_at_batch_8(tiny_model_dir, tmp_path, caplog):
+def test_a_small_qa_run_with_no_training_flags_trains_5_epochs_at_batch_8(tiny_model_dir, tmp_path, caplog):
     files = {"train": write_jsonl(tmp_path / "train.jsonl", qa_rows(20, seed=1, words=(3, 5))),
              "dev": write_jsonl(tmp_path / "dev.jsonl", qa_rows(4, seed=2, words=(3, 5)))}
     config = auto_config(tiny_model_dir, files, tmp_path / "run", max_steps=1)

@@ -192,7 +192,7 @@ def choose_budget(config, raw, settings, chosen: Plan, splits, path: Path, spent
 
     budget = parse_budget(settings.time_budget)
     left = budget - spent
-    step, steps, evaluations, batch_size = step_seconds(config, splits, path)
+    step, steps, evaluations, batch_size, epochs, epochs_why = step_seconds(config, splits, path)
     per_evaluation = step / 3 * max(len(splits.validation) / batch_size, 1)
     per_step = step + evaluations * per_evaluation / max(steps, 1)  # a step and its share of the evaluations
 
@@ -204,8 +204,9 @@ def choose_budget(config, raw, settings, chosen: Plan, splits, path: Path, spent
                        "seconds": round(estimate), "budget_seconds": budget, "planning_seconds": round(spent)}
     fixed = given(raw, "train.max_steps") or given(raw, "train.epochs")
     if fixed or estimate <= left:
-        why = (f"the recipe's {steps} steps at {step:.2f} s each (timed) with {evaluations} evaluations: about "
-               f"{estimate / 60:.1f} of the {left / 60:.1f} minutes left")
+        span = "train.max_steps given" if config.train.max_steps else f"{epochs:g} epochs: {epochs_why}"
+        why = (f"the recipe's {steps} steps ({span}) at {step:.2f} s each (timed) with {evaluations} evaluations: "
+               f"about {estimate / 60:.1f} of the {left / 60:.1f} minutes left")
         chosen.choices.append(Choice("train.epochs", config.train.epochs, why, fixed))
         return config
     fit = int((left - OVERHEAD_S - per_evaluation) / per_step)

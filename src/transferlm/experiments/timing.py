@@ -18,6 +18,8 @@ class Timing(NamedTuple):
     steps: int  # optimizer steps
     evaluations: int
     batch_size: int  # what train.batch_size resolves to, at which the step was timed
+    epochs: float  # what train.epochs resolves to
+    epochs_why: str  # the recipe's reason for those epochs (runs/recipes.py), or "given"
 
 
 def step_seconds(config: RunConfig, splits, path: Path) -> Timing:
@@ -63,9 +65,11 @@ def step_seconds(config: RunConfig, splits, path: Path) -> Timing:
     items = len(splits.train) * len(features.items) / max(len(sample), 1)
     items *= getattr(config.strategy, "pairs_per_example", 1)  # contrastive trains on pairs of examples
     per_epoch = math.ceil(items / (size * config.train.grad_accum))
-    epochs = strategy.auto_epochs(per_epoch, recipe.budget) if config.train.epochs == "auto" else config.train.epochs
+    auto_epochs = config.train.epochs == "auto"
+    epochs = strategy.auto_epochs(per_epoch, recipe.budget) if auto_epochs else config.train.epochs
     steps = config.train.max_steps or max(math.ceil(epochs * per_epoch), config.train.min_steps or 0)
     evaluations = config.train.evaluations or (math.ceil(epochs) if config.train.eval_every == "epoch" else
                                                max(steps // config.train.eval_every, 1))
     pairs = 2.0 if config.strategy.name == "contrastive" else 1.0  # a pair step encodes two texts per example
-    return Timing(min(times) * scale * pairs, steps, evaluations, size)
+    return Timing(min(times) * scale * pairs, steps, evaluations, size, epochs,
+                  recipe.why["epochs"] if auto_epochs else "given")

@@ -179,8 +179,9 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
              inputs.task.unit_name, len(validation), splits.validation_source,
              loop.total_steps)
     if config.train.epochs == "auto":
-        log.info("train.epochs auto: %g (%d steps per epoch; at least %d steps, at most %g epochs: %s)", loop.epochs,
-                 loop.steps_per_epoch, recipe.budget.min_steps, recipe.budget.max_epochs, recipe.why["epochs"])
+        log.info("train.epochs auto: %g (%g epochs of %d steps, at least %d steps, at most %g epochs: %s)",
+                 loop.epochs, recipe.budget.epochs, loop.steps_per_epoch, recipe.budget.min_steps,
+                 recipe.budget.max_epochs, recipe.why["epochs"])
         config = _with_train(config, epochs=loop.epochs)
     if accelerator.is_main_process:
         paths.root.mkdir(parents=True, exist_ok=True)
