@@ -140,15 +140,19 @@ def test_the_recipe_depends_on_the_task_and_says_why():
     assert all(rule.evidence for rule in RULES)
 
 
-def test_a_small_qa_set_trains_at_batch_8_and_a_large_one_at_the_default():
+def test_a_small_qa_set_trains_5_epochs_at_batch_8_and_a_large_one_by_the_defaults():
     full = build_strategy(build_config({"data": {"train": "x.csv"}, "output": "o"}).strategy)
     small = auto_recipe("qa", full, "encoder", 1169)  # SQuAD's first 3 articles
-    assert (small.lr, small.batch_size) == (1e-4, 8)
-    assert "SQuAD" in small.why["batch_size"] and "SQuAD" in small.why["lr"]
-    assert auto_recipe("qa", full, "encoder", SMALL_QA).batch_size == 8
+    assert (small.lr, small.batch_size, small.budget.epochs) == (1e-4, 8, 5)
+    assert all("SQuAD" in small.why[key] for key in ("lr", "batch_size", "epochs"))
+    assert full.auto_epochs(310, small.budget) == 5  # 1,550 steps, as measured
+    at_bound = auto_recipe("qa", full, "encoder", SMALL_QA)
+    assert (at_bound.batch_size, at_bound.budget.epochs) == (8, 5)
     large = auto_recipe("qa", full, "encoder", SMALL_QA + 1)
-    assert (large.lr, large.batch_size) == (1e-4, DEFAULT_BATCH) and large.why["batch_size"] == "the default, 32"
-    assert auto_recipe("qa", full, "decoder", 1169).batch_size == DEFAULT_BATCH  # measured on an encoder only
+    assert (large.lr, large.batch_size, large.budget) == (1e-4, DEFAULT_BATCH, DEFAULT_BUDGET)
+    assert (large.why["batch_size"], large.why["epochs"]) == ("the default, 32", "the default budget")
+    decoder = auto_recipe("qa", full, "decoder", 1169)  # measured on an encoder only
+    assert (decoder.batch_size, decoder.budget) == (DEFAULT_BATCH, DEFAULT_BUDGET)
 
 
 def test_a_ner_run_with_no_training_flags_uses_the_ner_rate(tiny_model_dir, tmp_path):
@@ -269,6 +273,16 @@ def test_dry_run_profiles_and_plans_but_trains_nothing(tiny_model_dir, tmp_path,
     assert {c["key"] for c in report["plan"]["choices"]} >= {"model.name", "strategy.name", "model.max_length"}
     assert sorted(p.name for p in out.iterdir()) == ["auto-plan.html", "auto-plan.json", "auto-plan.md"]  # no runs
     assert "Nothing was trained" in capsys.readouterr().out
+
+
+def test_the_plan_for_a_small_qa_set_says_which_rules_chose_its_batch_and_epochs(tiny_model_dir, tmp_path):
+    train = write_jsonl(tmp_path / "train.jsonl", qa_rows(20, seed=1))
+    chosen = plan({"task": {"type": "qa"}, "data": {"train": str(train)}, "model": {"name": str(tiny_model_dir)},
+                   "output": str(tmp_path / "a")}, AutoSettings(dry_run=True))
+    choices = {c.key: c for c in chosen.choices}
+    assert choices["train.batch_size"].value == 8 and "SQuAD" in choices["train.batch_size"].why
+    epochs = choices["train.epochs"].why  # 5 epochs, raised to the 300-step floor on 20 questions
+    assert "(30 epochs: from bench/README.md (auto): SQuAD" in epochs and "after 5 epochs against 3" in epochs
 
 
 def test_auto_trains_compares_and_reproduces_the_run(tiny_model_dir, tmp_path, caplog):

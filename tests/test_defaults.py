@@ -63,6 +63,8 @@ def test_a_small_qa_run_with_no_training_flags_trains_5_epochs_at_batch_8(tiny_m
     assert (train["batch_size"], train["lr"]) == (8, 1e-4)
     assert "train.batch_size auto: 8 (from bench/README.md (auto): SQuAD v1.1 at lr 1e-4" in caplog.text
     assert "train.lr auto: 0.0001 (from bench/README.md (squad)" in caplog.text
+    epochs = next(line for line in caplog.messages if line.startswith("train.epochs auto:"))
+    assert "(5 epochs of " in epochs and "after 5 epochs against 3" in epochs
 
 
 def test_explicit_values_win_over_auto(tiny_model_dir, sentiment_files, tmp_path):
