@@ -1,4 +1,4 @@
-"""Issue 23: LogME and `rank`, task-aware recipes, task inference, `auto`'s plan, dry run, report and reproduce line."""
+"""Issue 23: LogME and `rank`, task inference, `auto`'s plan, dry run, report and reproduce line."""
 
 from __future__ import annotations
 
@@ -23,9 +23,6 @@ from transferlm.experiments.auto_choices import Plan, choose_strategy, choose_we
 from transferlm.experiments.config import AutoSettings, RankSettings
 from transferlm.experiments.profile import infer_task
 from transferlm.experiments.rank import rank
-from transferlm.runs.recipes import DEFAULT_BATCH, RULES, SMALL_QA, auto_recipe
-from transferlm.strategies import build_strategy
-from transferlm.strategies.base import DEFAULT_BUDGET
 
 
 # --- LogME ---
@@ -122,49 +119,6 @@ def test_rank_cli_splits_models_at_commas(tiny_model_dir, tmp_path, capsys):
     assert code == 0
     assert len(json.loads((tmp_path / "r" / "rank.json").read_text())["ranking"]) == 2
     assert "Model ranking" in capsys.readouterr().out
-
-
-# --- recipes ---
-def test_the_recipe_depends_on_the_task_and_says_why():
-    full = build_strategy(build_config({"data": {"train": "x.csv"}, "output": "o"}).strategy)
-    ner = auto_recipe("ner", full, "encoder", 1000)
-    assert ner.lr == 1e-4 and "CoNLL" in ner.why["lr"]
-    few = auto_recipe("classification", full, "encoder", 32)
-    assert few.lr == 1e-4 and "AG News" in few.why["lr"]
-    plain = auto_recipe("classification", full, "encoder", 600)
-    assert plain.lr == full.default_lr and plain.budget == DEFAULT_BUDGET
-    assert plain.why == {"lr": "strategy full's default", "batch_size": "the default, 32",
-                         "epochs": "the default budget"}
-    assert auto_recipe("ner", full, "decoder", 1000).lr == full.default_lr  # the rule is for encoders
-    assert (ner.batch_size, few.batch_size, plain.batch_size) == (DEFAULT_BATCH,) * 3
-    assert all(rule.evidence for rule in RULES)
-
-
-def test_a_small_qa_set_trains_5_epochs_at_batch_8_and_a_large_one_by_the_defaults():
-    full = build_strategy(build_config({"data": {"train": "x.csv"}, "output": "o"}).strategy)
-    small = auto_recipe("qa", full, "encoder", 1169)  # SQuAD's first 3 articles
-    assert (small.lr, small.batch_size, small.budget.epochs) == (1e-4, 8, 5)
-    assert all("SQuAD" in small.why[key] for key in ("lr", "batch_size", "epochs"))
-    assert full.auto_epochs(310, small.budget) == 5  # 1,550 steps, as measured
-    at_bound = auto_recipe("qa", full, "encoder", SMALL_QA)
-    assert (at_bound.batch_size, at_bound.budget.epochs) == (8, 5)
-    large = auto_recipe("qa", full, "encoder", SMALL_QA + 1)
-    assert (large.lr, large.batch_size, large.budget) == (1e-4, DEFAULT_BATCH, DEFAULT_BUDGET)
-    assert (large.why["batch_size"], large.why["epochs"]) == ("the default, 32", "the default budget")
-    decoder = auto_recipe("qa", full, "decoder", 1169)  # measured on an encoder only
-    assert (decoder.batch_size, decoder.budget) == (DEFAULT_BATCH, DEFAULT_BUDGET)
-
-
-def test_a_ner_run_with_no_training_flags_uses_the_ner_rate(tiny_model_dir, tmp_path):
-    import transferlm
-
-    train = write_jsonl(tmp_path / "train.jsonl", ner_rows(16, seed=1))
-    config = {"task": {"type": "ner"}, "data": {"train": str(train), "validation": str(train)},
-              "model": {"name": str(tiny_model_dir), "max_length": 32},
-              "train": {"max_steps": 2, "progress": False}, "output": str(tmp_path / "run")}
-    result = transferlm.train(config)
-    saved = build_config(yaml.safe_load((result.run_dir / "transferlm.yaml").read_text()))
-    assert saved.train.lr == 1e-4
 
 
 # --- task inference ---

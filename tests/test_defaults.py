@@ -1,5 +1,5 @@
-"""The auto defaults: train.epochs, train.lr, train.batch_size and task.pooling are chosen at run time, logged and
-saved resolved."""
+"""The auto defaults: train.epochs, train.lr, train.batch_size and task.pooling are chosen at run time (the task-aware
+recipes of runs/recipes.py among them), logged and saved resolved."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ import pytest
 import yaml
 
 import transferlm
-from conftest import interrupted_after, qa_rows, sentence_encoder, tiny_config, write_jsonl
+from conftest import interrupted_after, ner_rows, qa_rows, sentence_encoder, tiny_config, write_jsonl
 from transferlm.config import strategy_settings
+from transferlm.config.load import build_config
 from transferlm.models.resolve import trained_with_mean_pooling
 from transferlm.runs import layout
+from transferlm.runs.recipes import DEFAULT_BATCH, RULES, SMALL_QA, auto_recipe
 from transferlm.strategies import build_strategy
-from transferlm.strategies.base import AUTO_MAX_EPOCHS, AUTO_MIN_STEPS
+from transferlm.strategies.base import AUTO_MAX_EPOCHS, AUTO_MIN_STEPS, DEFAULT_BUDGET
 
 
 def auto_config(model_dir, files, output, **train):
@@ -94,3 +96,44 @@ def test_auto_pooling_is_mean_for_a_mean_pooled_sentence_encoder(tiny_model_dir,
     assert (result.run_dir / "head.safetensors").is_file()  # the mean-pooling classifier's layout
     plain = transferlm.train(tiny_config(tiny_model_dir, sentiment_files, tmp_path / "cls", epochs=1))
     assert saved(plain.run_dir)["task"]["pooling"] == "cls"
+
+
+# --- recipes ---
+def test_the_recipe_depends_on_the_task_and_says_why():
+    full = build_strategy(build_config({"data": {"train": "x.csv"}, "output": "o"}).strategy)
+    ner = auto_recipe("ner", full, "encoder", 1000)
+    assert ner.lr == 1e-4 and "CoNLL" in ner.why["lr"]
+    few = auto_recipe("classification", full, "encoder", 32)
+    assert few.lr == 1e-4 and "AG News" in few.why["lr"]
+    plain = auto_recipe("classification", full, "encoder", 600)
+    assert plain.lr == full.default_lr and plain.budget == DEFAULT_BUDGET
+    assert plain.why == {"lr": "strategy full's default", "batch_size": "the default, 32",
+                         "epochs": "the default budget"}
+    assert auto_recipe("ner", full, "decoder", 1000).lr == full.default_lr  # the rule is for encoders
+    assert (ner.batch_size, few.batch_size, plain.batch_size) == (DEFAULT_BATCH,) * 3
+    assert all(rule.evidence for rule in RULES)
+
+
+def test_a_small_qa_set_trains_5_epochs_at_batch_8_and_a_large_one_by_the_defaults():
+    full = build_strategy(build_config({"data": {"train": "x.csv"}, "output": "o"}).strategy)
+    small = auto_recipe("qa", full, "encoder", 1169)  # SQuAD's first 3 articles
+    assert (small.lr, small.batch_size, small.budget.epochs) == (1e-4, 8, 5)
+    assert all("SQuAD" in small.why[key] for key in ("lr", "batch_size", "epochs"))
+    assert full.auto_epochs(310, small.budget) == 5  # 1,550 steps, as measured
+    at_bound = auto_recipe("qa", full, "encoder", SMALL_QA)
+    assert (at_bound.batch_size, at_bound.budget.epochs) == (8, 5)
+    large = auto_recipe("qa", full, "encoder", SMALL_QA + 1)
+    assert (large.lr, large.batch_size, large.budget) == (1e-4, DEFAULT_BATCH, DEFAULT_BUDGET)
+    assert (large.why["batch_size"], large.why["epochs"]) == ("the default, 32", "the default budget")
+    decoder = auto_recipe("qa", full, "decoder", 1169)  # measured on an encoder only
+    assert (decoder.batch_size, decoder.budget) == (DEFAULT_BATCH, DEFAULT_BUDGET)
+
+
+def test_a_ner_run_with_no_training_flags_uses_the_ner_rate(tiny_model_dir, tmp_path):
+    train = write_jsonl(tmp_path / "train.jsonl", ner_rows(16, seed=1))
+    config = {"task": {"type": "ner"}, "data": {"train": str(train), "validation": str(train)},
+              "model": {"name": str(tiny_model_dir), "max_length": 32},
+              "train": {"max_steps": 2, "progress": False}, "output": str(tmp_path / "run")}
+    result = transferlm.train(config)
+    saved = build_config(yaml.safe_load((result.run_dir / "transferlm.yaml").read_text()))
+    assert saved.train.lr == 1e-4
