@@ -25,19 +25,20 @@ def _sample_lines(source: Path, target: Path, n: int, header: bool) -> Path:
     return target
 
 
-def _first_sentences(source: Path, target: Path, n: int) -> Path:
-    out, count = [], 0
-    for line in source.read_text(encoding="utf-8").splitlines():
+def _sentences(source: Path, target: Path, start: int, stop: int | None) -> Path:
+    """Sentences ``start`` to ``stop`` (None: to the end) of a CoNLL file, counted without its -DOCSTART- lines."""
+    out, sentence, count = [], [], 0
+    for line in source.read_text(encoding="utf-8").splitlines() + [""]:
         if line.startswith("-DOCSTART-"):
             continue
-        if not line.strip():
-            if out and out[-1] != "":
-                count += 1
-                out.append("")
-                if count == n:
-                    break
+        if line.strip():
+            sentence.append(line)
             continue
-        out.append(line)
+        if sentence:
+            if start <= count and (stop is None or count < stop):
+                out.extend(sentence + [""])
+            count += 1
+            sentence = []
     target.write_text("\n".join(out) + "\n", encoding="utf-8")
     return target
 
@@ -49,9 +50,18 @@ def sst2(out: Path) -> dict:
 
 def conll(out: Path) -> dict:
     source = DATA / "conll2003"
-    return {"train": str(_first_sentences(source / "train.txt", out / "train.txt", 1000)),
-            "validation": str(_first_sentences(source / "valid.txt", out / "valid.txt", 1000)),
+    return {"train": str(_sentences(source / "train.txt", out / "train.txt", 0, 1000)),
+            "validation": str(_sentences(source / "valid.txt", out / "valid.txt", 0, 1000)),
             "test": str(source / "test.txt")}
+
+
+def conll_b(out: Path) -> dict:
+    """A second CoNLL-2003 split, disjoint from the first and from test.txt: training sentences 1,000-1,999; valid.txt
+    sentences 1,000-1,999 validate and the rest of valid.txt (2,000 on) tests."""
+    source = DATA / "conll2003"
+    return {"train": str(_sentences(source / "train.txt", out / "train.txt", 1000, 2000)),
+            "validation": str(_sentences(source / "valid.txt", out / "valid.txt", 1000, 2000)),
+            "test": str(_sentences(source / "valid.txt", out / "test.txt", 2000, None))}
 
 
 def agnews(out: Path) -> dict:
@@ -96,6 +106,7 @@ def squad_b(out: Path) -> dict:
 
 SETS = {"sst2": (sst2, "classification", "accuracy", DATA / "sst2" / "train.tsv"),
         "conll": (conll, "ner", "f1", DATA / "conll2003" / "train.txt"),
+        "conll-b": (conll_b, "ner", "f1", DATA / "conll2003" / "train.txt"),
         "agnews": (agnews, "classification", "accuracy", DATA / "ag_news" / "test.csv"),
         "stsb": (stsb, "regression", "spearman", DATA / "stsb" / "sts-train.csv"),
         "squad": (squad, "qa", "f1", DATA / "squad" / "dev-v1.1.json"),
