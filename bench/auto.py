@@ -3,6 +3,7 @@
 
 Data sets (each written once into OUTPUT/<name>/, validation selects, test reports):
   sst2    600 SST-2 training rows (seeded sample); validation the default 10 % carve-out; test SST-2 dev (872).
+  sst2-b  a second 600 SST-2 training rows, disjoint from sst2's; the same carve-out and test.
   conll   the first 1,000 CoNLL-2003 training sentences; validation the first 1,000 of valid.txt; test test.txt.
   conll-b a second CoNLL-2003 split, disjoint from conll: training sentences 1,000-1,999; valid.txt's 1,000-1,999
           validate, its 2,000th to the last (1,250) test.

@@ -17,10 +17,14 @@ STS_COLUMNS = {"format": "tsv", "header": False, "quoting": False, "extra_column
                "text_pair_column": 6, "label_column": 4}
 
 
-def _sample_lines(source: Path, target: Path, n: int, header: bool) -> Path:
+def _sample_lines(source: Path, target: Path, n: int, header: bool, second: bool = False) -> Path:
+    """A seeded sample of ``n`` lines; ``second``: another ``n``, disjoint from the first sample."""
     lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
     head, body = (lines[:1], lines[1:]) if header else ([], lines)
     keep = sorted(random.Random(0).sample(range(len(body)), n))
+    if second:
+        taken = set(keep)
+        keep = sorted(random.Random(1).sample([i for i in range(len(body)) if i not in taken], n))
     target.write_text("".join(head + [body[i] for i in keep]), encoding="utf-8")
     return target
 
@@ -45,6 +49,12 @@ def _sentences(source: Path, target: Path, start: int, stop: int | None) -> Path
 
 def sst2(out: Path) -> dict:
     train = _sample_lines(DATA / "sst2" / "train.tsv", out / "train.tsv", 600, header=True)
+    return {"train": str(train), "test": str(DATA / "sst2" / "dev.tsv"), "text_column": "sentence"}
+
+
+def sst2_b(out: Path) -> dict:
+    """A second SST-2 sample of 600 training rows, disjoint from the first; the same test (SST-2 dev)."""
+    train = _sample_lines(DATA / "sst2" / "train.tsv", out / "train.tsv", 600, header=True, second=True)
     return {"train": str(train), "test": str(DATA / "sst2" / "dev.tsv"), "text_column": "sentence"}
 
 
@@ -105,6 +115,7 @@ def squad_b(out: Path) -> dict:
 
 
 SETS = {"sst2": (sst2, "classification", "accuracy", DATA / "sst2" / "train.tsv"),
+        "sst2-b": (sst2_b, "classification", "accuracy", DATA / "sst2" / "train.tsv"),
         "conll": (conll, "ner", "f1", DATA / "conll2003" / "train.txt"),
         "conll-b": (conll_b, "ner", "f1", DATA / "conll2003" / "train.txt"),
         "agnews": (agnews, "classification", "accuracy", DATA / "ag_news" / "test.csv"),
