@@ -102,7 +102,7 @@ def test_auto_pooling_is_mean_for_a_mean_pooled_sentence_encoder(tiny_model_dir,
 def test_the_recipe_depends_on_the_task_and_says_why():
     full = build_strategy(build_config({"data": {"train": "x.csv"}, "output": "o"}).strategy)
     ner = auto_recipe("ner", full, "encoder", 1000)
-    assert ner.lr == 1e-4 and "CoNLL" in ner.why["lr"]
+    assert ner.lr == 1.8e-4 and "CoNLL" in ner.why["lr"]
     few = auto_recipe("classification", full, "encoder", 32)
     assert few.lr == 1e-4 and "AG News" in few.why["lr"]
     plain = auto_recipe("classification", full, "encoder", 600)
@@ -136,4 +136,4 @@ def test_a_ner_run_with_no_training_flags_uses_the_ner_rate(tiny_model_dir, tmp_
               "train": {"max_steps": 2, "progress": False}, "output": str(tmp_path / "run")}
     result = transferlm.train(config)
     saved = build_config(yaml.safe_load((result.run_dir / "transferlm.yaml").read_text()))
-    assert saved.train.lr == 1e-4
+    assert saved.train.lr == 1.8e-4
