@@ -47,31 +47,28 @@ def _sentences(source: Path, target: Path, start: int, stop: int | None) -> Path
     return target
 
 
-def sst2(out: Path) -> dict:
-    train = _sample_lines(DATA / "sst2" / "train.tsv", out / "train.tsv", 600, header=True)
+def sst2(out: Path, second: bool = False) -> dict:
+    train = _sample_lines(DATA / "sst2" / "train.tsv", out / "train.tsv", 600, header=True, second=second)
     return {"train": str(train), "test": str(DATA / "sst2" / "dev.tsv"), "text_column": "sentence"}
 
 
 def sst2_b(out: Path) -> dict:
     """A second SST-2 sample of 600 training rows, disjoint from the first; the same test (SST-2 dev)."""
-    train = _sample_lines(DATA / "sst2" / "train.tsv", out / "train.tsv", 600, header=True, second=True)
-    return {"train": str(train), "test": str(DATA / "sst2" / "dev.tsv"), "text_column": "sentence"}
+    return sst2(out, second=True)
 
 
-def conll(out: Path) -> dict:
+def conll(out: Path, train: tuple = (0, 1000), validation: tuple = (0, 1000), test: tuple | None = None) -> dict:
+    """CoNLL-2003 sentences by index (start, stop); ``test`` None: all of test.txt, else sentences of valid.txt."""
     source = DATA / "conll2003"
-    return {"train": str(_sentences(source / "train.txt", out / "train.txt", 0, 1000)),
-            "validation": str(_sentences(source / "valid.txt", out / "valid.txt", 0, 1000)),
-            "test": str(source / "test.txt")}
+    tests = source / "test.txt" if test is None else _sentences(source / "valid.txt", out / "test.txt", *test)
+    return {"train": str(_sentences(source / "train.txt", out / "train.txt", *train)),
+            "validation": str(_sentences(source / "valid.txt", out / "valid.txt", *validation)), "test": str(tests)}
 
 
 def conll_b(out: Path) -> dict:
     """A second CoNLL-2003 split, disjoint from the first and from test.txt: training sentences 1,000-1,999; valid.txt
     sentences 1,000-1,999 validate and the rest of valid.txt (2,000 on) tests."""
-    source = DATA / "conll2003"
-    return {"train": str(_sentences(source / "train.txt", out / "train.txt", 1000, 2000)),
-            "validation": str(_sentences(source / "valid.txt", out / "valid.txt", 1000, 2000)),
-            "test": str(_sentences(source / "valid.txt", out / "test.txt", 2000, None))}
+    return conll(out, (1000, 2000), (1000, 2000), (2000, None))
 
 
 def agnews(out: Path) -> dict:
