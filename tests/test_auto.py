@@ -261,6 +261,23 @@ def test_auto_trains_compares_and_reproduces_the_run(tiny_model_dir, tmp_path, c
     assert config_to_dict(config_from_args(args)) == config_to_dict(saved)
 
 
+def test_auto_trains_the_tuned_settings_with_the_trials_evaluation_schedule(tiny_model_dir, tmp_path, monkeypatch):
+    from transferlm.experiments import tune as tune_module
+
+    real = tune_module.tune  # the real search, held to 2 trials to keep the test short
+    monkeypatch.setattr(tune_module, "tune", lambda config, settings: real(config, settings.model_copy(
+        update={"trials": 2, "pruner": "none"})))
+    train = write_csv(tmp_path / "train.csv", sentiment_rows(40, seed=1))
+    raw = {"data": {"train": str(train)}, "model": {"name": str(tiny_model_dir)},
+           "train": {"max_steps": 4, "progress": False}, "output": str(tmp_path / "auto")}
+    report = auto(raw, AutoSettings(time_budget="20m", tune=True))
+    tuned = next(c for c in report["plan"]["choices"] if c["key"] == "tune")["value"]
+    saved = yaml.safe_load((Path(report["result"]["run_dir"]) / "transferlm.yaml").read_text())["train"]
+    assert saved["lr"] == tuned["train.lr"]
+    assert saved["evaluations"] == 5  # as each trial evaluated: the schedule that chose the best trial's checkpoint
+    assert "--evaluations 5" in report["result"]["reproduce"]
+
+
 def test_auto_on_pairs_compares_with_the_model_used_as_it_is(tiny_model_dir, tmp_path):
     rows = [{"a": r["text"], "b": r["text"] if i % 2 else "an unrelated line", "score": 4.0 if i % 2 else 0.5}
             for i, r in enumerate(sentiment_rows(40, seed=1))]

@@ -101,10 +101,13 @@ def test_tune_finds_the_planted_best_and_writes_config_trials_reports(tiny_model
     assert len(finished(f"sqlite:///{(out / 'study.db').resolve()}", "tune")) == 4
     assert len(list((out / "trials").iterdir())) == 4
 
-    # best.yaml is a complete config that `train` runs as it is
+    # best.yaml is a complete config that `train` runs as it is, evaluating as the trials did (5 times), so it
+    # keeps the checkpoint the best trial kept and reproduces its validation score
+    assert best_yaml["train"]["evaluations"] == 5
     best_yaml["output"] = str(tmp_path / "from-best")
     result = transferlm.train(best_yaml)
     assert result.test["n"] == 12
+    assert result.summary.validation[report["metric"]] == best["validation"]
 
 
 def test_a_study_without_validation_or_test_files_selects_on_the_carve_out(tiny_model_dir, sentiment_files,

@@ -141,7 +141,7 @@ def _member_overrides(choices: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _tune(config: RunConfig, raw: dict, chosen: dict[str, Any], settings: AutoSettings, overrides: dict,
           started: float) -> dict:
-    from transferlm.experiments.tune import default_space, tune
+    from transferlm.experiments.tune import default_space, tune, with_trial_schedule
 
     budget = parse_budget(settings.time_budget) - (time.time() - started)
     run = chosen["estimate"]["seconds"]
@@ -159,11 +159,15 @@ def _tune(config: RunConfig, raw: dict, chosen: dict[str, Any], settings: AutoSe
     if not space:
         chosen["choices"].append(_choice("tune", "skipped", "every setting of the search space was given"))
         return {}
-    report = tune(build_config(data), TuneSettings(trials=trials, timeout=0.6 * budget, space=space))
+    tuning = TuneSettings(trials=trials, timeout=0.6 * budget, space=space)
+    report = tune(build_config(data), tuning)
     params = report["best"]["params"]
+    # trained with the trials' evaluation schedule, the best trial's settings keep their checkpoint as it did
+    schedule = with_trial_schedule(data, tuning)["train"]["evaluations"]
     chosen["choices"].append(_choice("tune", params, f"{trials} trials planned in 60 % of the {budget / 60:.0f} "
-                                 f"minutes left; best validation {report['best']['validation']:.4f}"))
-    return params
+                                 f"minutes left; best validation {report['best']['validation']:.4f}; trained "
+                                 f"evaluating {schedule} times, as each trial did"))
+    return {**params, "train.evaluations": schedule}
 
 
 def _choice(key: str, value: Any, why: str) -> dict[str, Any]:

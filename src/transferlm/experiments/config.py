@@ -178,7 +178,8 @@ class TuneSettings(Section):
     )
     evaluations: int = Field(
         5, gt=0, description="Validation passes per trial (the pruner's intermediate scores) unless "
-        "train.evaluations is set."
+        "train.evaluations is set; best.yaml keeps the same schedule, so that it selects its checkpoint as the "
+        "best trial did."
     )
     storage: Optional[str] = Field(
         None, description="Optuna storage URL (e.g. postgresql://user@host/db for several workers); null: "
