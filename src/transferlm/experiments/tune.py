@@ -268,7 +268,6 @@ def _write_outputs(study, out: Path, config: RunConfig, metric: str, space,
         raise ExperimentError(["no trial completed; see the logs under " + str(out / "trials")])
     best = study.best_trial
     best_config = trial_config(with_trial_schedule(config_to_dict(config), settings), best.params, out / "best-run")
-    retrain_best = settings.retrain_best
     atomic_write_text(out / "best.yaml", yaml.safe_dump(config_to_dict(best_config), sort_keys=False))
     atomic_write_text(out / "trials.csv", _trials_csv(trials, list(space)))
     report: dict[str, Any] = {
@@ -281,8 +280,8 @@ def _write_outputs(study, out: Path, config: RunConfig, metric: str, space,
         "importances": _importances(study, complete),
     }
     if config.data.test:
-        report["test"] = _test_once(best, best_config, config, retrain_best, out)
-    elif retrain_best:
+        report["test"] = _test_once(best, best_config, config, settings.retrain_best, out)
+    elif settings.retrain_best:
         report["retrained"] = _retrain(best_config, out)
     from transferlm.experiments.tune_report import write_tune_report
 
