@@ -188,8 +188,9 @@ def candidates(name: str, config: Path, out: Path) -> dict[str, list[str]]:
 
 
 def _estimates(name: str, config: Path, out: Path, specs: list[str]) -> dict[str, dict]:
-    """Each model's `transferlm rank` row. The first ranking (OUTPUT/<name>/rank) scores the models then chosen;
-    a model added later is ranked on its own (rank-<model>), its scores unaffected by the others'."""
+    """Each model's `transferlm rank --probe` row (the probe is measured too; its seconds are recorded apart, as
+    the default ranking does without it). The first ranking (OUTPUT/<name>/rank) scores the models then chosen; a
+    model added later is ranked on its own (rank-<model>), its scores unaffected by the others'."""
     estimates: dict[str, dict] = {}
     for ranking in [out / name / "rank" / "rank.json", *sorted((out / name).glob("rank-added-*/rank.json"))]:
         if ranking.is_file():
@@ -198,7 +199,7 @@ def _estimates(name: str, config: Path, out: Path, specs: list[str]) -> dict[str
     if missing:
         first = not (out / name / "rank" / "rank.json").is_file()
         folder = out / name / ("rank" if first else f"rank-added-{'-'.join(Path(m).name for m in missing)}")
-        code, _ = command(["rank", str(config), "--output", str(folder), "--models", ",".join(missing)],
+        code, _ = command(["rank", str(config), "--output", str(folder), "--models", ",".join(missing), "--probe"],
                           folder.with_suffix(".log"))
         if code != 0:
             raise SystemExit(f"{name}: rank failed; see {folder.with_suffix('.log')}")
@@ -219,8 +220,10 @@ def part_rank(name: str, config: Path, out: Path, chosen: list[str]) -> dict:
         fine = train_run(config, run_dir, extra, metric)
         estimate = estimates[specs[candidate]]
         layers = estimate.get("logme_layers") or [estimate["logme"]]
+        probe_seconds = estimate.get("probe_seconds")  # absent from a ranking made before the probe was optional
         rows[candidate] = {"logme": estimate["logme"], "logme_layer": estimate.get("layer"), "logme_last": layers[-1],
-                           "probe": estimate["probe"], "rank_seconds": estimate["seconds"], **fine}
+                           "probe": estimate["probe"], "probe_seconds": probe_seconds,
+                           "rank_seconds": estimate["seconds"] - (probe_seconds or 0.0), **fine}
     done = {c: r for c, r in rows.items() if isinstance(r.get("test"), float)}
     tests = [done[c]["test"] for c in done]
     result = {"candidates": rows,
@@ -228,9 +231,11 @@ def part_rank(name: str, config: Path, out: Path, chosen: list[str]) -> dict:
               "kendall_tau_logme_last": kendalltau([done[c]["logme_last"] for c in done], tests).statistic,
               "kendall_tau_probe": kendalltau([done[c]["probe"] for c in done], tests).statistic}
     rank_cost = sum(done[c]["rank_seconds"] for c in done)  # the candidates that were also fine-tuned
+    probe_cost = sum(done[c]["probe_seconds"] or 0.0 for c in done)
     tune_cost = sum(r.get("wall_seconds") or 0 for r in done.values())
-    result.update(rank_seconds=rank_cost, fine_tune_seconds=tune_cost,
-                  cost_ratio=rank_cost / tune_cost if tune_cost else None)
+    result.update(rank_seconds=rank_cost, probe_seconds=probe_cost, fine_tune_seconds=tune_cost,
+                  cost_ratio=rank_cost / tune_cost if tune_cost else None,
+                  cost_ratio_with_probe=(rank_cost + probe_cost) / tune_cost if tune_cost else None)
     return result
 
 

@@ -61,6 +61,23 @@ def test_rank_scores_each_candidate_and_lists_a_failed_one_last(tiny_model_dir, 
     assert "| 1 |" in (tmp_path / "rank" / "rank.md").read_text()
 
 
+def test_rank_fits_the_probe_only_when_asked(tiny_model_dir, tmp_path):
+    train = write_csv(tmp_path / "train.csv", sentiment_rows(60, seed=1))
+    base = {"data": {"train": str(train)}, "model": {"name": str(tiny_model_dir), "max_length": 32}}
+    models = [str(tiny_model_dir), f"random:{tiny_model_dir}"]
+    plain = rank(build_config({**base, "output": str(tmp_path / "plain")}), RankSettings(models=models))
+    assert all(r.probe is None and r.probe_metric == "" and r.probe_seconds is None for r in plain)
+    table = (tmp_path / "plain" / "rank.md").read_text()
+    assert "probe" not in table.splitlines()[2] and "No linear probe was fitted (rank.probe: true" in table
+    for settings in (RankSettings(models=models, probe=True), RankSettings(models=models, by="probe")):
+        probed = rank(build_config({**base, "output": str(tmp_path / settings.by)}), settings)
+        assert all(0 < r.probe_seconds < r.seconds and r.probe_metric == "accuracy" for r in probed)
+        assert [r.logme for r in sorted(probed, key=lambda r: r.model)] == [
+            r.logme for r in sorted(plain, key=lambda r: r.model)]  # the probe does not change LogME
+        assert "| probe (accuracy, 3-fold) |" in (tmp_path / settings.by / "rank.md").read_text()
+    assert [r.probe for r in probed] == sorted((r.probe for r in probed), reverse=True)  # ordered by it
+
+
 def test_rank_takes_logme_at_each_models_best_layer(tiny_model_dir, tmp_path):
     import shutil
 
@@ -97,7 +114,7 @@ def test_rank_probes_every_labelled_task(task, tiny_model_dir, tmp_path):
         train, data = write_csv(tmp_path / "train.csv", rows), {}
     config = build_config({"task": {"type": task}, "data": {"train": str(train), **data},
                            "model": {"name": str(tiny_model_dir), "max_length": 64}, "output": str(tmp_path / "r")})
-    (ranked,) = rank(config, RankSettings(models=[str(tiny_model_dir)]))
+    (ranked,) = rank(config, RankSettings(models=[str(tiny_model_dir)], probe=True))
     assert ranked.error is None and np.isfinite(ranked.logme) and np.isfinite(ranked.probe)
     assert ranked.probe_metric == {"regression": "r2", "ner": "balanced_accuracy", "qa": "balanced_accuracy"}[task]
     if task != "regression":

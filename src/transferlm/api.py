@@ -183,8 +183,8 @@ def serve(run: str | Path, settings: Any = None, **values: Any):
 
 
 def rank(config: RunConfig | dict | str | Path, settings: Any = None, **values: Any) -> ExperimentResult:
-    """``transferlm rank``: candidate models scored on the training data from frozen features (LogME and a linear
-    probe), best first, without training any; ``models=["minilm", "smollm2"]``."""
+    """``transferlm rank``: candidate models scored on the training data from frozen features (LogME; a linear
+    probe too with ``probe=True``), best first, without training any; ``models=["minilm", "smollm2"]``."""
     import pandas as pd
 
     from transferlm.experiments.config import RankSettings

@@ -47,9 +47,9 @@ def _add_experiment_commands(sub, chosen: dict) -> None:
          "report.html and report.json into --output."),
         ("rank", RankSettings, commands.cmd_rank,
          "Rank candidate pretrained models for the training data in seconds, before any fine-tuning (LogME).",
-         "Score each of --models on the training data without training it: LogME (You et al., ICML 2021) and a "
-         "cross-validated linear probe on its frozen features (mean-pooled for encoders, the last token for decoders, "
-         "per token for ner and qa). Writes rank.md and rank.json into --output."),
+         "Score each of --models on the training data without training it: LogME (You et al., ICML 2021) on its "
+         "frozen features (mean-pooled for encoders, the last token for decoders, per token for ner and qa), and "
+         "with --probe a cross-validated linear probe on them too. Writes rank.md and rank.json into --output."),
         ("auto", AutoSettings, commands.cmd_auto,
          "Profile the data, choose model, strategy and budget, train, compare with the baseline; explain each step.",
          "One command for a labelled file: infers the task (CoNLL columns: ner; SQuAD JSON: qa; text and a category: "

@@ -32,9 +32,9 @@ def sections(report: dict[str, Any]) -> list[Section]:
     found: list[Section] = [("Data", [f"Task: **{plan['task']}**, because {plan['inferred']}."],
                              [["what", "value"], *[[k, _value(v)] for k, v in profile.items()]])]
     if plan.get("ranking"):
-        rows = [["model", "LogME", "probe", "seconds", "features"]]
-        rows += [[r["model"], "failed" if r["error"] else f"{r['logme']:.4f}",
-                  "" if r["error"] else f"{r['probe']:.4f}", f"{r['seconds']:.1f}", r["features"] or r["error"]]
+        rows = [["model", "LogME", "seconds", "features"]]  # auto orders by LogME and fits no probe
+        rows += [[r["model"], "failed" if r["error"] else f"{r['logme']:.4f}", f"{r['seconds']:.1f}",
+                  r["features"] or r["error"]]
                  for r in plan["ranking"]]
         found.append(("Model ranking (frozen features, no training)", [], rows))
     choices = [["setting", "chosen", "why"]]

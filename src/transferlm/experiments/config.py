@@ -118,11 +118,21 @@ class RankSettings(Section):
     by: Literal["logme", "probe"] = Field(
         "logme", description="Order by LogME (no training at all) or by the linear probe's cross-validated score."
     )
+    probe: bool = Field(
+        False, description="Also fit a linear probe on each model's last layer (3-fold cross-validated logistic "
+        "regression, or ridge for a regression target): a second opinion beside LogME. It took half the ranking's "
+        "time on CoNLL-2003 and ranked fine-tuned results less well than LogME on 4 tasks (bench/README.md, auto); "
+        "rank.by: probe fits it.",
+    )
     layers: Literal["best", "last"] = Field(
         "best", description="LogME of the best layer of each model (the highest over its layers: fine-tuning adapts "
         "them all) or of its last layer only (LogME as published). best ranked fine-tuned results as well or better "
         "on each of 4 tasks (bench/README.md, auto).",
     )
+
+    @property
+    def fits_probe(self) -> bool:
+        return self.probe or self.by == "probe"
 
 
 class AutoSettings(Section):
