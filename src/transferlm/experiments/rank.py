@@ -256,7 +256,7 @@ def ranking_markdown(ranked: list[Ranked], task: Task, settings: RankSettings) -
              "| " + " | ".join("---" if h in ("model", "features") else "---:" for h in header) + " |"]
     for i, r in enumerate(ranked, 1):
         if r.error:
-            lines.append("| | " + r.model + f" | failed: {r.error} |" + " |" * (len(header) - 3))
+            lines.append(f"| | {r.model} | failed: {r.error} |" + " |" * (len(header) - 3))  # the other cells empty
             continue
         cells = [str(i), r.model, f"{r.logme:.4f}", *([f"{r.probe:.4f}"] if probe else []), r.features,
                  f"{r.targets:,}", f"{r.seconds:.1f}"]
