@@ -7,6 +7,11 @@ def _points(value) -> str:
     return f"{100 * value:.2f}" if isinstance(value, float) else "failed"
 
 
+def _probe_seconds(value, digits: int) -> str:
+    """The probe's seconds; a ranking made before the probe was optional counted them in its rank seconds."""
+    return "in rank s" if value is None else f"{value:.{digits}f}"
+
+
 def tables(results: dict, metrics: dict[str, str], strategy_lr: float, default_batch: int) -> str:
     """The bench/README.md tables, from the saved figures (``bench/auto.py --table``); ``metrics``: each data set's
     metric; ``strategy_lr``, ``default_batch``: full fine-tuning's rate and the batch before the task rules."""
@@ -38,18 +43,16 @@ def tables(results: dict, metrics: dict[str, str], strategy_lr: float, default_b
             for candidate, c in r["candidates"].items():
                 test = "not finished" if c.get("note") else _points(c.get("test"))
                 last = c.get("logme_last", c["logme"])
-                probe_s = "in rank s" if c.get("probe_seconds") is None else f"{c['probe_seconds']:.1f}"
                 lines.append(f"| {name} | {candidate} | {c['logme']:.4f} ({c.get('logme_layer')}) | {last:.4f} | "
-                             f"{c['probe']:.4f} | {c['rank_seconds']:.1f} | {probe_s} | {test} | "
-                             f"{c.get('wall_seconds') or ''} |")
+                             f"{c['probe']:.4f} | {c['rank_seconds']:.1f} | "
+                             f"{_probe_seconds(c.get('probe_seconds'), 1)} | {test} | {c.get('wall_seconds') or ''} |")
             last_tau = r.get("kendall_tau_logme_last", r["kendall_tau_logme"])
             with_probe = r.get("cost_ratio_with_probe")
             cost = f"ranking: {100 * (r['cost_ratio'] or 0):.1f} %" + (
                 f", {100 * with_probe:.1f} % with the probe" if with_probe and r.get("probe_seconds") else "")
             lines.append(f"| {name} | **Kendall tau** | **{r['kendall_tau_logme']:.2f}** | {last_tau:.2f} | "
                          f"{r['kendall_tau_probe']:.2f} | {r['rank_seconds']:.0f} | "
-                         f"{'in rank s' if r.get('probe_seconds') is None else format(r['probe_seconds'], '.0f')} "
-                         f"| | {r['fine_tune_seconds']:.0f} ({cost}) |")
+                         f"{_probe_seconds(r.get('probe_seconds'), 0)} | | {r['fine_tune_seconds']:.0f} ({cost}) |")
     if results.get("seeds"):
         lines += ["", *seeds_table(results["seeds"], results.get("rank", {}))]
     return "\n".join(lines)

@@ -212,9 +212,8 @@ def rank_one(spec: str, task: Task, config: RunConfig, records: list, which: str
         "last-token state" if kind == "decoder" else "mean of token states")
     last = len(every) - 1
     where = f"LogME at layer {layer} of {last}" + (" (the best)" if which == "best" else "")
-    described = f"{read}, {data.features.shape[1]} dims, max length {max_length}; {where}"
-    if with_probe:
-        described += f"; probe at layer {last}"
+    described = f"{read}, {data.features.shape[1]} dims, max length {max_length}; {where}" + (
+        f"; probe at layer {last}" if with_probe else "")
     if spec.startswith(RANDOM):
         described += "; random initialisation"
     return Ranked(spec, kind, score, probe, metric, described, len(records), len(data.targets),
